@@ -1,0 +1,61 @@
+// Incremental scanner for the gRPC length-prefixed message stream
+// (1 byte compressed flag, 4 bytes big-endian length, payload). It never copies the
+// payload: it reports where each message starts and enforces the size limit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+namespace sparkgate::grpc {
+
+inline constexpr size_t kPrefixBytes = 5;
+
+struct MessageHeader {
+  bool compressed = false;
+  uint32_t length = 0;
+};
+
+enum class FramerError {
+  kNone,
+  kTooLarge,     // a message's declared length exceeds the limit
+  kBadFlag,      // compressed flag other than 0 or 1
+};
+
+// One per direction of one stream; owned by that stream; single-threaded.
+class Framer {
+ public:
+  explicit Framer(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+
+  // Called once per message, when its 5-byte prefix is complete. `payload_offset` is the
+  // offset inside the span passed to scan() where the payload begins (it may equal
+  // span.size() when the payload starts in a later chunk).
+  using OnMessage = std::function<void(const MessageHeader&, size_t payload_offset)>;
+
+  // Advances over `data`, the next bytes of the stream. Stops at the first error and
+  // keeps returning it. `on_message` may be empty.
+  FramerError scan(std::span<const uint8_t> data, const OnMessage& on_message = {});
+
+  // True when the bytes seen so far end exactly at a message boundary.
+  bool at_boundary() const { return prefix_have_ == 0 && remaining_ == 0; }
+  uint64_t messages() const { return messages_; }
+  // The last message's declared length (valid after the first prefix).
+  const MessageHeader& last_header() const { return last_; }
+  uint64_t max_message_bytes() const { return max_message_bytes_; }
+
+ private:
+  uint64_t max_message_bytes_;
+  uint8_t prefix_[kPrefixBytes] = {};
+  size_t prefix_have_ = 0;
+  uint64_t remaining_ = 0;  // payload bytes still to skip in the current message
+  uint64_t messages_ = 0;
+  MessageHeader last_;
+  FramerError error_ = FramerError::kNone;
+};
+
+// Builds the 5-byte prefix for a payload of `length` bytes.
+std::string encode_prefix(uint32_t length, bool compressed = false);
+
+}  // namespace sparkgate::grpc

@@ -1,0 +1,46 @@
+// An ordered list of HTTP/2 header fields, as received or to be submitted.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sparkgate::http2 {
+
+class HeaderMap {
+ public:
+  void add(std::string name, std::string value) {
+    bytes_ += name.size() + value.size();
+    fields_.emplace_back(std::move(name), std::move(value));
+  }
+  // First value of `name` (lower-case), or nullptr.
+  const std::string* find(std::string_view name) const;
+  // Replaces all values of `name` by one, or adds it.
+  void set(std::string_view name, std::string value);
+  void remove(std::string_view name);
+
+  const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
+  size_t size() const { return fields_.size(); }
+  // Sum of names and values, the figure limits are checked against.
+  size_t bytes() const { return bytes_; }
+  void clear() {
+    fields_.clear();
+    bytes_ = 0;
+  }
+
+  // nghttp2_nv views into this map; valid while the map is alive and unchanged.
+  std::vector<nghttp2_nv> to_nv() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+  size_t bytes_ = 0;
+};
+
+// True for connection-specific fields that must not be forwarded between hops
+// (RFC 9113 §8.2.2) and for "host", which HTTP/2 carries as :authority.
+bool is_hop_by_hop(std::string_view name);
+
+}  // namespace sparkgate::http2

@@ -1,0 +1,102 @@
+// The downstream side: an nghttp2 server session for one client connection. It turns
+// HTTP/2 events into calls on one ServerStreamHandler per stream and offers the
+// handler the calls it needs to answer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "http2/header_map.h"
+#include "http2/session.h"
+
+namespace sparkgate::http2 {
+
+class ServerSession;
+
+// One request stream, as the proxy sees it. All calls arrive on the session's thread,
+// from inside nghttp2 callbacks: implementations must not call back into nghttp2
+// synchronously except through ServerSession's own methods, which only schedule.
+class ServerStreamHandler {
+ public:
+  virtual ~ServerStreamHandler() = default;
+  // The complete request header block. `end_stream` if the request has no body.
+  virtual void on_request_headers(HeaderMap headers, bool end_stream) = 0;
+  // A chunk of request body. The bytes are valid only during the call.
+  virtual void on_request_data(const uint8_t* data, size_t n) = 0;
+  // The client half-closed the stream.
+  virtual void on_request_end() = 0;
+  // The stream is gone: `error_code` 0 after a normal end, else the RST_STREAM code (or
+  // NGHTTP2_CANCEL when the connection was lost). No further calls follow.
+  virtual void on_stream_closed(uint32_t error_code) = 0;
+  // nghttp2 asks for up to `length` bytes of response body. Return bytes copied; set
+  // NGHTTP2_DATA_FLAG_EOF (and NO_END_STREAM when trailers follow) in `data_flags`, or
+  // return NGHTTP2_ERR_DEFERRED when nothing is buffered yet.
+  virtual ssize_t read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) = 0;
+};
+
+struct ServerSessionOptions {
+  uint32_t stream_window_bytes = 1u << 20;
+  uint32_t connection_window_bytes = 16u << 20;
+  uint32_t max_concurrent_streams = 1000;
+  uint32_t max_header_list_bytes = 64u << 10;
+};
+
+class ServerSession final : public Session {
+ public:
+  // Creates the handler for a new stream; it may return nullptr to refuse the stream.
+  using HandlerFactory = std::function<std::shared_ptr<ServerStreamHandler>(ServerSession&, int32_t stream_id)>;
+
+  ServerSession(boost::asio::any_io_executor executor, std::unique_ptr<Transport> transport,
+                const ServerSessionOptions& options, HandlerFactory factory);
+
+  // Sends the server preface and starts reading. Call once.
+  void start();
+
+  // Submits response headers. With `has_body`, the body is pulled from the handler's
+  // read_response_body; without, the HEADERS frame ends the stream (trailers-only).
+  // Safe from inside callbacks (schedules the write). Returns an nghttp2 error code.
+  int submit_response(int32_t stream_id, const HeaderMap& headers, bool has_body);
+  // Submits trailers after the body; call from read_response_body when the body ends
+  // (with NGHTTP2_DATA_FLAG_NO_END_STREAM set), or any time after the body finished.
+  int submit_trailers(int32_t stream_id, const HeaderMap& trailers);
+
+  // Graceful shutdown: a shutdown notice now, the final GOAWAY one round trip later.
+  // The connection closes when its streams are done.
+  void begin_drain();
+
+  size_t active_streams() const { return streams_.size(); }
+  const std::string& peer() const { return transport_->peer(); }
+
+  // Called when the connection has ended, after every stream was told.
+  std::function<void()> on_finished;
+
+ private:
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
+  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t,
+                       uint8_t, void*);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int on_data_chunk_recv(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+
+  void on_connection_closed(const std::string& reason) override;
+  bool on_first_read(const uint8_t* data, size_t n) override;
+  void after_nghttp2_call() override { graveyard_.clear(); }
+
+  struct StreamState {
+    std::shared_ptr<ServerStreamHandler> handler;
+    HeaderMap headers;
+    bool headers_too_large = false;
+  };
+  StreamState* find(int32_t stream_id);
+
+  ServerSessionOptions options_;
+  HandlerFactory factory_;
+  std::unordered_map<int32_t, std::unique_ptr<StreamState>> streams_;
+  // Handlers released inside callbacks die here, after nghttp2 returns.
+  std::vector<std::shared_ptr<ServerStreamHandler>> graveyard_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+};
+
+}  // namespace sparkgate::http2

@@ -1,0 +1,84 @@
+// The part of an HTTP/2 connection that server and client sides share: an nghttp2
+// session over a Transport, the read loop, and write scheduling.
+//
+// Threading: a Session lives on one worker's io_context; every method must be called
+// on that thread. Lifetime: owned by shared_ptr; asynchronous handlers hold a reference.
+//
+// Re-entrancy rule (DESIGN.md §6): nghttp2_session_mem_send/mem_recv are only called
+// from this class's own asio handlers, never from inside an nghttp2 callback. Everything
+// another object may call (consume, resume_data, reset_stream, signal_write) only
+// records work and schedules a write.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http2/transport.h"
+
+namespace sparkgate::http2 {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(boost::asio::any_io_executor executor, std::string name);
+  virtual ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Schedules a flush of whatever nghttp2 has to send. Safe from inside callbacks.
+  void signal_write();
+  // Returns `n` received bytes of `stream_id` to the peer's flow-control window (stream
+  // and connection; connection only if the stream is gone). Safe from inside callbacks
+  // of any session: it only schedules the WINDOW_UPDATE.
+  void consume(int32_t stream_id, size_t n);
+  // Tells nghttp2 that a deferred body has data again. Safe from inside callbacks.
+  void resume_data(int32_t stream_id);
+  // Sends RST_STREAM with `error_code`. Safe from inside callbacks.
+  void reset_stream(int32_t stream_id, uint32_t error_code);
+  // Closes the connection now: every stream is told it is gone.
+  void close(const std::string& reason);
+
+  bool is_closed() const { return closed_; }
+  const std::string& name() const { return name_; }
+  boost::asio::any_io_executor executor() const { return executor_; }
+  nghttp2_session* raw() const { return session_; }
+
+ protected:
+  // Starts reading; the transport and session_ must be set.
+  void start_io();
+  // Called once when the connection is gone (EOF, error, or close()); the subclass tells
+  // its streams. May run inside an asio handler, never inside an nghttp2 callback.
+  virtual void on_connection_closed(const std::string& reason) = 0;
+  // Lets the server side look at the very first bytes (HTTP/1.1 detection). Returns
+  // false if it has taken over the connection.
+  virtual bool on_first_read(const uint8_t* data, size_t n) { return true; }
+  // Called after every batch of nghttp2 work, outside callbacks: the place to free
+  // objects that callbacks released.
+  virtual void after_nghttp2_call() {}
+  // Sends raw bytes (bypassing nghttp2) then closes. For non-HTTP/2 replies.
+  void write_raw_and_close(std::string bytes, const std::string& reason);
+
+  nghttp2_session* session_ = nullptr;
+  std::unique_ptr<Transport> transport_;
+
+ private:
+  void do_read();
+  void do_write();
+  void maybe_finish();
+
+  boost::asio::any_io_executor executor_;
+  std::string name_;
+  std::vector<uint8_t> read_buf_;
+  std::string out_buf_;
+  bool reading_started_ = false;
+  bool first_read_ = true;
+  bool writing_ = false;
+  bool write_scheduled_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace sparkgate::http2

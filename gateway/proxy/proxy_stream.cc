@@ -1,0 +1,405 @@
+#include "proxy/proxy_stream.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "routing/router.h"
+#include "upstream/conn_pool.h"
+
+namespace sparkgate::proxy {
+
+namespace {
+// Once session_id and user_context are known, the scan waits at most this long in bytes
+// for the optional envelope fields (client_type, operation_id) before routing. Clients
+// write fields in number order, so for ExecutePlan these follow the plan; waiting for
+// them would hold a large plan.
+constexpr size_t kOptionalFieldBudget = 16 * 1024;
+
+http2::HeaderMap trailers_only(grpc::StatusCode code, const std::string& message) {
+  http2::HeaderMap h;
+  h.add(":status", "200");
+  h.add("content-type", "application/grpc");
+  h.add("grpc-status", std::to_string(static_cast<int>(code)));
+  h.add("grpc-message", grpc::percent_encode(message));
+  return h;
+}
+
+std::string http2_error_name(uint32_t code) { return nghttp2_http2_strerror(code); }
+}  // namespace
+
+ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context)
+    : downstream_(&downstream),
+      down_id_(stream_id),
+      ctx_(std::move(context)),
+      started_(std::chrono::steady_clock::now()),
+      req_framer_(ctx_.config->limits.max_message_bytes),
+      resp_framer_(ctx_.config->limits.max_message_bytes) {}
+
+std::string ProxyStream::backend_label() const { return backend_.empty() ? "-" : backend_; }
+
+// ---------------------------------------------------------------------------------------
+// Downstream → upstream
+
+void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
+  const std::string* method = headers.find(":method");
+  const std::string* path = headers.find(":path");
+  const std::string* content_type = headers.find("content-type");
+  if (!method || *method != "POST") {
+    reply_http(405, grpc::StatusCode::kUnimplemented,
+               "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST");
+    return;
+  }
+  if (!content_type || !content_type->starts_with("application/grpc")) {
+    reply_http(415, grpc::StatusCode::kInvalidArgument,
+               "content-type '" + (content_type ? *content_type : std::string()) +
+                   "' is not gRPC: sparkgate expects application/grpc");
+    return;
+  }
+  rpc_ = path ? spark::find_rpc_by_path(*path) : nullptr;
+  if (!rpc_) {
+    reply_local(grpc::StatusCode::kUnimplemented,
+                "unknown method '" + (path ? *path : std::string()) +
+                    "': sparkgate serves spark.connect.SparkConnectService");
+    return;
+  }
+  // The upstream request: pseudo-headers first, then the client's metadata as it came,
+  // minus what is specific to the downstream connection.
+  upstream_headers_.add(":method", "POST");
+  upstream_headers_.add(":scheme", "http");
+  const std::string* authority = headers.find(":authority");
+  upstream_headers_.add(":authority", authority ? *authority : std::string("sparkgate"));
+  upstream_headers_.add(":path", *path);
+  for (const auto& [name, value] : headers.fields()) {
+    if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
+    upstream_headers_.add(name, value);
+  }
+  upstream_headers_.add("te", "trailers");
+  phase_ = Phase::kInspecting;
+  if (end_stream) {
+    reply_local(grpc::StatusCode::kInvalidArgument, "the request has no message");
+  }
+}
+
+void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
+  if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone || phase_ == Phase::kHeaders) {
+    consume_downstream(n);
+    return;
+  }
+  const uint64_t chunk_start = req_offset_;
+  auto err = req_framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+    if (req_framer_.messages() != 1) return;
+    first_payload_start_ = chunk_start + payload_offset;
+    if (!h.compressed) scanner_.emplace(*rpc_, h.length);
+  });
+  req_offset_ += n;
+  if (err == grpc::FramerError::kTooLarge) {
+    consume_downstream(n);
+    reply_local(grpc::StatusCode::kResourceExhausted,
+                "request message of " + std::to_string(req_framer_.last_header().length) +
+                    " bytes exceeds the gateway limit of " + std::to_string(ctx_.config->limits.max_message_bytes) +
+                    " bytes (limits.max_message_bytes)");
+    return;
+  }
+  if (err == grpc::FramerError::kBadFlag) {
+    consume_downstream(n);
+    reply_local(grpc::StatusCode::kInvalidArgument, "malformed gRPC framing: invalid compressed flag");
+    return;
+  }
+  if (req_framer_.messages() >= 1 && req_framer_.last_header().compressed && !scanner_) {
+    consume_downstream(n);
+    reply_local(grpc::StatusCode::kInvalidArgument,
+                "compressed request messages are not supported: sparkgate must read the Spark session envelope; "
+                "turn off request compression in the client");
+    return;
+  }
+  // Feed the part of this chunk that belongs to the first message's payload; the scanner
+  // sees every byte of it once, so a repeated envelope field later on is caught too.
+  if (scanner_ && !scanner_->finished()) {
+    uint64_t want_from = first_payload_start_ + scanner_->consumed();
+    if (want_from >= chunk_start && want_from < chunk_start + n) {
+      size_t off = static_cast<size_t>(want_from - chunk_start);
+      size_t len = static_cast<size_t>(std::min<uint64_t>(n - off, scanner_->remaining()));
+      if (!scanner_->feed({data + off, len})) {
+        consume_downstream(n);
+        reply_local(grpc::StatusCode::kInvalidArgument,
+                    "cannot read the Spark request envelope of " + std::string(rpc_->name) + ": " + scanner_->error());
+        return;
+      }
+    }
+  }
+  req_buf_.append(data, n);
+  if (phase_ == Phase::kInspecting) {
+    try_route();
+  } else if (phase_ == Phase::kForwarding) {
+    if (auto up = upstream_.lock()) up->resume_data(up_id_);
+  }
+}
+
+void ProxyStream::on_request_end() {
+  req_end_ = true;
+  if (phase_ == Phase::kInspecting) {
+    try_route();
+  } else if (phase_ == Phase::kForwarding) {
+    if (auto up = upstream_.lock()) up->resume_data(up_id_);
+  }
+}
+
+void ProxyStream::try_route() {
+  const auto& limits = ctx_.config->limits;
+  bool ready = false;
+  if (scanner_) {
+    if (scanner_->complete()) ready = true;
+    else if (scanner_->routable() && (req_end_ || scanner_->consumed() >= kOptionalFieldBudget)) ready = true;
+    else if (scanner_->finished()) {
+      reply_local(grpc::StatusCode::kInvalidArgument,
+                  std::string(rpc_->name) + " request has no session_id");
+      return;
+    }
+  }
+  if (!ready) {
+    if (req_end_) {
+      reply_local(grpc::StatusCode::kInvalidArgument,
+                  "the request stream ended before its first message was complete");
+    } else if (req_buf_.size() >= limits.max_envelope_scan_bytes) {
+      reply_local(grpc::StatusCode::kInvalidArgument,
+                  "the Spark session envelope (session_id, user_context) was not found in the first " +
+                      std::to_string(limits.max_envelope_scan_bytes) + " bytes of the " + std::string(rpc_->name) +
+                      " request (limits.max_envelope_scan_bytes)");
+    }
+    return;
+  }
+  scanner_->freeze();
+  const auto& env = scanner_->envelope();
+  if (env.session_id.empty()) {
+    reply_local(grpc::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
+    return;
+  }
+  routing::RouteDecision decision;
+  auto status = ctx_.router->route(*ctx_.config, *rpc_, env, upstream_headers_, decision);
+  if (!status.ok()) {
+    reply_local(status.code, status.message);
+    return;
+  }
+  backend_ = decision.backend.to_string();
+  spdlog::debug("rpc={} {} cluster={} backend={}", rpc_->name, env.describe(), decision.cluster, backend_);
+  connect_upstream(decision.backend);
+}
+
+void ProxyStream::connect_upstream(const config::Endpoint& backend) {
+  phase_ = Phase::kConnecting;
+  ctx_.pools->get(backend).acquire([self = shared_from_this()](http2::ClientSession* session, const std::string& error) {
+    if (self->phase_ != Phase::kConnecting) return;  // the client went away meanwhile
+    if (!session) {
+      self->reply_local(grpc::StatusCode::kUnavailable,
+                        "backend " + self->backend_ + " is unreachable: " + error);
+      return;
+    }
+    int32_t id = session->submit_request(self->upstream_headers_, true, self);
+    if (id < 0) {
+      self->reply_local(grpc::StatusCode::kUnavailable, "cannot open a stream to backend " + self->backend_ + ": " +
+                                                            nghttp2_strerror(id));
+      return;
+    }
+    self->up_id_ = id;
+    self->upstream_ = session->shared_from_this();
+    self->upstream_open_ = true;
+    self->phase_ = Phase::kForwarding;
+  });
+}
+
+ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) {
+  if (phase_ != Phase::kForwarding) {
+    // The RPC ended locally; the upstream stream is being reset.
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 0;
+  }
+  size_t n = req_buf_.read(buf, length);
+  consume_downstream(n);
+  if (req_buf_.empty()) {
+    if (req_end_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      req_buf_.release();
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void ProxyStream::on_stream_closed(uint32_t error_code) {
+  // Whatever the client sent that never left is returned to the connection window.
+  consume_downstream(req_buf_.size());
+  req_buf_.release();
+  downstream_ = nullptr;
+  if (!upstream_done_ && upstream_open_) {
+    spdlog::debug("rpc={} backend={}: client ended the stream early ({}); cancelling upstream",
+                  rpc_ ? rpc_->name : "-", backend_label(), http2_error_name(error_code));
+    cancel_upstream();
+  }
+  // Response bytes that will never be sent go back to the backend's window.
+  consume_upstream(resp_buf_.size());
+  resp_buf_.release();
+  if (phase_ != Phase::kDone && rpc_ && scanner_ && rpc_->rpc == spark::Rpc::kReleaseSession &&
+      final_status_ == "0") {
+    ctx_.router->forget_session(scanner_->envelope().user_id, scanner_->envelope().session_id);
+  }
+  phase_ = Phase::kDone;
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream → downstream
+
+void ProxyStream::on_response_headers(http2::HeaderMap headers, bool end_stream) {
+  if (!downstream_) return;
+  http2::HeaderMap out;
+  for (auto& [name, value] : headers.fields()) {
+    if (http2::is_hop_by_hop(name)) continue;
+    if (name == "grpc-status") final_status_ = value;
+    out.add(name, value);
+  }
+  resp_headers_sent_ = true;
+  if (end_stream) {
+    // Trailers-only response: one HEADERS frame with END_STREAM, as the backend sent it.
+    resp_end_ = true;
+    upstream_done_ = true;
+    downstream_->submit_response(down_id_, out, false);
+    return;
+  }
+  downstream_->submit_response(down_id_, out, true);
+}
+
+void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
+  if (!downstream_ || phase_ == Phase::kLocalReply) {
+    consume_upstream(n);
+    return;
+  }
+  if (resp_framer_.scan({data, n}) == grpc::FramerError::kTooLarge) {
+    consume_upstream(n);
+    reply_local(grpc::StatusCode::kResourceExhausted,
+                "response message of " + std::to_string(resp_framer_.last_header().length) +
+                    " bytes from backend " + backend_ + " exceeds the gateway limit of " +
+                    std::to_string(ctx_.config->limits.max_message_bytes) + " bytes (limits.max_message_bytes)");
+    return;
+  }
+  resp_buf_.append(data, n);
+  downstream_->resume_data(down_id_);
+}
+
+void ProxyStream::on_response_trailers(http2::HeaderMap trailers) {
+  upstream_done_ = true;
+  if (!downstream_ || phase_ == Phase::kLocalReply) return;
+  http2::HeaderMap out;
+  for (auto& [name, value] : trailers.fields()) {
+    if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
+    if (name == "grpc-status") final_status_ = value;
+    out.add(name, value);
+  }
+  resp_trailers_ = std::move(out);
+  resp_end_ = true;
+  downstream_->resume_data(down_id_);
+}
+
+void ProxyStream::on_upstream_closed(uint32_t error_code, const std::string& connection_error) {
+  upstream_open_ = false;
+  bool was_done = upstream_done_;
+  upstream_done_ = true;
+  if (!downstream_ || phase_ == Phase::kLocalReply || phase_ == Phase::kDone || was_done) return;
+  if (error_code == NGHTTP2_REFUSED_STREAM && connection_error.empty() && !resp_headers_sent_) {
+    // The backend did not process the stream (RFC 9113 §8.7); gRPC clients retry it
+    // transparently.
+    spdlog::debug("rpc={} backend={}: stream refused upstream; refusing downstream", rpc_->name, backend_);
+    downstream_->reset_stream(down_id_, NGHTTP2_REFUSED_STREAM);
+    phase_ = Phase::kDone;
+    return;
+  }
+  std::string why = connection_error.empty()
+                        ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
+                        : "closed the connection (" + connection_error + ")";
+  reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_->name));
+}
+
+ssize_t ProxyStream::read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) {
+  size_t n = resp_buf_.read(buf, length);
+  consume_upstream(n);
+  if (resp_buf_.empty()) {
+    if (resp_end_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (resp_trailers_ && downstream_) {
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        downstream_->submit_trailers(down_id_, *resp_trailers_);
+        resp_trailers_.reset();
+      }
+      resp_buf_.release();
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+// ---------------------------------------------------------------------------------------
+// Local replies and cleanup
+
+void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message) {
+  if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
+  bool was_forwarding = phase_ == Phase::kForwarding || phase_ == Phase::kConnecting;
+  phase_ = Phase::kLocalReply;
+  final_status_ = std::to_string(static_cast<int>(code));
+  spdlog::debug("rpc={} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-", backend_label(),
+                grpc::status_name(code), message);
+  if (was_forwarding) cancel_upstream();
+  consume_downstream(req_buf_.size());
+  req_buf_.release();
+  if (!downstream_) return;
+  if (!resp_headers_sent_) {
+    resp_headers_sent_ = true;
+    resp_end_ = true;
+    downstream_->submit_response(down_id_, trailers_only(code, message), false);
+    return;
+  }
+  // Headers (and maybe messages) already went out: end with trailers. A message cut in
+  // half is dropped rather than delivered torn.
+  if (!resp_framer_.at_boundary()) {
+    consume_upstream(resp_buf_.size());
+    resp_buf_.clear();
+  }
+  http2::HeaderMap t;
+  t.add("grpc-status", std::to_string(static_cast<int>(code)));
+  t.add("grpc-message", grpc::percent_encode(message));
+  resp_trailers_ = std::move(t);
+  resp_end_ = true;
+  downstream_->resume_data(down_id_);
+}
+
+void ProxyStream::reply_http(int status, grpc::StatusCode code, const std::string& message) {
+  phase_ = Phase::kLocalReply;
+  final_status_ = std::to_string(static_cast<int>(code));
+  if (!downstream_) return;
+  http2::HeaderMap h;
+  h.add(":status", std::to_string(status));
+  h.add("content-type", "application/grpc");
+  h.add("grpc-status", std::to_string(static_cast<int>(code)));
+  h.add("grpc-message", grpc::percent_encode(message));
+  resp_headers_sent_ = true;
+  resp_end_ = true;
+  downstream_->submit_response(down_id_, h, false);
+}
+
+void ProxyStream::cancel_upstream() {
+  if (!upstream_open_) return;
+  upstream_open_ = false;
+  upstream_done_ = true;
+  if (auto up = upstream_.lock()) up->reset_stream(up_id_, NGHTTP2_CANCEL);
+}
+
+void ProxyStream::consume_downstream(size_t n) {
+  if (n && downstream_) downstream_->consume(down_id_, n);
+}
+
+void ProxyStream::consume_upstream(size_t n) {
+  if (n == 0) return;
+  if (auto up = upstream_.lock()) up->consume(up_id_, n);
+}
+
+}  // namespace sparkgate::proxy

@@ -1,0 +1,25 @@
+// Process-wide state shared by all workers: the current config snapshot, the router and
+// its session table, the TLS contexts of the listeners.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/ssl.hpp>
+
+#include "config/config.h"
+#include "routing/router.h"
+
+namespace sparkgate::server {
+
+struct GatewayState {
+  // Swapped atomically on reload; a stream keeps the snapshot it started with.
+  std::atomic<std::shared_ptr<const config::Config>> config;
+  routing::Router router;
+  // One entry per listener of the startup config; null for plain h2c listeners.
+  std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
+  std::atomic<bool> draining{false};
+};
+
+}  // namespace sparkgate::server

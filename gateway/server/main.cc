@@ -1,0 +1,156 @@
+// sparkgate: a gateway for Apache Spark Connect.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "admin/admin_server.h"
+#include "config/config_loader.h"
+#include "server/gateway_state.h"
+#include "server/tls.h"
+#include "server/worker.h"
+
+#ifndef SPARKGATE_VERSION
+#define SPARKGATE_VERSION "dev"
+#endif
+
+namespace {
+
+using namespace sparkgate;
+
+int check_config(const std::string& path) {
+  auto result = config::load_config_file(path);
+  for (const auto& e : result.errors) std::cerr << e.to_string() << "\n";
+  if (!result.config) return 1;
+  // TLS material must also load, not just exist.
+  int rc = 0;
+  for (const auto& l : result.config->listeners) {
+    if (!l.tls) continue;
+    std::string error;
+    if (!server::make_server_tls_context(*l.tls, error)) {
+      std::cerr << path << ": listener " << l.address.to_string() << ": " << error << "\n";
+      rc = 1;
+    }
+  }
+  if (rc == 0) std::cout << path << ": OK\n";
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sparkgate: a gateway for Apache Spark Connect"};
+  std::string config_path;
+  bool check_only = false;
+  unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+  std::string log_level;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_flag("--check-config", check_only, "validate the configuration and exit (0: valid, 1: errors)");
+  app.add_option("-w,--workers", workers, "worker threads (default: number of cores)")->check(CLI::Range(1u, 256u));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides log.level)");
+  app.set_version_flag("--version", std::string("sparkgate ") + SPARKGATE_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  if (check_only) return check_config(config_path);
+
+  // Logs go to stderr; stdout is kept for the access log.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("sparkgate"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  auto loaded = config::load_config_file(config_path);
+  if (!loaded.config) {
+    for (const auto& e : loaded.errors) spdlog::error("{}", e.to_string());
+    return 1;
+  }
+  auto cfg = loaded.config;
+  spdlog::set_level(spdlog::level::from_str(log_level.empty() ? cfg->log_level : log_level));
+
+  // Block the signals before any thread starts so that only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  server::GatewayState state;
+  state.config.store(cfg);
+  for (const auto& l : cfg->listeners) {
+    if (!l.tls) {
+      state.tls.push_back(nullptr);
+      continue;
+    }
+    std::string error;
+    auto ctx = server::make_server_tls_context(*l.tls, error);
+    if (!ctx) {
+      spdlog::error("{}: listener {}: {}", config_path, l.address.to_string(), error);
+      return 1;
+    }
+    state.tls.push_back(ctx);
+  }
+
+  std::vector<std::unique_ptr<server::Worker>> pool;
+  for (unsigned i = 0; i < workers; ++i) {
+    auto w = std::make_unique<server::Worker>(static_cast<int>(i), state);
+    std::string error;
+    if (!w->bind(*cfg, error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+    pool.push_back(std::move(w));
+  }
+  admin::AdminServer admin(cfg->admin.address, {[&state] { return !state.draining.load(); }});
+  {
+    std::string error;
+    if (!admin.start(error)) {
+      spdlog::error("{}", error);
+      return 1;
+    }
+  }
+  for (auto& w : pool) w->start();
+  for (const auto& l : cfg->listeners)
+    spdlog::info("sparkgate {} listening on {} ({}), {} workers", SPARKGATE_VERSION, l.address.to_string(),
+                 l.tls ? "TLS, ALPN h2" : "h2c", workers);
+  spdlog::info("admin listening on {}", cfg->admin.address.to_string());
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      auto next = config::load_config_file(config_path);
+      if (!next.config) {
+        for (const auto& e : next.errors) spdlog::error("reload rejected: {}", e.to_string());
+        spdlog::error("configuration reload failed; still running the previous configuration");
+        continue;
+      }
+      // Listener, admin and TLS changes need a restart; routes, clusters and limits apply
+      // to new streams at once.
+      state.config.store(next.config);
+      spdlog::info("configuration reloaded from {}", config_path);
+      continue;
+    }
+    break;
+  }
+
+  spdlog::info("draining: no new connections; waiting up to {} ms for open streams",
+               state.config.load()->drain.timeout.count());
+  state.draining = true;
+  for (auto& w : pool) w->drain();
+  auto deadline = std::chrono::steady_clock::now() + state.config.load()->drain.timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    size_t open = 0;
+    for (auto& w : pool) open += w->connections();
+    if (open == 0) break;
+    // A second signal during the drain stops at once.
+    timespec wait{0, 100 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) break;
+  }
+  for (auto& w : pool) w->stop();
+  admin.stop();
+  spdlog::info("sparkgate stopped");
+  return 0;
+}

@@ -1,0 +1,169 @@
+#include "server/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/proxy_stream.h"
+
+namespace sparkgate::server {
+
+namespace {
+constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+
+upstream::PoolOptions pool_options(const config::Config& c) {
+  upstream::PoolOptions o;
+  o.connect_timeout = c.upstream.connect_timeout;
+  o.max_connections = c.upstream.max_connections_per_backend;
+  o.session.stream_window_bytes = c.http2.stream_window_bytes;
+  o.session.connection_window_bytes = c.http2.connection_window_bytes;
+  return o;
+}
+}  // namespace
+
+Worker::Worker(int index, GatewayState& state)
+    : index_(index),
+      state_(state),
+      work_(boost::asio::make_work_guard(io_)),
+      pools_(io_.get_executor(), pool_options(*state.config.load())) {}
+
+Worker::~Worker() { stop(); }
+
+bool Worker::bind(const config::Config& config, std::string& error) {
+  for (const auto& l : config.listeners) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(l.address.host, ec);
+    if (ec) {
+      // Listeners bind addresses, not names.
+      error = "listener " + l.address.to_string() + ": '" + l.address.host + "' is not an IP address";
+      return false;
+    }
+    boost::asio::ip::tcp::endpoint ep(address, l.address.port);
+    auto acc = std::make_unique<boost::asio::ip::tcp::acceptor>(io_);
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(boost::asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(boost::asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      error = "cannot listen on " + l.address.to_string() + ": " + ec.message();
+      return false;
+    }
+    acceptors_.push_back(std::move(acc));
+  }
+  return true;
+}
+
+void Worker::start() {
+  for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), ("sparkgate-w" + std::to_string(index_)).substr(0, 15).c_str());
+    io_.run();
+  });
+}
+
+void Worker::accept(size_t i) {
+  acceptors_[i]->async_accept([this, i](const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket) {
+    if (ec == boost::asio::error::operation_aborted || !acceptors_[i]->is_open()) return;
+    if (ec) {
+      // EMFILE and friends: keep the listener alive, try again shortly.
+      spdlog::warn("worker {}: accept failed: {}", index_, ec.message());
+      auto timer = std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, i, timer](const boost::system::error_code&) {
+        if (acceptors_[i]->is_open()) accept(i);
+      });
+      return;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+    auto tls = i < state_.tls.size() ? state_.tls[i] : nullptr;
+    if (!tls) {
+      start_session(std::make_unique<http2::TcpTransport>(std::move(socket)));
+    } else {
+      auto stream = std::make_unique<http2::TlsTransport::Stream>(std::move(socket), *tls);
+      auto* raw = stream.get();
+      auto timer = std::make_shared<boost::asio::steady_timer>(io_, kTlsHandshakeTimeout);
+      timer->async_wait([raw_weak = raw, timer](const boost::system::error_code& e) {
+        if (!e) {
+          boost::system::error_code ign;
+          raw_weak->next_layer().close(ign);
+        }
+      });
+      auto holder = std::make_shared<std::unique_ptr<http2::TlsTransport::Stream>>(std::move(stream));
+      raw->async_handshake(boost::asio::ssl::stream_base::server,
+                           [this, holder, timer](const boost::system::error_code& hec) {
+                             timer->cancel();
+                             if (hec) {
+                               spdlog::debug("worker {}: TLS handshake failed: {}", index_, hec.message());
+                               return;
+                             }
+                             start_session(std::make_unique<http2::TlsTransport>(std::move(*holder)));
+                           });
+    }
+    accept(i);
+  });
+}
+
+void Worker::start_session(std::unique_ptr<http2::Transport> transport) {
+  auto cfg = state_.config.load();
+  http2::ServerSessionOptions opts;
+  opts.stream_window_bytes = cfg->http2.stream_window_bytes;
+  opts.connection_window_bytes = cfg->http2.connection_window_bytes;
+  opts.max_concurrent_streams = cfg->http2.max_concurrent_streams;
+  opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
+  auto session = std::make_shared<http2::ServerSession>(
+      io_.get_executor(), std::move(transport), opts, [this](http2::ServerSession& s, int32_t id) {
+        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_};
+        return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
+      });
+  std::weak_ptr<http2::ServerSession> weak = session;
+  session->on_finished = [this, weak] {
+    // Runs inside the session; erase after it returns.
+    boost::asio::post(io_, [this, weak] {
+      if (auto s = weak.lock()) {
+        sessions_.erase(s);
+        connections_ = sessions_.size();
+      }
+    });
+  };
+  sessions_.insert(session);
+  connections_ = sessions_.size();
+  session->start();
+  if (state_.draining) session->begin_drain();
+}
+
+void Worker::drain() {
+  boost::asio::post(io_, [this] {
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+    for (auto& s : sessions_) s->begin_drain();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  boost::asio::post(io_, [this] {
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+    // Copy: close() reaches on_finished, which edits the set (via post, but be safe).
+    auto sessions = sessions_;
+    for (auto& s : sessions) s->close("gateway stopping");
+    sessions_.clear();
+    connections_ = 0;
+    work_.reset();
+  });
+  // Give closing connections a moment to flush, then stop whatever is still pending.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!io_.stopped() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  io_.stop();
+  thread_.join();
+}
+
+}  // namespace sparkgate::server

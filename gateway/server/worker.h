@@ -1,0 +1,53 @@
+// A worker: one thread, one io_context, its own SO_REUSEPORT acceptor per listener, its
+// downstream connections, and its upstream connection pools. Nothing in a worker is
+// touched by another thread except through post().
+#pragma once
+
+#include <boost/asio.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "http2/server_session.h"
+#include "server/gateway_state.h"
+#include "upstream/conn_pool.h"
+
+namespace sparkgate::server {
+
+class Worker {
+ public:
+  Worker(int index, GatewayState& state);
+  ~Worker();
+
+  // Binds this worker's acceptors (SO_REUSEPORT) for every listener of the config.
+  // Returns false with `error` naming the address on failure. Call before start().
+  bool bind(const config::Config& config, std::string& error);
+  // Starts the thread.
+  void start();
+  // Stops accepting and asks every connection to finish (GOAWAY). Thread-safe.
+  void drain();
+  // Stops the io_context and joins the thread. Thread-safe; call once.
+  void stop();
+  // Open downstream connections (updated on the worker thread, read from any thread).
+  size_t connections() const { return connections_.load(); }
+
+ private:
+  void accept(size_t listener_index);
+  void start_session(std::unique_ptr<http2::Transport> transport);
+
+  int index_;
+  GatewayState& state_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  upstream::PoolSet pools_;
+  std::unordered_set<std::shared_ptr<http2::ServerSession>> sessions_;
+  std::atomic<size_t> connections_{0};
+  std::thread thread_;
+};
+
+}  // namespace sparkgate::server

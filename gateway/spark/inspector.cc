@@ -1,0 +1,206 @@
+#include "spark/inspector.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
+#include <algorithm>
+
+#include "spark_view.pb.h"
+
+namespace sparkgate::spark {
+
+namespace {
+using google::protobuf::internal::WireFormatLite;
+constexpr int kSessionIdField = view::ExecutePlanRequest::kSessionIdFieldNumber;
+constexpr int kUserContextField = view::ExecutePlanRequest::kUserContextFieldNumber;
+// A tag is at most 5 bytes and a varint at most 10.
+constexpr size_t kMaxHeaderBytes = 15;
+}  // namespace
+
+std::string Envelope::describe() const {
+  std::string s = "session=" + session_id + " user=" + user_id;
+  if (client_type) s += " client_type=\"" + *client_type + "\"";
+  if (operation_id) s += " operation=" + *operation_id;
+  return s;
+}
+
+EnvelopeScanner::EnvelopeScanner(const RpcInfo& rpc, uint64_t message_length, uint32_t max_field_bytes)
+    : rpc_(rpc), message_length_(message_length), max_field_bytes_(max_field_bytes) {}
+
+bool EnvelopeScanner::fail(std::string reason) {
+  if (error_.empty()) error_ = std::move(reason);
+  return false;
+}
+
+bool EnvelopeScanner::routable() const {
+  if (!error_.empty() || !seen_session_) return false;
+  return envelope_.has_user_context || highest_field_seen_ > kUserContextField || finished();
+}
+
+bool EnvelopeScanner::complete() const {
+  if (!error_.empty()) return false;
+  if (finished()) return true;
+  return seen_session_ && envelope_.has_user_context && seen_client_type_ &&
+         (rpc_.operation_id_field == 0 || seen_operation_);
+}
+
+bool EnvelopeScanner::feed(std::span<const uint8_t> chunk) {
+  if (!error_.empty()) return false;
+  if (chunk.size() > message_length_ - consumed_) return fail("more bytes fed than the message holds");
+  size_t pos = 0;
+  while (pos < chunk.size()) {
+    switch (state_) {
+      case State::kHeader: {
+        // header_ holds bytes of a field header that earlier chunks left unfinished; they
+        // are already counted in consumed_.
+        size_t take = std::min(kMaxHeaderBytes - header_.size(), chunk.size() - pos);
+        header_.append(reinterpret_cast<const char*>(chunk.data() + pos), take);
+        if (!parse_header()) {
+          if (!error_.empty()) return false;
+          pos += take;
+          consumed_ += take;
+          if (finished()) return fail("message ends inside a field header");
+          break;
+        }
+        // parse_header() left in header_ the bytes it did not use: they belong to the payload.
+        size_t used_from_chunk = take - header_.size();
+        header_.clear();
+        pos += used_from_chunk;
+        consumed_ += used_from_chunk;
+        if (consumed_ + field_remaining_ > message_length_)
+          return fail("field " + std::to_string(field_number_) + " runs past the end of the message");
+        break;
+      }
+      case State::kSkip: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(field_remaining_, chunk.size() - pos));
+        field_remaining_ -= n;
+        pos += n;
+        consumed_ += n;
+        if (field_remaining_ == 0) state_ = State::kHeader;
+        break;
+      }
+      case State::kCapture: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(field_remaining_, chunk.size() - pos));
+        capture_.append(reinterpret_cast<const char*>(chunk.data() + pos), n);
+        field_remaining_ -= n;
+        pos += n;
+        consumed_ += n;
+        if (field_remaining_ == 0) {
+          finish_capture();
+          if (!error_.empty()) return false;
+          state_ = State::kHeader;
+        }
+        break;
+      }
+    }
+  }
+  if (finished() && (state_ != State::kHeader || !header_.empty())) return fail("message ends inside a field");
+  return true;
+}
+
+bool EnvelopeScanner::parse_header() {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(header_.data()),
+                                            static_cast<int>(header_.size()));
+  uint32_t tag = in.ReadTagNoLastTag();
+  if (tag == 0) {
+    // A tag is at most 5 bytes, and a zero first byte is never a valid tag.
+    if (header_.size() >= 5 || header_[0] == 0) return fail("invalid field tag");
+    return false;
+  }
+  int field = static_cast<int>(WireFormatLite::GetTagFieldNumber(tag));
+  auto wire_type = WireFormatLite::GetTagWireType(tag);
+  uint64_t payload = 0;
+  switch (wire_type) {
+    case WireFormatLite::WIRETYPE_VARINT: {
+      uint64_t ignored;
+      if (!in.ReadVarint64(&ignored)) {
+        if (header_.size() >= kMaxHeaderBytes) return fail("invalid varint in field " + std::to_string(field));
+        return false;
+      }
+      state_ = State::kHeader;
+      break;
+    }
+    case WireFormatLite::WIRETYPE_FIXED64:
+      payload = 8;
+      state_ = State::kSkip;
+      break;
+    case WireFormatLite::WIRETYPE_FIXED32:
+      payload = 4;
+      state_ = State::kSkip;
+      break;
+    case WireFormatLite::WIRETYPE_LENGTH_DELIMITED: {
+      if (!in.ReadVarint64(&payload)) {
+        if (header_.size() >= kMaxHeaderBytes) return fail("invalid length of field " + std::to_string(field));
+        return false;
+      }
+      state_ = State::kSkip;
+      break;
+    }
+    default:
+      return fail("field " + std::to_string(field) + " uses unsupported wire type " +
+                  std::to_string(static_cast<int>(wire_type)));
+  }
+  // Hand back the bytes after the header: the caller accounts for them as unparsed.
+  int used = in.CurrentPosition();
+  header_.erase(0, static_cast<size_t>(used));
+
+  highest_field_seen_ = std::max(highest_field_seen_, field);
+  bool wanted = field == kSessionIdField || field == kUserContextField || field == rpc_.client_type_field ||
+                (rpc_.operation_id_field != 0 && field == rpc_.operation_id_field);
+  if (wanted && wire_type != WireFormatLite::WIRETYPE_LENGTH_DELIMITED)
+    return fail("field " + std::to_string(field) + " must be length-delimited");
+  field_number_ = field;
+  field_remaining_ = payload;
+  if (wanted) {
+    if (payload > max_field_bytes_)
+      return fail("envelope field " + std::to_string(field) + " is " + std::to_string(payload) +
+                  " bytes, more than the " + std::to_string(max_field_bytes_) + " allowed");
+    capture_.clear();
+    state_ = State::kCapture;
+  }
+  if (payload == 0) {
+    if (state_ == State::kCapture) {
+      finish_capture();
+      if (!error_.empty()) return false;
+    }
+    state_ = State::kHeader;
+  }
+  return true;
+}
+
+void EnvelopeScanner::finish_capture() {
+  const int f = field_number_;
+  if (frozen_ && (f == kSessionIdField || f == kUserContextField ||
+                  (rpc_.operation_id_field != 0 && f == rpc_.operation_id_field && seen_operation_))) {
+    fail("the request repeats envelope field " + std::to_string(f) + " after the gateway routed it");
+    return;
+  }
+  if (f == kSessionIdField) {
+    envelope_.session_id = capture_;
+    seen_session_ = true;
+  } else if (f == kUserContextField) {
+    view::UserContext uc;
+    // Protobuf merges repeated occurrences of a message field; so do we, to see what the
+    // backend will see.
+    if (envelope_.has_user_context) {
+      uc.set_user_id(envelope_.user_id);
+      uc.set_user_name(envelope_.user_name);
+    }
+    if (!uc.MergeFromString(capture_)) {
+      fail("user_context is not a valid UserContext message");
+      return;
+    }
+    envelope_.has_user_context = true;
+    envelope_.user_id = uc.user_id();
+    envelope_.user_name = uc.user_name();
+  } else if (f == rpc_.client_type_field) {
+    envelope_.client_type = capture_;
+    seen_client_type_ = true;
+  } else if (rpc_.operation_id_field != 0 && f == rpc_.operation_id_field) {
+    envelope_.operation_id = capture_;
+    seen_operation_ = true;
+  }
+  capture_.clear();
+}
+
+}  // namespace sparkgate::spark

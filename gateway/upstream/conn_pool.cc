@@ -1,0 +1,141 @@
+#include "upstream/conn_pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace sparkgate::upstream {
+
+ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend, PoolOptions options)
+    : executor_(executor),
+      backend_(std::move(backend)),
+      backend_name_(backend_.to_string()),
+      options_(options),
+      resolver_(executor) {}
+
+ConnPool::~ConnPool() {
+  *alive_ = false;
+  for (auto& s : sessions_) s->on_unusable = nullptr;
+}
+
+http2::ClientSession* ConnPool::pick() {
+  http2::ClientSession* best = nullptr;
+  for (auto& s : sessions_) {
+    if (!s->has_capacity()) continue;
+    // Fill the busiest connection that still has room, so idle ones can be retired and
+    // streams share windows on few connections.
+    if (!best || s->active_streams() > best->active_streams()) best = s.get();
+  }
+  return best;
+}
+
+void ConnPool::acquire(Ready ready) {
+  if (auto* s = pick()) {
+    ready(s, "");
+    return;
+  }
+  waiters_.push_back(std::move(ready));
+  if (connecting_ == 0) {
+    if (sessions_.size() < options_.max_connections) {
+      open_connection();
+    } else {
+      // At the cap: queue on the least loaded connection; nghttp2 holds the stream until
+      // the backend has room.
+      serve_waiters();
+    }
+  }
+}
+
+void ConnPool::open_connection() {
+  auto s = std::make_shared<http2::ClientSession>(executor_, backend_name_, options_.session);
+  s->on_unusable = [this, alive = alive_](http2::ClientSession& dead) {
+    if (*alive) forget(dead);
+  };
+  sessions_.push_back(s);
+  ++connecting_;
+  resolver_.async_resolve(
+      backend_.host, std::to_string(backend_.port),
+      [this, s, alive = alive_](const boost::system::error_code& ec,
+                                boost::asio::ip::tcp::resolver::results_type results) {
+        if (!*alive) return;
+        if (ec) {
+          on_connected(s, "cannot resolve " + backend_.host + ": " + ec.message());
+          return;
+        }
+        s->connect(results, options_.connect_timeout,
+                   [this, s, alive](const std::string& error) {
+                     if (*alive) on_connected(s, error);
+                   });
+      });
+}
+
+void ConnPool::on_connected(const std::shared_ptr<http2::ClientSession>& s, const std::string& error) {
+  --connecting_;
+  if (!error.empty()) {
+    spdlog::warn("backend {} unreachable: {}", backend_name_, error);
+    std::erase(sessions_, s);
+    // Every waiter fails: they all wanted this backend, and it just refused us.
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto& w : waiters) w(nullptr, error);
+    return;
+  }
+  spdlog::debug("connected to backend {} ({} connections)", backend_name_, sessions_.size());
+  serve_waiters();
+}
+
+void ConnPool::serve_waiters() {
+  while (!waiters_.empty()) {
+    auto* s = pick();
+    if (!s) {
+      if (connecting_ > 0) return;
+      if (sessions_.size() < options_.max_connections) {
+        open_connection();
+        return;
+      }
+      // At the cap: least-loaded usable connection.
+      http2::ClientSession* least = nullptr;
+      for (auto& c : sessions_) {
+        if (c->is_connected() && !c->is_draining() && (!least || c->active_streams() < least->active_streams()))
+          least = c.get();
+      }
+      if (!least) {
+        open_connection();
+        return;
+      }
+      s = least;
+    }
+    auto w = std::move(waiters_.front());
+    waiters_.pop_front();
+    w(s, "");
+  }
+}
+
+void ConnPool::forget(http2::ClientSession& dead) {
+  std::erase_if(sessions_, [&](const auto& s) { return s.get() == &dead; });
+  // Waiters queued while this connection looked usable get a new one.
+  if (!waiters_.empty() && connecting_ == 0) boost::asio::post(executor_, [this, alive = alive_] {
+      if (*alive) serve_waiters();
+    });
+}
+
+}  // namespace sparkgate::upstream
+
+namespace sparkgate::upstream {
+
+ConnPool& PoolSet::get(const config::Endpoint& backend) {
+  auto name = backend.to_string();
+  for (auto& p : pools_) {
+    if (p->backend() == name) return *p;
+  }
+  pools_.push_back(std::make_unique<ConnPool>(executor_, backend, options_));
+  return *pools_.back();
+}
+
+size_t PoolSet::connections() const {
+  size_t n = 0;
+  for (const auto& p : pools_) n += p->connections();
+  return n;
+}
+
+}  // namespace sparkgate::upstream

@@ -1,0 +1,83 @@
+// Per-worker, per-backend pool of HTTP/2 connections. Streams are multiplexed onto a
+// connection up to the backend's SETTINGS_MAX_CONCURRENT_STREAMS; when every connection
+// is full (or draining after a GOAWAY) the pool opens another, up to a cap.
+//
+// Threading: one pool per worker; every call on the worker's thread. Owned by the worker.
+#pragma once
+
+#include <boost/asio.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "http2/client_session.h"
+
+namespace sparkgate::upstream {
+
+struct PoolOptions {
+  std::chrono::milliseconds connect_timeout{5000};
+  uint32_t max_connections = 64;
+  http2::ClientSessionOptions session;
+};
+
+class ConnPool {
+ public:
+  // `session` is null on failure and `error` says why ("connection refused", ...).
+  using Ready = std::function<void(http2::ClientSession* session, const std::string& error)>;
+
+  ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend, PoolOptions options);
+  ~ConnPool();
+
+  // Hands `ready` a connection with room for one more stream: at once (synchronously) if
+  // one exists, else once a new connection is up or has failed. The session pointer is
+  // valid for the duration of the call; the caller opens its stream inside it.
+  // Safe from inside nghttp2 callbacks of other sessions.
+  void acquire(Ready ready);
+
+  const std::string& backend() const { return backend_name_; }
+  size_t connections() const { return sessions_.size(); }
+
+ private:
+  void open_connection();
+  void on_connected(const std::shared_ptr<http2::ClientSession>& s, const std::string& error);
+  void serve_waiters();
+  void forget(http2::ClientSession& s);
+  http2::ClientSession* pick();
+
+  boost::asio::any_io_executor executor_;
+  config::Endpoint backend_;
+  std::string backend_name_;
+  PoolOptions options_;
+  boost::asio::ip::tcp::resolver resolver_;
+  std::vector<std::shared_ptr<http2::ClientSession>> sessions_;  // usable or connecting
+  size_t connecting_ = 0;
+  std::deque<Ready> waiters_;
+  // Tells callbacks that outlive the pool (connect completions) that it is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace sparkgate::upstream
+
+namespace sparkgate::upstream {
+
+// The pools of one worker, one per backend address, created on first use.
+class PoolSet {
+ public:
+  PoolSet(boost::asio::any_io_executor executor, PoolOptions options)
+      : executor_(std::move(executor)), options_(options) {}
+  // The pool for `backend`; the reference stays valid for the PoolSet's life.
+  ConnPool& get(const config::Endpoint& backend);
+  size_t connections() const;
+
+ private:
+  boost::asio::any_io_executor executor_;
+  PoolOptions options_;
+  std::vector<std::unique_ptr<ConnPool>> pools_;
+};
+
+}  // namespace sparkgate::upstream

@@ -1,0 +1,628 @@
+// fake_spark_server: a scriptable stand-in for a Spark Connect server, used by the
+// integration tests (tests/integration/) as the backend behind the real gateway.
+//
+// It serves every method under /spark.connect.SparkConnectService/ through
+// grpc::CallbackGenericService, so it handles raw bytes and needs only the view protos
+// (proto/spark_view.proto) to build responses. Unknown methods get UNIMPLEMENTED.
+//
+// Usage:
+//   fake_spark_server --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]
+// Listens on 127.0.0.1:P (P = 0: the kernel picks) with h2c, prints "READY <port>" on
+// stdout once serving, and exits 0 on SIGTERM/SIGINT. Message sizes are unlimited.
+//
+// Every call reads all request messages until the client half-closes, then answers.
+// Every response carries the request's session_id and this process's fixed
+// server_side_session_id in the fields Spark uses for that response type.
+//
+// Request metadata that scripts the answer (all optional):
+//   x-fake-messages: N        streaming responses to send (default 1); for unary methods
+//                             the number of responses sent with a non-OK x-fake-status
+//                             (default 0, i.e. a trailers-only error)
+//   x-fake-message-bytes: S   ExecutePlan/ReattachExecute: arrow_batch.data size (default
+//                             16). Unary: pad the response to S bytes with unknown field
+//                             1000. Data byte j is static_cast<char>(j * 7 + 1).
+//   x-fake-stall-ms: T        stall T ms before the first response ...
+//   x-fake-stall-after: K     ... or, if given, after K streamed responses
+//   x-fake-reset-after: K     after K responses, cancel the stream (RST_STREAM)
+//   x-fake-exit-after: K      after K responses, _exit(3) the process
+//   x-fake-goaway: 1          after this call completes, shut the server down gracefully
+//                             (GOAWAY, grace period) and exit 0
+//   x-fake-status: CODE       finish with this grpc status code, with message
+//   x-fake-message: TEXT      and message (x-fake-message-bin: raw bytes, if not ASCII)
+//   x-fake-details-bin: BYTES and details (grpc-status-details-bin)
+//   x-fake-stats: 1           (GetStatus) answer with the process counters in trailers:
+//                             x-fake-sent-bytes, x-fake-sent-messages, x-fake-cancelled
+//
+// Metadata sent back:
+//   initial:  every request header whose name starts with "x-echo-", unchanged
+//   trailing: x-fake-method, x-fake-request-bytes, x-fake-request-messages,
+//             x-fake-request-sha256 (hex, over all request message bytes concatenated),
+//             x-fake-saw-timeout: 1 (only if the call had a deadline)
+#include <grpcpp/alarm.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "spark_view.pb.h"
+
+namespace {
+
+namespace view = sparkgate::view;
+
+constexpr std::string_view kServicePrefix = "/spark.connect.SparkConnectService/";
+constexpr uint32_t kPaddingFieldNumber = 1000;
+
+enum class Shape { kUnary, kClientStreaming, kServerStreaming };
+
+struct Counters {
+  std::atomic<uint64_t> sent_bytes{0};
+  std::atomic<uint64_t> sent_messages{0};
+  std::atomic<uint64_t> cancelled{0};
+};
+
+// The process-wide shutdown request: set by the signal thread or by an x-fake-goaway
+// call, waited on by main().
+struct ShutdownLatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool requested = false;
+  int exit_code = 0;
+
+  void request(int code) {
+    std::lock_guard lock(mu);
+    if (!requested) {
+      requested = true;
+      exit_code = code;
+    }
+    cv.notify_all();
+  }
+};
+
+Counters g_counters;
+ShutdownLatch g_shutdown;
+std::string g_server_side_session_id;
+
+std::string make_uuidish() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<uint64_t>(getpid()));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out.push_back('-');
+    out.push_back(kHex[rng() & 0xf]);
+  }
+  return out;
+}
+
+std::optional<Shape> shape_of(std::string_view rpc) {
+  if (rpc == "ExecutePlan" || rpc == "ReattachExecute") return Shape::kServerStreaming;
+  if (rpc == "AddArtifacts") return Shape::kClientStreaming;
+  if (rpc == "AnalyzePlan" || rpc == "Config" || rpc == "ArtifactStatus" ||
+      rpc == "Interrupt" || rpc == "ReleaseExecute" || rpc == "ReleaseSession" ||
+      rpc == "FetchErrorDetails" || rpc == "CloneSession" || rpc == "GetStatus") {
+    return Shape::kUnary;
+  }
+  return std::nullopt;
+}
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void append_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// Appends unknown length-delimited field 1000 so that `msg` becomes `target` bytes long
+// (or as close as the varint length allows); does nothing if `msg` is already too long.
+void pad_to(std::string& msg, size_t target) {
+  const uint64_t tag = (kPaddingFieldNumber << 3) | 2;
+  const size_t overhead = varint_size(tag);
+  if (target <= msg.size() + overhead + 1) return;
+  size_t room = target - msg.size() - overhead;
+  size_t pad = room - 1;
+  while (pad > 0 && varint_size(pad) + pad > room) --pad;
+  append_varint(msg, tag);
+  append_varint(msg, pad);
+  msg.append(pad, 'p');
+}
+
+std::string pattern_bytes(size_t n) {
+  std::string data(n, '\0');
+  for (size_t j = 0; j < n; ++j) data[j] = static_cast<char>(j * 7 + 1);
+  return data;
+}
+
+// The parts of a request the fake needs to build its answer.
+struct RequestInfo {
+  std::string session_id;
+  std::string operation_id;    // ExecutePlan (optional), Reattach, ReleaseExecute
+  std::string new_session_id;  // CloneSession
+};
+
+template <typename T>
+bool parse_into(const std::string& bytes, T& msg) {
+  return msg.ParseFromString(bytes);
+}
+
+// Decodes the first request message with the matching view. False if it does not parse.
+bool inspect_request(std::string_view rpc, const std::string& bytes, RequestInfo& info) {
+  auto simple = [&](auto msg) {
+    if (!parse_into(bytes, msg)) return false;
+    info.session_id = msg.session_id();
+    return true;
+  };
+  if (rpc == "ExecutePlan") {
+    view::ExecutePlanRequest m;
+    if (!parse_into(bytes, m)) return false;
+    info.session_id = m.session_id();
+    info.operation_id = m.operation_id();
+    return true;
+  }
+  if (rpc == "ReattachExecute") {
+    view::ReattachExecuteRequest m;
+    if (!parse_into(bytes, m)) return false;
+    info.session_id = m.session_id();
+    info.operation_id = m.operation_id();
+    return true;
+  }
+  if (rpc == "ReleaseExecute") {
+    view::ReleaseExecuteRequest m;
+    if (!parse_into(bytes, m)) return false;
+    info.session_id = m.session_id();
+    info.operation_id = m.operation_id();
+    return true;
+  }
+  if (rpc == "CloneSession") {
+    view::CloneSessionRequest m;
+    if (!parse_into(bytes, m)) return false;
+    info.session_id = m.session_id();
+    info.new_session_id = m.new_session_id();
+    return true;
+  }
+  if (rpc == "AnalyzePlan") return simple(view::AnalyzePlanRequest{});
+  if (rpc == "Config") return simple(view::ConfigRequest{});
+  if (rpc == "AddArtifacts") return simple(view::AddArtifactsRequest{});
+  if (rpc == "ArtifactStatus") return simple(view::ArtifactStatusesRequest{});
+  if (rpc == "Interrupt") return simple(view::InterruptRequest{});
+  if (rpc == "ReleaseSession") return simple(view::ReleaseSessionRequest{});
+  if (rpc == "FetchErrorDetails") return simple(view::FetchErrorDetailsRequest{});
+  if (rpc == "GetStatus") return simple(view::GetStatusRequest{});
+  return false;
+}
+
+std::string build_unary_response(std::string_view rpc, const RequestInfo& info) {
+  auto with_ids = [&](auto msg) {
+    msg.set_session_id(info.session_id);
+    msg.set_server_side_session_id(g_server_side_session_id);
+    return msg;
+  };
+  if (rpc == "AnalyzePlan") return with_ids(view::AnalyzePlanResponse{}).SerializeAsString();
+  if (rpc == "Config") return with_ids(view::ConfigResponse{}).SerializeAsString();
+  if (rpc == "AddArtifacts") return with_ids(view::AddArtifactsResponse{}).SerializeAsString();
+  if (rpc == "ArtifactStatus") {
+    return with_ids(view::ArtifactStatusesResponse{}).SerializeAsString();
+  }
+  if (rpc == "Interrupt") return with_ids(view::InterruptResponse{}).SerializeAsString();
+  if (rpc == "ReleaseExecute") {
+    auto m = with_ids(view::ReleaseExecuteResponse{});
+    m.set_operation_id(info.operation_id);
+    return m.SerializeAsString();
+  }
+  if (rpc == "ReleaseSession") {
+    return with_ids(view::ReleaseSessionResponse{}).SerializeAsString();
+  }
+  if (rpc == "FetchErrorDetails") {
+    return with_ids(view::FetchErrorDetailsResponse{}).SerializeAsString();
+  }
+  if (rpc == "CloneSession") {
+    auto m = with_ids(view::CloneSessionResponse{});
+    m.set_new_session_id(info.new_session_id.empty() ? make_uuidish() : info.new_session_id);
+    m.set_new_server_side_session_id(g_server_side_session_id);
+    return m.SerializeAsString();
+  }
+  return with_ids(view::GetStatusResponse{}).SerializeAsString();
+}
+
+grpc::ByteBuffer to_byte_buffer(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string to_hex(const unsigned char* data, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHex[data[i] >> 4]);
+    out.push_back(kHex[data[i] & 0xf]);
+  }
+  return out;
+}
+
+// One RPC. Flow: read every request message → (optional stall) → write responses one at
+// a time, the next StartWrite only from OnWriteDone → Finish. Only OnCancel and the stall
+// alarm run concurrently with that chain; they share state through mu_ and atomics.
+class FakeCall final : public grpc::ServerGenericBidiReactor {
+ public:
+  explicit FakeCall(grpc::GenericCallbackServerContext* ctx) : ctx_(ctx) {
+    sha_ = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr);
+    const std::string& method = ctx_->method();
+    if (method.rfind(kServicePrefix, 0) == 0) rpc_ = method.substr(kServicePrefix.size());
+    const auto shape = shape_of(rpc_);
+    if (!shape) {
+      finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "fake_spark_server: unknown method " + method));
+      return;
+    }
+    shape_ = *shape;
+    read_options();
+    StartRead(&request_);
+  }
+
+  ~FakeCall() override { EVP_MD_CTX_free(sha_); }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      std::vector<grpc::Slice> slices;
+      if (request_.Dump(&slices).ok()) {
+        const bool keep = request_messages_ == 0;
+        for (const auto& s : slices) {
+          EVP_DigestUpdate(sha_, s.begin(), s.size());
+          if (keep) first_request_.append(reinterpret_cast<const char*>(s.begin()), s.size());
+        }
+      }
+      request_bytes_ += request_.Length();
+      ++request_messages_;
+      request_.Clear();
+      StartRead(&request_);
+      return;
+    }
+    // Half-close (or cancellation): the request side is complete.
+    begin_response();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "fake_spark_server: write failed"));
+      return;
+    }
+    if (count_stats_) {
+      g_counters.sent_bytes.fetch_add(last_write_bytes_);
+      g_counters.sent_messages.fetch_add(1);
+    }
+    ++sent_;
+    send_next();
+  }
+
+  void OnCancel() override {
+    grpc::Alarm* alarm = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      if (!self_cancelled_) g_counters.cancelled.fetch_add(1);
+      if (stall_pending_) alarm = stall_alarm_.get();
+    }
+    // The reactor outlives this callback (grpc holds OnDone until OnCancel returns) and
+    // stall_alarm_ is never reset before the destructor, so the pointer stays valid.
+    if (alarm != nullptr) alarm->Cancel();
+  }
+
+  void OnDone() override {
+    const bool goaway = goaway_;
+    delete this;
+    if (goaway) g_shutdown.request(0);
+  }
+
+ private:
+  static std::optional<long long> number(const grpc::GenericCallbackServerContext* ctx,
+                                         const char* key) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(key);
+    if (it == md.end()) return std::nullopt;
+    try {
+      return std::stoll(std::string(it->second.data(), it->second.size()));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+
+  static std::string text(const grpc::GenericCallbackServerContext* ctx, const char* key) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(key);
+    if (it == md.end()) return {};
+    return std::string(it->second.data(), it->second.size());
+  }
+
+  void read_options() {
+    messages_ = number(ctx_, "x-fake-messages");
+    message_bytes_ = number(ctx_, "x-fake-message-bytes");
+    stall_ms_ = number(ctx_, "x-fake-stall-ms").value_or(0);
+    stall_after_ = number(ctx_, "x-fake-stall-after").value_or(0);
+    reset_after_ = number(ctx_, "x-fake-reset-after");
+    exit_after_ = number(ctx_, "x-fake-exit-after");
+    goaway_ = number(ctx_, "x-fake-goaway").value_or(0) != 0;
+    stats_ = rpc_ == "GetStatus" && number(ctx_, "x-fake-stats").value_or(0) != 0;
+    count_stats_ = !stats_;
+    if (auto code = number(ctx_, "x-fake-status")) {
+      const bool raw = ctx_->client_metadata().count("x-fake-message-bin") > 0;
+      status_ = grpc::Status(static_cast<grpc::StatusCode>(*code),
+                             text(ctx_, raw ? "x-fake-message-bin" : "x-fake-message"),
+                             text(ctx_, "x-fake-details-bin"));
+    }
+    for (const auto& [key, value] : ctx_->client_metadata()) {
+      std::string_view k(key.data(), key.size());
+      if (k.rfind("x-echo-", 0) == 0) {
+        ctx_->AddInitialMetadata(std::string(k), std::string(value.data(), value.size()));
+      }
+    }
+  }
+
+  void begin_response() {
+    if (cancelled()) {
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "fake_spark_server: cancelled"));
+      return;
+    }
+    if (!inspect_request(rpc_, first_request_, info_) && request_messages_ > 0) {
+      finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "fake_spark_server: cannot parse " + rpc_ + " request"));
+      return;
+    }
+    if (shape_ == Shape::kServerStreaming) {
+      total_ = messages_.value_or(1);
+      if (info_.operation_id.empty()) info_.operation_id = make_uuidish();
+      arrow_data_ = pattern_bytes(static_cast<size_t>(message_bytes_.value_or(16)));
+    } else {
+      total_ = status_.ok() ? 1 : messages_.value_or(0);
+      stall_after_ = 0;
+    }
+    if (stall_after_ == 0) {
+      if (stall_ms_ > 0 && arm_stall()) return;
+    }
+    send_next();
+  }
+
+  // Arms the stall alarm; false if the call is already cancelled (nothing armed).
+  bool arm_stall() {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return false;
+    stall_pending_ = true;
+    stall_alarm_ = std::make_unique<grpc::Alarm>();
+    stall_alarm_->Set(std::chrono::system_clock::now() + std::chrono::milliseconds(stall_ms_),
+                      [this](bool) {
+                        {
+                          std::lock_guard inner(mu_);
+                          stall_pending_ = false;
+                        }
+                        stalled_ = true;
+                        send_next();
+                      });
+    return true;
+  }
+
+  bool cancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+
+  std::string build_response(long long index) {
+    if (shape_ != Shape::kServerStreaming) {
+      std::string msg = build_unary_response(rpc_, info_);
+      if (message_bytes_) pad_to(msg, static_cast<size_t>(*message_bytes_));
+      return msg;
+    }
+    view::ExecutePlanResponse msg;
+    msg.set_session_id(info_.session_id);
+    msg.set_server_side_session_id(g_server_side_session_id);
+    msg.set_operation_id(info_.operation_id);
+    msg.set_response_id(info_.operation_id + "/" + std::to_string(index));
+    msg.mutable_arrow_batch()->set_row_count(index);
+    msg.mutable_arrow_batch()->set_data(arrow_data_);
+    if (index + 1 == total_) msg.mutable_result_complete();
+    return msg.SerializeAsString();
+  }
+
+  void send_next() {
+    if (cancelled()) {
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "fake_spark_server: cancelled"));
+      return;
+    }
+    if (exit_after_ && sent_ == *exit_after_) {
+      // Give the transport a moment to flush what was already written, then die the
+      // way a crashing backend does: no GOAWAY, no trailers.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::fflush(stdout);
+      _exit(3);
+    }
+    if (reset_after_ && sent_ == *reset_after_) {
+      {
+        std::lock_guard lock(mu_);
+        self_cancelled_ = true;
+      }
+      ctx_->TryCancel();
+      finish(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!stalled_ && stall_ms_ > 0 && stall_after_ > 0 && sent_ == stall_after_) {
+      if (arm_stall()) return;
+    }
+    if (sent_ >= total_) {
+      finish(status_);
+      return;
+    }
+    response_ = to_byte_buffer(build_response(sent_));
+    last_write_bytes_ = response_.Length();
+    StartWrite(&response_);
+  }
+
+  void finish(grpc::Status status) {
+    if (finished_) return;
+    finished_ = true;
+    if (stats_) {
+      ctx_->AddTrailingMetadata("x-fake-sent-bytes", std::to_string(g_counters.sent_bytes));
+      ctx_->AddTrailingMetadata("x-fake-sent-messages",
+                                std::to_string(g_counters.sent_messages));
+      ctx_->AddTrailingMetadata("x-fake-cancelled", std::to_string(g_counters.cancelled));
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    EVP_DigestFinal_ex(sha_, digest, &digest_len);
+    ctx_->AddTrailingMetadata("x-fake-method", rpc_);
+    ctx_->AddTrailingMetadata("x-fake-request-bytes", std::to_string(request_bytes_));
+    ctx_->AddTrailingMetadata("x-fake-request-messages", std::to_string(request_messages_));
+    ctx_->AddTrailingMetadata("x-fake-request-sha256", to_hex(digest, digest_len));
+    if (ctx_->deadline() != std::chrono::system_clock::time_point::max()) {
+      ctx_->AddTrailingMetadata("x-fake-saw-timeout", "1");
+    }
+    Finish(std::move(status));
+  }
+
+  grpc::GenericCallbackServerContext* const ctx_;
+  std::string rpc_;
+  Shape shape_ = Shape::kUnary;
+  EVP_MD_CTX* sha_ = nullptr;
+
+  // Options from request metadata.
+  std::optional<long long> messages_;
+  std::optional<long long> message_bytes_;
+  long long stall_ms_ = 0;
+  long long stall_after_ = 0;
+  std::optional<long long> reset_after_;
+  std::optional<long long> exit_after_;
+  bool goaway_ = false;
+  bool stats_ = false;
+  bool count_stats_ = true;
+  grpc::Status status_ = grpc::Status::OK;
+
+  // Request side (touched only by the read chain).
+  grpc::ByteBuffer request_;
+  std::string first_request_;
+  uint64_t request_bytes_ = 0;
+  uint64_t request_messages_ = 0;
+  RequestInfo info_;
+
+  // Response side (touched only by the write chain, which the stall alarm continues).
+  grpc::ByteBuffer response_;
+  std::string arrow_data_;
+  long long total_ = 0;
+  long long sent_ = 0;
+  size_t last_write_bytes_ = 0;
+  bool stalled_ = false;
+  bool finished_ = false;
+
+  // Shared with OnCancel.
+  std::mutex mu_;
+  bool cancelled_ = false;
+  bool self_cancelled_ = false;
+  bool stall_pending_ = false;
+  std::unique_ptr<grpc::Alarm> stall_alarm_;
+};
+
+class FakeService final : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    return new FakeCall(ctx);
+  }
+};
+
+[[noreturn]] void usage(const char* argv0) {
+  std::cerr << "usage: " << argv0
+            << " --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]\n";
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int port = -1;
+  int max_concurrent_streams = 0;
+  int goaway_grace_ms = 5000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) usage(argv[0]);
+    const int value = std::atoi(argv[++i]);
+    if (arg == "--port") {
+      port = value;
+    } else if (arg == "--max-concurrent-streams") {
+      max_concurrent_streams = value;
+    } else if (arg == "--goaway-grace-ms") {
+      goaway_grace_ms = value;
+    } else {
+      usage(argv[0]);
+    }
+  }
+  if (port < 0 || port > 65535) usage(argv[0]);
+
+  // Block the termination signals before grpc starts its threads, so that only the
+  // sigwait thread below ever sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread([signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    g_shutdown.request(0);
+  }).detach();
+
+  g_server_side_session_id = "fake-" + make_uuidish();
+
+  FakeService service;
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                           grpc::InsecureServerCredentials(), &selected_port);
+  builder.RegisterCallbackGenericService(&service);
+  builder.SetMaxReceiveMessageSize(-1);
+  builder.SetMaxSendMessageSize(-1);
+  if (max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_concurrent_streams);
+  }
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || selected_port == 0) {
+    std::cerr << "fake_spark_server: cannot listen on 127.0.0.1:" << port << "\n";
+    return 1;
+  }
+  std::cout << "READY " << selected_port << std::endl;
+
+  int exit_code = 0;
+  {
+    std::unique_lock lock(g_shutdown.mu);
+    g_shutdown.cv.wait(lock, [] { return g_shutdown.requested; });
+    exit_code = g_shutdown.exit_code;
+  }
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(goaway_grace_ms));
+  std::fflush(stdout);
+  // Skip static destructors: grpc's background threads may still be winding down.
+  _exit(exit_code);
+}

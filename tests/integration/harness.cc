@@ -1,0 +1,550 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "spark_view.pb.h"
+
+namespace sparkgate::itest {
+
+namespace view = sparkgate::view;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string env_or_throw(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') {
+    throw std::runtime_error(std::string(name) + " is not set (see tests/integration/meson.build)");
+  }
+  return value;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string tail(const std::string& text, size_t n = 4000) {
+  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
+bool tcp_accepts(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+void append_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+void append_len_field(std::string& out, uint32_t field, std::string_view bytes) {
+  append_varint(out, (static_cast<uint64_t>(field) << 3) | 2);
+  append_varint(out, bytes.size());
+  out.append(bytes);
+}
+
+template <typename T>
+T with_envelope(const std::string& session_id) {
+  T msg;
+  msg.set_session_id(session_id);
+  msg.mutable_user_context()->set_user_id("alice");
+  msg.set_client_type("sparkgate-itest");
+  return msg;
+}
+
+std::string to_string(grpc::string_ref ref) { return std::string(ref.data(), ref.size()); }
+
+Metadata copy_metadata(const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
+  Metadata out;
+  for (const auto& [k, v] : md) out.emplace(to_string(k), to_string(v));
+  return out;
+}
+
+}  // namespace
+
+std::string fake_bin() { return env_or_throw("FAKE_SPARK_BIN"); }
+std::string gateway_bin() { return env_or_throw("SPARKGATE_BIN"); }
+bool direct_mode() {
+  const char* value = std::getenv("SPARKGATE_BIN");
+  return value != nullptr && std::string_view(value) == "direct";
+}
+
+uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    throw std::runtime_error("cannot get a free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// ---- TempDir ----
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "sparkgate-itest-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& text) const {
+  const fs::path file = path_ / name;
+  std::ofstream out(file, std::ios::binary);
+  out << text;
+  return file.string();
+}
+
+// ---- Child ----
+
+Child::Child(const std::vector<std::string>& argv, const std::string& stdout_path,
+             const std::string& stderr_path, int* stdout_fd) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int pipe_fds[2] = {-1, -1};
+  if (stdout_fd != nullptr && pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    throw std::runtime_error("pipe2 failed");
+  }
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    // Only async-signal-safe calls from here on: the parent has grpc threads.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    if (stdout_fd != nullptr) {
+      dup2(pipe_fds[1], STDOUT_FILENO);
+    } else {
+      int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out >= 0) dup2(out, STDOUT_FILENO);
+    }
+    int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err >= 0) dup2(err, STDERR_FILENO);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  if (stdout_fd != nullptr) {
+    close(pipe_fds[1]);
+    *stdout_fd = pipe_fds[0];
+  }
+}
+
+Child::~Child() { stop(); }
+
+bool Child::running() {
+  if (status_) return false;
+  int status = 0;
+  const pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    status_ = status;
+    return false;
+  }
+  return r == 0;
+}
+
+bool Child::wait_exit(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+bool Child::stop(std::chrono::milliseconds grace) {
+  if (!running()) return true;
+  kill(pid_, SIGTERM);
+  if (wait_exit(grace)) return true;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  status_ = status;
+  return false;
+}
+
+// ---- FakeServer ----
+
+FakeServer::FakeServer(const std::vector<std::string>& extra_args, uint16_t port) {
+  std::vector<std::string> argv = {fake_bin(), "--port", std::to_string(port)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  child_ = std::make_unique<Child>(argv, "", (dir_.path() / "fake.err").string(), &stdout_fd_);
+  std::string line;
+  const auto until = std::chrono::steady_clock::now() + 15s;
+  while (line.find('\n') == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    pollfd pfd{stdout_fd_, POLLIN, 0};
+    if (left.count() <= 0 || poll(&pfd, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[256];
+    const ssize_t n = ::read(stdout_fd_, buf, sizeof buf);
+    if (n <= 0) break;
+    line.append(buf, static_cast<size_t>(n));
+  }
+  if (line.rfind("READY ", 0) != 0) {
+    throw std::runtime_error("fake_spark_server did not start: stdout='" + line +
+                             "' stderr=" + tail(stderr_text()));
+  }
+  port_ = static_cast<uint16_t>(std::stoi(line.substr(6)));
+}
+
+FakeServer::~FakeServer() {
+  child_->stop();
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+}
+
+std::string FakeServer::stderr_text() const { return read_file(dir_.path() / "fake.err"); }
+
+// ---- Gateway ----
+
+GatewayOptions one_backend(const std::string& address) {
+  GatewayOptions options;
+  options.backends.push_back(address);
+  return options;
+}
+
+std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
+                                uint16_t admin_port) {
+  std::ostringstream y;
+  y << "listeners:\n  - address: 127.0.0.1:" << port << "\n";
+  y << "clusters:\n  - name: local\n    backends:\n";
+  for (const auto& b : options.backends) y << "      - address: " << b << "\n";
+  y << "routes:\n  - cluster: local\n";
+  y << "admin:\n  address: 127.0.0.1:" << admin_port << "\n";
+  if (options.max_message_bytes) {
+    y << "limits:\n  max_message_bytes: " << *options.max_message_bytes << "\n";
+  }
+  return y.str();
+}
+
+Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
+  if (direct_mode()) return;
+  port_ = free_port();
+  admin_port_ = free_port();
+  while (admin_port_ == port_) admin_port_ = free_port();
+  config_path_ = dir_.write("sparkgate.yaml", gateway_config_yaml(options_, port_, admin_port_));
+  child_ = std::make_unique<Child>(
+      std::vector<std::string>{gateway_bin(), "--config", config_path_, "--workers",
+                               std::to_string(options_.workers), "--log-level",
+                               options_.log_level},
+      (dir_.path() / "gateway.out").string(), (dir_.path() / "gateway.err").string(), nullptr);
+  const auto until = std::chrono::steady_clock::now() + 15s;
+  while (!tcp_accepts(port_)) {
+    if (!child_->running()) {
+      throw std::runtime_error("sparkgate exited during startup (status " +
+                               std::to_string(child_->exit_status().value_or(-1)) +
+                               "); stderr:\n" + tail(stderr_text()));
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      throw std::runtime_error("sparkgate did not listen on 127.0.0.1:" +
+                               std::to_string(port_) + " within 15 s; stderr:\n" +
+                               tail(stderr_text()));
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+Gateway::~Gateway() {
+  if (child_) child_->stop();
+}
+
+std::string Gateway::address() const {
+  if (direct_mode()) return options_.backends.at(0);
+  return "127.0.0.1:" + std::to_string(port_);
+}
+
+bool Gateway::running() { return !child_ || child_->running(); }
+
+std::string Gateway::stderr_text() const {
+  if (!child_) return "";
+  return read_file(dir_.path() / "gateway.err") + read_file(dir_.path() / "gateway.out");
+}
+
+pid_t Gateway::pid() const { return child_ ? child_->pid() : -1; }
+
+long Gateway::vm_hwm_kib() const {
+  if (!child_) return -1;
+  std::ifstream in("/proc/" + std::to_string(child_->pid()) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// ---- gRPC client ----
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+std::string method_path(std::string_view rpc) {
+  return "/spark.connect.SparkConnectService/" + std::string(rpc);
+}
+
+std::string CallResult::trailer(const std::string& key) const {
+  auto it = trailing_metadata.find(key);
+  return it == trailing_metadata.end() ? "" : it->second;
+}
+
+std::string CallResult::header(const std::string& key) const {
+  auto it = initial_metadata.find(key);
+  return it == initial_metadata.end() ? "" : it->second;
+}
+
+std::string CallResult::describe() const {
+  std::ostringstream s;
+  s << "status=" << status.error_code() << " message='" << status.error_message()
+    << "' responses=" << responses.size() << (hung ? " HUNG" : "");
+  return s.str();
+}
+
+StreamingCall::StreamingCall(const std::shared_ptr<grpc::Channel>& channel,
+                             const std::string& method, const CallOptions& options)
+    : stub_(channel), op_timeout_(options.op_timeout) {
+  for (const auto& [k, v] : options.metadata) context_.AddMetadata(k, v);
+  if (options.deadline) {
+    context_.set_deadline(std::chrono::system_clock::now() + *options.deadline);
+  }
+  call_ = stub_.PrepareCall(&context_, method, &cq_);
+  call_->StartCall(this);
+  started_ = wait(this);
+}
+
+StreamingCall::~StreamingCall() {
+  cq_.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) {
+  }
+}
+
+bool StreamingCall::wait(void* tag) {
+  void* got = nullptr;
+  bool ok = false;
+  const auto deadline = std::chrono::system_clock::now() + op_timeout_;
+  for (;;) {
+    const auto r = cq_.AsyncNext(&got, &ok, deadline);
+    if (r == grpc::CompletionQueue::GOT_EVENT) return got == tag && ok;
+    if (r == grpc::CompletionQueue::SHUTDOWN) return false;
+    // Timed out: cancel, then collect the operation that is still pending.
+    hung_ = true;
+    context_.TryCancel();
+    if (cq_.Next(&got, &ok)) return false;
+    return false;
+  }
+}
+
+bool StreamingCall::write(const std::string& message) {
+  if (!started_) return false;
+  grpc::Slice slice(message);
+  grpc::ByteBuffer buf(&slice, 1);
+  call_->Write(buf, this);
+  return wait(this);
+}
+
+bool StreamingCall::writes_done() {
+  if (!started_) return false;
+  call_->WritesDone(this);
+  return wait(this);
+}
+
+std::optional<std::string> StreamingCall::read() {
+  if (!started_) return std::nullopt;
+  grpc::ByteBuffer buf;
+  call_->Read(&buf, this);
+  if (!wait(this)) return std::nullopt;
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  out.reserve(buf.Length());
+  if (!buf.Dump(&slices).ok()) return std::nullopt;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+CallResult StreamingCall::finish() {
+  CallResult result;
+  call_->Finish(&result.status, this);
+  wait(this);
+  result.hung = hung_;
+  result.initial_metadata = copy_metadata(context_.GetServerInitialMetadata());
+  result.trailing_metadata = copy_metadata(context_.GetServerTrailingMetadata());
+  return result;
+}
+
+CallResult call(const std::shared_ptr<grpc::Channel>& channel, std::string_view rpc,
+                const std::vector<std::string>& requests, const CallOptions& options) {
+  StreamingCall c(channel, method_path(rpc), options);
+  bool ok = true;
+  for (const auto& r : requests) {
+    if (!(ok = c.write(r))) break;
+  }
+  if (ok) c.writes_done();
+  std::vector<std::string> responses;
+  while (auto msg = c.read()) responses.push_back(std::move(*msg));
+  CallResult result = c.finish();
+  result.responses = std::move(responses);
+  return result;
+}
+
+FakeStats fake_stats(const FakeServer& fake) {
+  auto channel = make_channel(fake.address());
+  CallOptions options;
+  options.metadata = {{"x-fake-stats", "1"}};
+  options.op_timeout = 10s;
+  const CallResult r = call(channel, "GetStatus", {request_for("GetStatus", "stats")}, options);
+  if (!r.status.ok()) throw std::runtime_error("fake stats call failed: " + r.describe());
+  FakeStats stats;
+  stats.sent_bytes = std::stoull(r.trailer("x-fake-sent-bytes"));
+  stats.sent_messages = std::stoull(r.trailer("x-fake-sent-messages"));
+  stats.cancelled = std::stoull(r.trailer("x-fake-cancelled"));
+  return stats;
+}
+
+// ---- data ----
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string fake_pattern(size_t n) {
+  std::string data(n, '\0');
+  for (size_t j = 0; j < n; ++j) data[j] = static_cast<char>(j * 7 + 1);
+  return data;
+}
+
+std::string random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(n, '\0');
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  for (; i < n; ++i) out[i] = static_cast<char>(rng());
+  return out;
+}
+
+std::string execute_plan_request(const std::string& session_id, const std::string& operation_id,
+                                 size_t plan_bytes) {
+  view::ExecutePlanRequest head;
+  head.set_session_id(session_id);
+  head.mutable_user_context()->set_user_id("alice");
+  std::string out = head.SerializeAsString();
+  if (plan_bytes > 0) {
+    // Plan { <unknown field 1000: bytes> }, like a large local relation would be.
+    std::string plan;
+    append_len_field(plan, 1000, random_bytes(plan_bytes, plan_bytes));
+    append_len_field(out, 3, plan);
+  }
+  view::ExecutePlanRequest rest;
+  rest.set_client_type("sparkgate-itest");
+  if (!operation_id.empty()) rest.set_operation_id(operation_id);
+  out += rest.SerializeAsString();
+  return out;
+}
+
+std::string reattach_request(const std::string& session_id, const std::string& operation_id) {
+  auto msg = with_envelope<view::ReattachExecuteRequest>(session_id);
+  msg.set_operation_id(operation_id);
+  return msg.SerializeAsString();
+}
+
+std::string request_for(std::string_view rpc, const std::string& session_id) {
+  if (rpc == "ExecutePlan") return execute_plan_request(session_id, "op-" + session_id);
+  if (rpc == "ReattachExecute") return reattach_request(session_id, "op-" + session_id);
+  if (rpc == "AnalyzePlan") {
+    return with_envelope<view::AnalyzePlanRequest>(session_id).SerializeAsString();
+  }
+  if (rpc == "Config") return with_envelope<view::ConfigRequest>(session_id).SerializeAsString();
+  if (rpc == "AddArtifacts") {
+    return with_envelope<view::AddArtifactsRequest>(session_id).SerializeAsString();
+  }
+  if (rpc == "ArtifactStatus") {
+    return with_envelope<view::ArtifactStatusesRequest>(session_id).SerializeAsString();
+  }
+  if (rpc == "Interrupt") {
+    auto m = with_envelope<view::InterruptRequest>(session_id);
+    m.set_operation_id("op-" + session_id);
+    return m.SerializeAsString();
+  }
+  if (rpc == "ReleaseExecute") {
+    auto m = with_envelope<view::ReleaseExecuteRequest>(session_id);
+    m.set_operation_id("op-" + session_id);
+    return m.SerializeAsString();
+  }
+  if (rpc == "ReleaseSession") {
+    return with_envelope<view::ReleaseSessionRequest>(session_id).SerializeAsString();
+  }
+  if (rpc == "FetchErrorDetails") {
+    auto m = with_envelope<view::FetchErrorDetailsRequest>(session_id);
+    m.set_error_id("err-1");
+    return m.SerializeAsString();
+  }
+  if (rpc == "CloneSession") {
+    auto m = with_envelope<view::CloneSessionRequest>(session_id);
+    m.set_new_session_id("clone-of-" + session_id);
+    return m.SerializeAsString();
+  }
+  if (rpc == "GetStatus") {
+    return with_envelope<view::GetStatusRequest>(session_id).SerializeAsString();
+  }
+  throw std::invalid_argument("unknown rpc " + std::string(rpc));
+}
+
+}  // namespace sparkgate::itest

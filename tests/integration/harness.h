@@ -1,0 +1,243 @@
+// Integration-test harness: starts the fake Spark Connect backend
+// (tests/fakes/fake_spark_server) and the real sparkgate binary as child processes on
+// kernel-chosen ports, and talks gRPC to them with grpc++'s generic (raw bytes) API.
+//
+// Binaries come from the environment: SPARKGATE_BIN and FAKE_SPARK_BIN (meson's test()
+// sets both). SPARKGATE_BIN=direct skips the gateway and points every client at the first
+// backend instead; that validates the fake and the harness on their own (gateway-specific
+// tests then fail, as they should).
+//
+// Every object here owns what it starts: destroying a FakeServer or Gateway stops its
+// process (SIGTERM, then SIGKILL after a grace period) and reaps it. All functions are
+// for the test thread unless stated otherwise; call() and StreamingCall may be used from
+// any thread, one call per thread at a time.
+#pragma once
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sparkgate::itest {
+
+using namespace std::chrono_literals;
+
+// Path of the fake backend / gateway binaries; throws std::runtime_error if unset.
+std::string fake_bin();
+std::string gateway_bin();
+// True if SPARKGATE_BIN=direct (no gateway; clients talk to the backend).
+bool direct_mode();
+
+// A port on 127.0.0.1 that the kernel reported free a moment ago.
+uint16_t free_port();
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // Writes `text` to path()/name and returns the full path.
+  std::string write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A child process started with fork/exec. It dies with the test process (PDEATHSIG).
+class Child {
+ public:
+  // stdout_fd: if non-null, receives the read end of a pipe connected to the child's
+  // stdout (the caller owns it); otherwise stdout goes to stdout_path. stderr goes to
+  // stderr_path. Throws std::runtime_error if fork fails.
+  Child(const std::vector<std::string>& argv, const std::string& stdout_path,
+        const std::string& stderr_path, int* stdout_fd);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // False once the process has exited (reaps it; exit_status() then has the status).
+  bool running();
+  // The raw waitpid status, once the process has exited.
+  std::optional<int> exit_status() const { return status_; }
+  // Waits up to `timeout` for the process to exit on its own.
+  bool wait_exit(std::chrono::milliseconds timeout);
+  // SIGTERM, wait `grace`, then SIGKILL; always reaps. Returns true if it exited within
+  // the grace period.
+  bool stop(std::chrono::milliseconds grace = 3000ms);
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// The fake backend. Starting it waits for its "READY <port>" line (throws on failure).
+class FakeServer {
+ public:
+  // port 0: let the kernel choose. extra_args are appended to the command line.
+  explicit FakeServer(const std::vector<std::string>& extra_args = {}, uint16_t port = 0);
+  ~FakeServer();
+
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  Child& process() { return *child_; }
+  std::string stderr_text() const;
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Child> child_;
+  int stdout_fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+struct GatewayOptions {
+  std::vector<std::string> backends;  // "127.0.0.1:PORT" each, all in cluster "local"
+  std::optional<uint64_t> max_message_bytes;
+  int workers = 2;
+  std::string log_level = "info";
+};
+
+// Options for a gateway in front of the single backend `address`.
+GatewayOptions one_backend(const std::string& address);
+
+// The real gateway binary with a generated config. Starting it waits until its listener
+// accepts TCP connections; throws std::runtime_error (with its stderr) if it exits or
+// does not listen within 15 s.
+class Gateway {
+ public:
+  explicit Gateway(GatewayOptions options);
+  ~Gateway();
+
+  // Where clients connect: the gateway listener, or the first backend in direct mode.
+  std::string address() const;
+  uint16_t port() const { return port_; }
+  const std::string& config_path() const { return config_path_; }
+  // True while the process is alive (always true in direct mode).
+  bool running();
+  std::string stderr_text() const;
+  // Peak resident set size (VmHWM) in KiB, from /proc/PID/status; -1 if unavailable.
+  long vm_hwm_kib() const;
+  pid_t pid() const;
+
+ private:
+  GatewayOptions options_;
+  TempDir dir_;
+  std::string config_path_;
+  uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+  std::unique_ptr<Child> child_;
+};
+
+// The gateway YAML for `options`, listening on `port` with the admin API on
+// `admin_port`.
+std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
+                                uint16_t admin_port);
+
+// A new channel (and so a new TCP connection: subchannels are not shared) with
+// unlimited message sizes and grpc's own retries disabled.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+
+// "/spark.connect.SparkConnectService/<rpc>"
+std::string method_path(std::string_view rpc);
+
+struct CallOptions {
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::optional<std::chrono::milliseconds> deadline;  // sent as grpc-timeout
+  // Longest wait for any single operation before the harness cancels the call and marks
+  // it hung.
+  std::chrono::milliseconds op_timeout = 120s;
+};
+
+using Metadata = std::multimap<std::string, std::string>;
+
+struct CallResult {
+  grpc::Status status;
+  std::vector<std::string> responses;
+  Metadata initial_metadata;
+  Metadata trailing_metadata;
+  bool hung = false;  // some operation exceeded op_timeout
+
+  // The first value of `key` in the trailing metadata, or "" if absent.
+  std::string trailer(const std::string& key) const;
+  // The first value of `key` in the initial metadata, or "" if absent.
+  std::string header(const std::string& key) const;
+  bool has_trailer(const std::string& key) const { return trailing_metadata.count(key) > 0; }
+  // A one-line summary for failure messages.
+  std::string describe() const;
+};
+
+// A gRPC call driven step by step, synchronously, over the generic async API with its own
+// completion queue. Used where a test must control the pace (slow reader, cancel).
+class StreamingCall {
+ public:
+  StreamingCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                const CallOptions& options);
+  ~StreamingCall();
+
+  bool write(const std::string& message);
+  bool writes_done();
+  // The next response message, or nullopt at end of stream (or on failure).
+  std::optional<std::string> read();
+  // Cancels from the client side (RST_STREAM CANCEL).
+  void cancel() { context_.TryCancel(); }
+  // Ends the call and collects status and metadata. Call once, last.
+  CallResult finish();
+  bool hung() const { return hung_; }
+
+ private:
+  bool wait(void* tag);
+
+  grpc::ClientContext context_;
+  grpc::CompletionQueue cq_;
+  grpc::GenericStub stub_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  std::chrono::milliseconds op_timeout_;
+  bool started_ = false;
+  bool hung_ = false;
+  std::vector<std::string> responses_;
+};
+
+// Sends `requests` (then half-closes), reads every response, and returns the outcome.
+CallResult call(const std::shared_ptr<grpc::Channel>& channel, std::string_view rpc,
+                const std::vector<std::string>& requests, const CallOptions& options = {});
+
+// Process counters of the fake (asked directly, not through the gateway).
+struct FakeStats {
+  uint64_t sent_bytes = 0;
+  uint64_t sent_messages = 0;
+  uint64_t cancelled = 0;
+};
+FakeStats fake_stats(const FakeServer& fake);
+
+std::string sha256_hex(std::string_view data);
+// The fake's arrow_batch.data content of size n (byte j is j * 7 + 1).
+std::string fake_pattern(size_t n);
+// n bytes from a fixed-seed PRNG.
+std::string random_bytes(size_t n, uint64_t seed = 42);
+
+// Serialized requests from the view protos with session_id and user_context.user_id
+// "alice" set. ExecutePlan: `plan_bytes` > 0 adds a Plan (field 3) of that size holding
+// an unknown field, serialized between user_context and the later fields as a real client
+// would; `operation_id` may be empty.
+std::string execute_plan_request(const std::string& session_id,
+                                 const std::string& operation_id = "",
+                                 size_t plan_bytes = 0);
+std::string reattach_request(const std::string& session_id, const std::string& operation_id);
+// Any of the 12 RPC names; a minimal valid request for it.
+std::string request_for(std::string_view rpc, const std::string& session_id);
+
+}  // namespace sparkgate::itest
