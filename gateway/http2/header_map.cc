@@ -28,7 +28,8 @@ std::vector<nghttp2_nv> HeaderMap::to_nv() const {
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields_.size());
   for (const auto& [n, v] : fields_) {
-    uint8_t flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
+    // nghttp2 copies the fields at submit time, so the map may be a temporary.
+    uint8_t flags = NGHTTP2_NV_FLAG_NONE;
     // Credentials must not enter the HPACK dynamic table, where a compression oracle
     // could recover them.
     if (n == "authorization" || n == "authentication" || n == "cookie") flags |= NGHTTP2_NV_FLAG_NO_INDEX;

@@ -31,7 +31,8 @@ class HeaderMap {
     bytes_ = 0;
   }
 
-  // nghttp2_nv views into this map; valid while the map is alive and unchanged.
+  // nghttp2_nv views into this map, for a submit call made while the map is alive
+  // (nghttp2 copies the fields during the call).
   std::vector<nghttp2_nv> to_nv() const;
 
  private:
