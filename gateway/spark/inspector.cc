@@ -108,6 +108,7 @@ bool EnvelopeScanner::parse_header() {
     return false;
   }
   int field = static_cast<int>(WireFormatLite::GetTagFieldNumber(tag));
+  if (field == 0) return fail("invalid field number 0");
   auto wire_type = WireFormatLite::GetTagWireType(tag);
   uint64_t payload = 0;
   switch (wire_type) {
