@@ -48,7 +48,8 @@ void ServerSession::start() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(options_.connection_window_bytes));
-  start_io();
+  // Our SETTINGS go out after the client's first bytes proved it speaks HTTP/2.
+  start_io(false);
 }
 
 bool ServerSession::on_first_read(const uint8_t* data, size_t n) {

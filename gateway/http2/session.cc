@@ -18,11 +18,11 @@ Session::~Session() {
   if (session_) nghttp2_session_del(session_);
 }
 
-void Session::start_io() {
+void Session::start_io(bool write_first) {
   read_buf_.resize(kReadBufferBytes);
   reading_started_ = true;
   do_read();
-  signal_write();
+  if (write_first) signal_write();
 }
 
 void Session::signal_write() {

@@ -48,8 +48,10 @@ class Session : public std::enable_shared_from_this<Session> {
   nghttp2_session* raw() const { return session_; }
 
  protected:
-  // Starts reading; the transport and session_ must be set.
-  void start_io();
+  // Starts reading; the transport and session_ must be set. With `write_first` false
+  // nothing is sent until the peer's first bytes arrived (a server must not answer an
+  // HTTP/1.x client with binary HTTP/2 frames).
+  void start_io(bool write_first = true);
   // Called once when the connection is gone (EOF, error, or close()); the subclass tells
   // its streams. May run inside an asio handler, never inside an nghttp2 callback.
   virtual void on_connection_closed(const std::string& reason) = 0;

@@ -8,7 +8,8 @@
 // Usage:
 //   fake_spark_server --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]
 // Listens on 127.0.0.1:P (P = 0: the kernel picks) with h2c, prints "READY <port>" on
-// stdout once serving, and exits 0 on SIGTERM/SIGINT. Message sizes are unlimited.
+// stdout once serving, and exits 0 on SIGTERM/SIGINT (in-flight calls get 200 ms).
+// Message sizes are unlimited.
 //
 // Every call reads all request messages until the client half-closes, then answers.
 // Every response carries the request's session_id and this process's fixed
@@ -26,7 +27,8 @@
 //   x-fake-reset-after: K     after K responses, cancel the stream (RST_STREAM)
 //   x-fake-exit-after: K      after K responses, _exit(3) the process
 //   x-fake-goaway: 1          after this call completes, shut the server down gracefully
-//                             (GOAWAY, grace period) and exit 0
+//                             (GOAWAY; in-flight calls get --goaway-grace-ms, default
+//                             5000) and exit 0
 //   x-fake-status: CODE       finish with this grpc status code, with message
 //   x-fake-message: TEXT      and message (x-fake-message-bin: raw bytes, if not ASCII)
 //   x-fake-details-bin: BYTES and details (grpc-status-details-bin)
@@ -68,6 +70,8 @@ namespace view = sparkgate::view;
 
 constexpr std::string_view kServicePrefix = "/spark.connect.SparkConnectService/";
 constexpr uint32_t kPaddingFieldNumber = 1000;
+// In-flight calls get this long to finish after SIGTERM/SIGINT.
+constexpr int kStopGraceMs = 200;
 
 enum class Shape { kUnary, kClientStreaming, kServerStreaming };
 
@@ -83,13 +87,13 @@ struct ShutdownLatch {
   std::mutex mu;
   std::condition_variable cv;
   bool requested = false;
-  int exit_code = 0;
+  bool graceful = false;  // GOAWAY with the full grace period, else a quick stop
 
-  void request(int code) {
+  void request(bool with_grace) {
     std::lock_guard lock(mu);
     if (!requested) {
       requested = true;
-      exit_code = code;
+      graceful = with_grace;
     }
     cv.notify_all();
   }
@@ -339,7 +343,7 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
   void OnDone() override {
     const bool goaway = goaway_;
     delete this;
-    if (goaway) g_shutdown.request(0);
+    if (goaway) g_shutdown.request(/*with_grace=*/true);
   }
 
  private:
@@ -591,7 +595,7 @@ int main(int argc, char** argv) {
   std::thread([signals] {
     int sig = 0;
     sigwait(&signals, &sig);
-    g_shutdown.request(0);
+    g_shutdown.request(/*with_grace=*/false);
   }).detach();
 
   g_server_side_session_id = "fake-" + make_uuidish();
@@ -614,15 +618,16 @@ int main(int argc, char** argv) {
   }
   std::cout << "READY " << selected_port << std::endl;
 
-  int exit_code = 0;
+  bool graceful = false;
   {
     std::unique_lock lock(g_shutdown.mu);
     g_shutdown.cv.wait(lock, [] { return g_shutdown.requested; });
-    exit_code = g_shutdown.exit_code;
+    graceful = g_shutdown.graceful;
   }
+  // Shutdown sends GOAWAY, lets in-flight calls run until the deadline, then cancels them.
   server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(goaway_grace_ms));
+                   std::chrono::milliseconds(graceful ? goaway_grace_ms : kStopGraceMs));
   std::fflush(stdout);
   // Skip static destructors: grpc's background threads may still be winding down.
-  _exit(exit_code);
+  _exit(0);
 }

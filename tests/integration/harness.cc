@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -301,6 +302,12 @@ std::string Gateway::stderr_text() const {
   return read_file(dir_.path() / "gateway.err") + read_file(dir_.path() / "gateway.out");
 }
 
+std::optional<int> Gateway::terminate(std::chrono::milliseconds grace) {
+  if (!child_) return std::nullopt;
+  if (!child_->stop(grace)) return std::nullopt;
+  return child_->exit_status();
+}
+
 pid_t Gateway::pid() const { return child_ ? child_->pid() : -1; }
 
 long Gateway::vm_hwm_kib() const {
@@ -315,8 +322,9 @@ long Gateway::vm_hwm_kib() const {
 
 // ---- gRPC client ----
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp_probe) {
   grpc::ChannelArguments args;
+  if (!bdp_probe) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -431,6 +439,22 @@ CallResult call(const std::shared_ptr<grpc::Channel>& channel, std::string_view 
   CallResult result = c.finish();
   result.responses = std::move(responses);
   return result;
+}
+
+int established_connections_to(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  char want[16];
+  std::snprintf(want, sizeof want, "0100007F:%04X", port);
+  int count = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (remote == want && state == "01") ++count;
+  }
+  return count;
 }
 
 FakeStats fake_stats(const FakeServer& fake) {

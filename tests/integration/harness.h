@@ -132,6 +132,9 @@ class Gateway {
   // Peak resident set size (VmHWM) in KiB, from /proc/PID/status; -1 if unavailable.
   long vm_hwm_kib() const;
   pid_t pid() const;
+  // Sends SIGTERM and waits up to `grace`; returns the raw wait status if the process
+  // exited in time, else nullopt (it is then killed). Later calls return the same status.
+  std::optional<int> terminate(std::chrono::milliseconds grace);
 
  private:
   GatewayOptions options_;
@@ -148,8 +151,10 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
                                 uint16_t admin_port);
 
 // A new channel (and so a new TCP connection: subchannels are not shared) with
-// unlimited message sizes and grpc's own retries disabled.
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+// unlimited message sizes and grpc's own retries disabled. bdp_probe = false pins the
+// client's receive windows (grpc otherwise grows them on its own timers), so that what
+// the client transport buffers is fixed while the application is not reading.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp_probe = true);
 
 // "/spark.connect.SparkConnectService/<rpc>"
 std::string method_path(std::string_view rpc);
@@ -214,6 +219,10 @@ class StreamingCall {
 // Sends `requests` (then half-closes), reads every response, and returns the outcome.
 CallResult call(const std::shared_ptr<grpc::Channel>& channel, std::string_view rpc,
                 const std::vector<std::string>& requests, const CallOptions& options = {});
+
+// Number of ESTABLISHED IPv4 TCP connections on this machine whose remote end is
+// 127.0.0.1:port (from /proc/net/tcp), i.e. client connections to a local server.
+int established_connections_to(uint16_t port);
 
 // Process counters of the fake (asked directly, not through the gateway).
 struct FakeStats {

@@ -2,6 +2,7 @@
 // allows only a few concurrent streams per connection.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -94,13 +95,27 @@ TEST_CASE("200 concurrent calls behind a backend with max-concurrent-streams 10"
 
   // Each call holds its upstream stream for 300 ms, so the 200 cannot fit into one
   // 10-stream upstream connection at once.
+  // Meanwhile count the upstream connections the gateway holds to the backend.
+  std::atomic<bool> done{false};
+  int peak_connections = 0;
+  std::thread sampler([&] {
+    while (!done.load()) {
+      peak_connections = std::max(peak_connections, established_connections_to(fake.port()));
+      std::this_thread::sleep_for(20ms);
+    }
+  });
   const auto start = std::chrono::steady_clock::now();
   const Outcome o = run_concurrent(channel, 200, 3, {{"x-fake-stall-ms", "300"}});
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - start).count();
+  done.store(true);
+  sampler.join();
   MESSAGE("200 concurrent calls through a 10-stream backend: " << o.ok << " ok in " << ms
-          << " ms (one 10-stream connection would need >= 6000 ms)");
+          << " ms over at most " << peak_connections
+          << " upstream connections (one 10-stream connection would need >= 6000 ms)");
   CHECK_MESSAGE(o.ok == 200, join(o.failures));
+  // DESIGN.md §1.5: the pool opens another connection when the peer's limit is reached.
+  if (!direct_mode()) CHECK(peak_connections >= 2);
   CHECK_MESSAGE(gw.running(), gw.stderr_text());
 }
 
