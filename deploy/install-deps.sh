@@ -80,6 +80,10 @@ server_reqs=(
   "pyspark==4.2.1"
   # Python UDF workers unpickle what the client pickled; keep the same libraries there.
   "pandas==2.3.3" "pyarrow==26.0.1" "numpy==2.3.5"
+  # pyspark's Connect client extras, so that `.venv/server/bin/pyspark --remote sc://...`
+  # works as an interactive shell.
+  "grpcio==1.85.3" "grpcio-status==1.85.3" "googleapis-common-protos==1.76.0"
+  "protobuf==6.33.6" "zstandard==0.25.0"
 )
 client_reqs=(
   "pyspark-client==4.2.0"

@@ -18,6 +18,12 @@ Session::~Session() {
   if (session_) nghttp2_session_del(session_);
 }
 
+ssize_t Session::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t session_remote_window_size,
+                                   int32_t stream_remote_window_size, uint32_t remote_max_frame_size, void*) {
+  int64_t n = std::min<int64_t>({session_remote_window_size, stream_remote_window_size, remote_max_frame_size});
+  return static_cast<ssize_t>(std::max<int64_t>(n, 1));
+}
+
 void Session::start_io(bool write_first) {
   read_buf_.resize(kReadBufferBytes);
   reading_started_ = true;

@@ -137,6 +137,13 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
 }
 
 void ProxyStream::on_request_end() {
+  if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
+  if (!req_framer_.at_boundary()) {
+    // Passing this on would let the backend drop the torn message silently and answer OK.
+    reply_local(grpc::StatusCode::kInvalidArgument,
+                "malformed gRPC framing: the request stream ended in the middle of a message");
+    return;
+  }
   req_end_ = true;
   if (phase_ == Phase::kInspecting) {
     try_route();
@@ -210,9 +217,9 @@ void ProxyStream::connect_upstream(const config::Endpoint& backend) {
 
 ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) {
   if (phase_ != Phase::kForwarding) {
-    // The RPC ended locally; the upstream stream is being reset.
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return 0;
+    // The RPC ended locally and the upstream stream is being reset; never end it cleanly,
+    // or the backend could act on a partial request.
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   size_t n = req_buf_.read(buf, length);
   consume_downstream(n);

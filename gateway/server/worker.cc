@@ -156,6 +156,7 @@ void Worker::stop() {
     for (auto& s : sessions) s->close("gateway stopping");
     sessions_.clear();
     connections_ = 0;
+    pools_.close_all();
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.

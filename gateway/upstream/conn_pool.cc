@@ -111,6 +111,16 @@ void ConnPool::serve_waiters() {
   }
 }
 
+void ConnPool::close_all() {
+  auto sessions = sessions_;
+  for (auto& s : sessions) s->close("gateway stopping");
+  sessions_.clear();
+  resolver_.cancel();
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& w : waiters) w(nullptr, "the gateway is stopping");
+}
+
 void ConnPool::forget(http2::ClientSession& dead) {
   std::erase_if(sessions_, [&](const auto& s) { return s.get() == &dead; });
   // Waiters queued while this connection looked usable get a new one.
@@ -130,6 +140,10 @@ ConnPool& PoolSet::get(const config::Endpoint& backend) {
   }
   pools_.push_back(std::make_unique<ConnPool>(executor_, backend, options_));
   return *pools_.back();
+}
+
+void PoolSet::close_all() {
+  for (auto& p : pools_) p->close_all();
 }
 
 size_t PoolSet::connections() const {

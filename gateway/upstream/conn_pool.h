@@ -41,6 +41,8 @@ class ConnPool {
 
   const std::string& backend() const { return backend_name_; }
   size_t connections() const { return sessions_.size(); }
+  // Closes every connection (their streams are told) and fails every waiter.
+  void close_all();
 
  private:
   void open_connection();
@@ -73,6 +75,8 @@ class PoolSet {
   // The pool for `backend`; the reference stays valid for the PoolSet's life.
   ConnPool& get(const config::Endpoint& backend);
   size_t connections() const;
+  // Closes every upstream connection, for shutdown.
+  void close_all();
 
  private:
   boost::asio::any_io_executor executor_;

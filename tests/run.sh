@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Runs every sparkgate test suite and reports one total.
+#
+#   tests/run.sh [--no-install] [unit] [integration] [e2e]
+#
+# First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
+# that and uses what is there). Then runs the named suites, or all of them:
+#   unit         build/tests/unit/unit_tests                     (doctest)
+#   integration  build/tests/integration/integration_tests       (doctest; real gateway
+#                against tests/fakes/fake_spark_server)
+#   e2e          pytest tests/e2e                                (real PySpark, real Spark
+#                Connect server, real gateway)
+# A failing suite does not stop the others. A suite that crashes, times out or whose
+# binary is missing counts as (at least) one failed test case. The exit status is 0 only
+# if nothing failed; the last line of output is always `N passed, N failed`.
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+install=1
+suites=()
+for arg in "$@"; do
+  case "$arg" in
+    --no-install) install=0 ;;
+    unit|integration|e2e) suites+=("$arg") ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+
+# Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
+UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
+INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
+E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+total_passed=0
+total_failed=0
+summary=()
+
+banner() { printf '\n===== %s =====\n' "$*"; }
+
+record() {
+  # record SUITE PASSED FAILED NOTE
+  total_passed=$((total_passed + $2))
+  total_failed=$((total_failed + $3))
+  summary+=("$(printf '%-12s %5d passed %5d failed  %s' "$1" "$2" "$3" "$4")")
+}
+
+run_limited() {
+  # run_limited SECONDS LOGFILE CMD... — runs CMD with a time limit, its output both on
+  # the console and in LOGFILE; returns CMD's exit status (124 on timeout).
+  local limit="$1" logfile="$2"; shift 2
+  timeout --kill-after=30 "$limit" "$@" 2>&1 | tee "$logfile"
+  return "${PIPESTATUS[0]}"
+}
+
+run_doctest() {
+  # run_doctest SUITE BINARY TIMEOUT [ENV=VALUE...]
+  local suite="$1" bin="$2" limit="$3"; shift 3
+  banner "$suite: $bin"
+  if [ ! -x "$bin" ]; then
+    echo "$suite: $bin is missing (did the build fail?)"
+    record "$suite" 0 1 "binary missing"
+    return
+  fi
+  local log="$work/$suite.log" rc=0
+  run_limited "$limit" "$log" env "$@" "$bin" || rc=$?
+  # [doctest] test cases:   33 |   33 passed | 0 failed | 0 skipped
+  local line passed=0 failed=0 note
+  line="$(grep -E '^\[doctest\] test cases:' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    passed="$(sed -E 's/.*\|[[:space:]]*([0-9]+) passed.*/\1/' <<<"$line")"
+    failed="$(sed -E 's/.*\|[[:space:]]*([0-9]+) failed.*/\1/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${limit}s"
+  elif [ -z "$line" ]; then
+    note="exit $rc, no doctest summary (crashed?)"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1  # it did not succeed, whatever its counters said
+  fi
+  record "$suite" "$passed" "$failed" "$note"
+}
+
+run_e2e() {
+  banner "e2e: pytest tests/e2e"
+  local python="$repo/.venv/client/bin/python"
+  if [ ! -x "$python" ]; then
+    echo "e2e: $python is missing (did deploy/install-deps.sh fail?)"
+    record e2e 0 1 "client venv missing"
+    return
+  fi
+  local junit="$work/e2e-junit.xml" rc=0
+  run_limited "$E2E_TIMEOUT_S" "$work/e2e.log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" \
+    "$python" -m pytest tests/e2e -p no:cacheprovider --junitxml="$junit" -o junit_family=xunit2 || rc=$?
+  local counts passed=0 failed=0 note="exit $rc"
+  if [ -f "$junit" ]; then
+    # "<passed> <failed>": one verdict per test case; an error (setup/teardown) is a failure.
+    counts="$("$python" - "$junit" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+verdict = {}  # a test that fails and then errors in teardown appears twice
+for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    key = (case.get("classname"), case.get("name"))
+    if case.find("failure") is not None or case.find("error") is not None:
+        verdict[key] = "failed"
+    elif case.find("skipped") is not None:
+        verdict.setdefault(key, "skipped")
+    else:
+        verdict.setdefault(key, "passed")
+values = list(verdict.values())
+print(values.count("passed"), values.count("failed"))
+EOF
+)" || counts=""
+    if [ -n "$counts" ]; then
+      read -r passed failed <<<"$counts"
+    else
+      note="exit $rc, unreadable junit xml"
+    fi
+  else
+    note="exit $rc, no junit xml (crashed?)"
+  fi
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${E2E_TIMEOUT_S}s"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1  # e.g. a collection error, or no tests collected (exit 5)
+  fi
+  record e2e "$passed" "$failed" "$note"
+}
+
+if [ "$install" -eq 1 ]; then
+  banner "install dependencies and build"
+  if ! bash deploy/install-deps.sh; then
+    echo "deploy/install-deps.sh failed; running whatever suites can still run"
+    record build 0 1 "install-deps/build failed"
+  fi
+fi
+
+for suite in "${suites[@]}"; do
+  case "$suite" in
+    unit)
+      run_doctest unit "$repo/build/tests/unit/unit_tests" "$UNIT_TIMEOUT_S" ;;
+    integration)
+      run_doctest integration "$repo/build/tests/integration/integration_tests" "$INTEGRATION_TIMEOUT_S" \
+        SPARKGATE_BIN="$repo/build/gateway/sparkgate" \
+        FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
+    e2e)
+      run_e2e ;;
+  esac
+done
+
+banner "summary"
+printf '%s\n' "${summary[@]}"
+printf '%d passed, %d failed\n' "$total_passed" "$total_failed"
+[ "$total_failed" -eq 0 ]
