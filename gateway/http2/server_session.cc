@@ -8,6 +8,7 @@ namespace sparkgate::http2 {
 
 namespace {
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr std::chrono::seconds kPrefaceTimeout{10};
 
 std::string http1_reply() {
   std::string body =
@@ -49,11 +50,17 @@ void ServerSession::start() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(options_.connection_window_bytes));
+  preface_timer_ = std::make_unique<boost::asio::steady_timer>(executor(), kPrefaceTimeout);
+  preface_timer_->async_wait([weak = std::weak_ptr<Session>(shared_from_this())](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->close("no HTTP/2 preface within " + std::to_string(kPrefaceTimeout.count()) + " s");
+  });
   // Our SETTINGS go out after the client's first bytes proved it speaks HTTP/2.
   start_io(false);
 }
 
 bool ServerSession::on_first_read(const uint8_t* data, size_t n) {
+  preface_timer_->cancel();
   size_t cmp = std::min(n, kPreface.size());
   if (std::memcmp(data, kPreface.data(), cmp) == 0) return true;
   // Not HTTP/2 prior knowledge. An HTTP/1.x request gets a readable answer.
@@ -215,6 +222,7 @@ void ServerSession::on_connection_closed(const std::string&) {
     }
   }
   if (drain_timer_) drain_timer_->cancel();
+  if (preface_timer_) preface_timer_->cancel();
   if (on_finished) {
     auto cb = std::move(on_finished);
     on_finished = nullptr;

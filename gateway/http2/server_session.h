@@ -97,6 +97,8 @@ class ServerSession final : public Session {
   // Handlers released inside callbacks die here, after nghttp2 returns.
   std::vector<std::shared_ptr<ServerStreamHandler>> graveyard_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  // Closes connections that never send their first bytes.
+  std::unique_ptr<boost::asio::steady_timer> preface_timer_;
 };
 
 }  // namespace sparkgate::http2

@@ -82,7 +82,10 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
 }
 
 void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
-  if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone || phase_ == Phase::kHeaders) {
+  if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone || phase_ == Phase::kHeaders ||
+      (phase_ == Phase::kForwarding && !upstream_open_)) {
+    // Nobody will read these bytes (the RPC is answered, or the backend already ended
+    // the stream, e.g. an early error on AddArtifacts): reopen the window at once.
     consume_downstream(n);
     return;
   }
