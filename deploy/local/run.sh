@@ -153,7 +153,7 @@ cat >&2 <<EOF
   sparkgate is running: sc://localhost:$gateway_port  ->  Spark Connect 127.0.0.1:$spark_port
 
   PySpark shell:
-    $server_venv/bin/pyspark --remote sc://localhost:$gateway_port
+    . $server_venv/bin/activate && pyspark --remote sc://localhost:$gateway_port
 
   Python:
     $client_venv/bin/python

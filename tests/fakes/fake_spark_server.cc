@@ -57,23 +57,21 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "fake_messages.h"
 #include "spark_view.pb.h"
 
 namespace {
 
+using namespace sparkgate::fake;
 namespace view = sparkgate::view;
 
 constexpr std::string_view kServicePrefix = "/spark.connect.SparkConnectService/";
-constexpr uint32_t kPaddingFieldNumber = 1000;
 // In-flight calls get this long to finish after SIGTERM/SIGINT.
 constexpr int kStopGraceMs = 200;
-
-enum class Shape { kUnary, kClientStreaming, kServerStreaming };
 
 struct Counters {
   std::atomic<uint64_t> sent_bytes{0};
@@ -103,172 +101,9 @@ Counters g_counters;
 ShutdownLatch g_shutdown;
 std::string g_server_side_session_id;
 
-std::string make_uuidish() {
-  std::random_device rd;
-  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-                      static_cast<uint64_t>(getpid()));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out.push_back('-');
-    out.push_back(kHex[rng() & 0xf]);
-  }
-  return out;
-}
-
-std::optional<Shape> shape_of(std::string_view rpc) {
-  if (rpc == "ExecutePlan" || rpc == "ReattachExecute") return Shape::kServerStreaming;
-  if (rpc == "AddArtifacts") return Shape::kClientStreaming;
-  if (rpc == "AnalyzePlan" || rpc == "Config" || rpc == "ArtifactStatus" ||
-      rpc == "Interrupt" || rpc == "ReleaseExecute" || rpc == "ReleaseSession" ||
-      rpc == "FetchErrorDetails" || rpc == "CloneSession" || rpc == "GetStatus") {
-    return Shape::kUnary;
-  }
-  return std::nullopt;
-}
-
-size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-void append_varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-// Appends unknown length-delimited field 1000 so that `msg` becomes `target` bytes long
-// (or as close as the varint length allows); does nothing if `msg` is already too long.
-void pad_to(std::string& msg, size_t target) {
-  const uint64_t tag = (kPaddingFieldNumber << 3) | 2;
-  const size_t overhead = varint_size(tag);
-  if (target <= msg.size() + overhead + 1) return;
-  size_t room = target - msg.size() - overhead;
-  size_t pad = room - 1;
-  while (pad > 0 && varint_size(pad) + pad > room) --pad;
-  append_varint(msg, tag);
-  append_varint(msg, pad);
-  msg.append(pad, 'p');
-}
-
-std::string pattern_bytes(size_t n) {
-  std::string data(n, '\0');
-  for (size_t j = 0; j < n; ++j) data[j] = static_cast<char>(j * 7 + 1);
-  return data;
-}
-
-// The parts of a request the fake needs to build its answer.
-struct RequestInfo {
-  std::string session_id;
-  std::string operation_id;    // ExecutePlan (optional), Reattach, ReleaseExecute
-  std::string new_session_id;  // CloneSession
-};
-
-template <typename T>
-bool parse_into(const std::string& bytes, T& msg) {
-  return msg.ParseFromString(bytes);
-}
-
-// Decodes the first request message with the matching view. False if it does not parse.
-bool inspect_request(std::string_view rpc, const std::string& bytes, RequestInfo& info) {
-  auto simple = [&](auto msg) {
-    if (!parse_into(bytes, msg)) return false;
-    info.session_id = msg.session_id();
-    return true;
-  };
-  if (rpc == "ExecutePlan") {
-    view::ExecutePlanRequest m;
-    if (!parse_into(bytes, m)) return false;
-    info.session_id = m.session_id();
-    info.operation_id = m.operation_id();
-    return true;
-  }
-  if (rpc == "ReattachExecute") {
-    view::ReattachExecuteRequest m;
-    if (!parse_into(bytes, m)) return false;
-    info.session_id = m.session_id();
-    info.operation_id = m.operation_id();
-    return true;
-  }
-  if (rpc == "ReleaseExecute") {
-    view::ReleaseExecuteRequest m;
-    if (!parse_into(bytes, m)) return false;
-    info.session_id = m.session_id();
-    info.operation_id = m.operation_id();
-    return true;
-  }
-  if (rpc == "CloneSession") {
-    view::CloneSessionRequest m;
-    if (!parse_into(bytes, m)) return false;
-    info.session_id = m.session_id();
-    info.new_session_id = m.new_session_id();
-    return true;
-  }
-  if (rpc == "AnalyzePlan") return simple(view::AnalyzePlanRequest{});
-  if (rpc == "Config") return simple(view::ConfigRequest{});
-  if (rpc == "AddArtifacts") return simple(view::AddArtifactsRequest{});
-  if (rpc == "ArtifactStatus") return simple(view::ArtifactStatusesRequest{});
-  if (rpc == "Interrupt") return simple(view::InterruptRequest{});
-  if (rpc == "ReleaseSession") return simple(view::ReleaseSessionRequest{});
-  if (rpc == "FetchErrorDetails") return simple(view::FetchErrorDetailsRequest{});
-  if (rpc == "GetStatus") return simple(view::GetStatusRequest{});
-  return false;
-}
-
-std::string build_unary_response(std::string_view rpc, const RequestInfo& info) {
-  auto with_ids = [&](auto msg) {
-    msg.set_session_id(info.session_id);
-    msg.set_server_side_session_id(g_server_side_session_id);
-    return msg;
-  };
-  if (rpc == "AnalyzePlan") return with_ids(view::AnalyzePlanResponse{}).SerializeAsString();
-  if (rpc == "Config") return with_ids(view::ConfigResponse{}).SerializeAsString();
-  if (rpc == "AddArtifacts") return with_ids(view::AddArtifactsResponse{}).SerializeAsString();
-  if (rpc == "ArtifactStatus") {
-    return with_ids(view::ArtifactStatusesResponse{}).SerializeAsString();
-  }
-  if (rpc == "Interrupt") return with_ids(view::InterruptResponse{}).SerializeAsString();
-  if (rpc == "ReleaseExecute") {
-    auto m = with_ids(view::ReleaseExecuteResponse{});
-    m.set_operation_id(info.operation_id);
-    return m.SerializeAsString();
-  }
-  if (rpc == "ReleaseSession") {
-    return with_ids(view::ReleaseSessionResponse{}).SerializeAsString();
-  }
-  if (rpc == "FetchErrorDetails") {
-    return with_ids(view::FetchErrorDetailsResponse{}).SerializeAsString();
-  }
-  if (rpc == "CloneSession") {
-    auto m = with_ids(view::CloneSessionResponse{});
-    m.set_new_session_id(info.new_session_id.empty() ? make_uuidish() : info.new_session_id);
-    m.set_new_server_side_session_id(g_server_side_session_id);
-    return m.SerializeAsString();
-  }
-  return with_ids(view::GetStatusResponse{}).SerializeAsString();
-}
-
 grpc::ByteBuffer to_byte_buffer(const std::string& bytes) {
   grpc::Slice slice(bytes);
   return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string to_hex(const unsigned char* data, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[data[i] >> 4]);
-    out.push_back(kHex[data[i] & 0xf]);
-  }
-  return out;
 }
 
 // One RPC. Flow: read every request message → (optional stall) → write responses one at
@@ -439,7 +274,7 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
 
   std::string build_response(long long index) {
     if (shape_ != Shape::kServerStreaming) {
-      std::string msg = build_unary_response(rpc_, info_);
+      std::string msg = build_unary_response(rpc_, info_, g_server_side_session_id);
       if (message_bytes_) pad_to(msg, static_cast<size_t>(*message_bytes_));
       return msg;
     }
