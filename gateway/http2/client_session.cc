@@ -4,6 +4,12 @@
 
 namespace sparkgate::http2 {
 
+namespace {
+// Spark puts whole error descriptions (and, with FetchErrorDetails off, stack traces) in
+// grpc-message and grpc-status-details-bin, so allow far more than a request's headers.
+constexpr size_t kMaxResponseHeaderBytes = 4u << 20;
+}  // namespace
+
 ClientSession::ClientSession(boost::asio::any_io_executor executor, std::string backend,
                              const ClientSessionOptions& options)
     : Session(std::move(executor), "upstream " + backend), backend_(std::move(backend)), options_(options) {
@@ -101,6 +107,12 @@ int ClientSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const
   auto* self = static_cast<ClientSession*>(user_data);
   auto* st = self->find(frame->hd.stream_id);
   if (!st) return 0;
+  if (st->headers.bytes() + namelen + valuelen > kMaxResponseHeaderBytes) {
+    spdlog::warn("{}: response header block of stream {} exceeds {} bytes; resetting it", self->name(),
+                 frame->hd.stream_id, kMaxResponseHeaderBytes);
+    // nghttp2 resets the stream; the proxy turns that into UNAVAILABLE for the client.
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   st->headers.add(std::string(reinterpret_cast<const char*>(name), namelen),
                   std::string(reinterpret_cast<const char*>(value), valuelen));
   return 0;

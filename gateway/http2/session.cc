@@ -20,7 +20,11 @@ Session::~Session() {
 
 ssize_t Session::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t session_remote_window_size,
                                    int32_t stream_remote_window_size, uint32_t remote_max_frame_size, void*) {
-  int64_t n = std::min<int64_t>({session_remote_window_size, stream_remote_window_size, remote_max_frame_size});
+  // nghttp2 allocates a buffer for a whole frame, so a peer advertising 16 MiB frames
+  // must not make us build 16 MiB frames.
+  constexpr int64_t kMaxDataFrame = 128 * 1024;
+  int64_t n = std::min<int64_t>(
+      {session_remote_window_size, stream_remote_window_size, remote_max_frame_size, kMaxDataFrame});
   return static_cast<ssize_t>(std::max<int64_t>(n, 1));
 }
 
