@@ -117,7 +117,8 @@ done
 log "Spark Connect server is up on 127.0.0.1:$spark_port"
 
 log "starting sparkgate on 127.0.0.1:$gateway_port (admin 127.0.0.1:$admin_port, log: $state/gateway.log)"
-"$gateway_bin" --config "$config" </dev/null > >(tee -a "$state/gateway.log") 2>&1 &
+# tee ignores Ctrl-C so that the gateway's shutdown lines still reach the log.
+"$gateway_bin" --config "$config" </dev/null > >(trap '' INT; exec tee -a "$state/gateway.log") 2>&1 &
 gateway_pid=$!
 for _ in $(seq 1 100); do
   port_open "$gateway_port" && break

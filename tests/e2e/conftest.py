@@ -7,6 +7,7 @@ pytest's temporary directory, and are stopped (whole process group) at the end.
 Environment:
   SPARKGATE_BIN          the gateway binary (default <repo>/build/gateway/sparkgate)
   SPARKGATE_SERVER_VENV  the virtualenv holding PyPI pyspark (default <repo>/.venv/server)
+  SPARKGATE_E2E_LOG_LEVEL  --log-level for the main gateway (e.g. debug; default: its own)
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ def spark_server(tmp_path_factory) -> Iterator[SparkServer]:
 
 @pytest.fixture(scope="session")
 def gateway_proc(spark_server, tmp_path_factory) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), spark_server.port)
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), spark_server.port,
+                 log_level=os.environ.get("SPARKGATE_E2E_LOG_LEVEL") or None)
     try:
         yield gw.start()
     finally:

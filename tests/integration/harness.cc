@@ -249,6 +249,10 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
                                 uint16_t admin_port) {
   std::ostringstream y;
   y << "listeners:\n  - address: 127.0.0.1:" << port << "\n";
+  if (options.tls) {
+    y << "    tls:\n      cert: " << options.tls->cert << "\n      key: " << options.tls->key
+      << "\n";
+  }
   y << "clusters:\n  - name: local\n    backends:\n";
   for (const auto& b : options.backends) y << "      - address: " << b << "\n";
   y << "routes:\n  - cluster: local\n";
@@ -256,6 +260,7 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
   if (options.max_message_bytes) {
     y << "limits:\n  max_message_bytes: " << *options.max_message_bytes << "\n";
   }
+  if (options.drain_timeout) y << "drain:\n  timeout: " << *options.drain_timeout << "\n";
   return y.str();
 }
 
@@ -322,14 +327,33 @@ long Gateway::vm_hwm_kib() const {
 
 // ---- gRPC client ----
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp_probe) {
+namespace {
+
+grpc::ChannelArguments channel_args(bool bdp_probe) {
   grpc::ChannelArguments args;
   if (!bdp_probe) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return args;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp_probe) {
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   channel_args(bdp_probe));
+}
+
+std::shared_ptr<grpc::Channel> make_tls_channel(const std::string& address,
+                                                const std::string& root_certs,
+                                                const std::string& target_name) {
+  grpc::ChannelArguments args = channel_args(true);
+  args.SetSslTargetNameOverride(target_name);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = root_certs;
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
 }
 
 std::string method_path(std::string_view rpc) {
@@ -377,16 +401,15 @@ bool StreamingCall::wait(void* tag) {
   void* got = nullptr;
   bool ok = false;
   const auto deadline = std::chrono::system_clock::now() + op_timeout_;
-  for (;;) {
-    const auto r = cq_.AsyncNext(&got, &ok, deadline);
-    if (r == grpc::CompletionQueue::GOT_EVENT) return got == tag && ok;
-    if (r == grpc::CompletionQueue::SHUTDOWN) return false;
-    // Timed out: cancel, then collect the operation that is still pending.
-    hung_ = true;
-    context_.TryCancel();
-    if (cq_.Next(&got, &ok)) return false;
-    return false;
-  }
+  const auto r = cq_.AsyncNext(&got, &ok, deadline);
+  if (r == grpc::CompletionQueue::GOT_EVENT) return got == tag && ok;
+  if (r == grpc::CompletionQueue::SHUTDOWN) return false;
+  // Timed out: cancel, then collect the operation that is still pending (a cancelled
+  // call completes every pending operation promptly).
+  hung_ = true;
+  context_.TryCancel();
+  cq_.Next(&got, &ok);
+  return false;
 }
 
 bool StreamingCall::write(const std::string& message) {

@@ -104,9 +104,17 @@ class FakeServer {
   uint16_t port_ = 0;
 };
 
+// PEM files for a TLS listener (written as `tls: {cert: ..., key: ...}`).
+struct ListenerTls {
+  std::string cert;
+  std::string key;
+};
+
 struct GatewayOptions {
   std::vector<std::string> backends;  // "127.0.0.1:PORT" each, all in cluster "local"
   std::optional<uint64_t> max_message_bytes;
+  std::optional<ListenerTls> tls;  // unset: the listener speaks h2c
+  std::optional<std::string> drain_timeout;  // drain.timeout, e.g. "10s"
   int workers = 2;
   std::string log_level = "info";
 };
@@ -125,6 +133,8 @@ class Gateway {
   // Where clients connect: the gateway listener, or the first backend in direct mode.
   std::string address() const;
   uint16_t port() const { return port_; }
+  // The admin HTTP listener's port (0 in direct mode).
+  uint16_t admin_port() const { return admin_port_; }
   const std::string& config_path() const { return config_path_; }
   // True while the process is alive (always true in direct mode).
   bool running();
@@ -155,6 +165,11 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
 // client's receive windows (grpc otherwise grows them on its own timers), so that what
 // the client transport buffers is fixed while the application is not reading.
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp_probe = true);
+// Like make_channel, but TLS: the server certificate must chain to the PEM `root_certs`
+// and match `target_name` (the name checked instead of the address's host).
+std::shared_ptr<grpc::Channel> make_tls_channel(const std::string& address,
+                                                const std::string& root_certs,
+                                                const std::string& target_name);
 
 // "/spark.connect.SparkConnectService/<rpc>"
 std::string method_path(std::string_view rpc);
