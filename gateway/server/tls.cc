@@ -31,7 +31,11 @@ std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config:
   }
   ctx->use_private_key_file(files.key, boost::asio::ssl::context::pem, ec);
   if (ec) {
-    error = "cannot load private key " + files.key + ": " + ec.message();
+    // OpenSSL checks the key against the certificate while loading it.
+    if (ec.message().find("mismatch") != std::string::npos)
+      error = "private key " + files.key + " does not match certificate " + files.cert;
+    else
+      error = "cannot load private key " + files.key + ": " + ec.message();
     return nullptr;
   }
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
