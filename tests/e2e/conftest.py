@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVER_VENV = Path(os.environ.get("SPARKGATE_SERVER_VENV", REPO / ".venv" / "server"))
 GATEWAY_BIN = Path(os.environ.get("SPARKGATE_BIN", REPO / "build" / "gateway" / "sparkgate"))
 
-SPARK_START_TIMEOUT_S = 300
+SPARK_START_TIMEOUT_S = 180
 GATEWAY_START_TIMEOUT_S = 30
 
 # Settings for the reattach server: its result streams end after this long / this many
@@ -62,6 +63,38 @@ def tail(path: Path, lines: int = 60) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError as e:
         return f"<cannot read {path}: {e}>"
+
+
+# Every process group started here, so that they can be killed even if pytest itself is
+# terminated (SIGTERM from a CI timeout) and the fixtures' teardown never runs.
+_STARTED: List[subprocess.Popen] = []
+
+
+def _kill_all_started() -> None:
+    for proc in _STARTED:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _on_sigterm(signum, frame):
+    _kill_all_started()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_configure(config):
+    atexit.register(_kill_all_started)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def spawn(cmd: List[str], **kwargs) -> subprocess.Popen:
+    """Popen in a new session (so its whole process group can be stopped), remembered
+    for the emergency cleanup above."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+    _STARTED.append(proc)
+    return proc
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
@@ -114,7 +147,7 @@ class SparkServer:
             "spark.local.dir": str(self.workdir / "local"),
             "spark.sql.warehouse.dir": str(self.workdir / "warehouse"),
             "spark.sql.shuffle.partitions": "4",
-            "spark.driver.memory": "1g",
+            "spark.driver.memory": "2g",
         }
         conf.update(self.conf)
         cmd = [str(spark_submit), "--master", "local[2]",
@@ -131,8 +164,7 @@ class SparkServer:
             "SPARK_LOCAL_DIRS": str(self.workdir / "local"),
         })
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = spawn(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + SPARK_START_TIMEOUT_S
         while self.port is None:
             m = _STARTED_RE.search(self.log.read_text(errors="replace"))
@@ -217,8 +249,7 @@ class Gateway:
             if self.log_level:
                 cmd += ["--log-level", self.log_level]
             with open(self.log, "ab") as err, open(self.access_log, "ab") as out:
-                self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                             stdout=out, stderr=err, start_new_session=True)
+                self.proc = spawn(cmd, cwd=self.workdir, stdout=out, stderr=err)
             deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -312,19 +343,35 @@ class SessionFactory:
         self.sessions.append(s)
         return s
 
-    def close(self):
+    def close(self, release: bool = True):
         for s in self.sessions:
+            if not release:
+                # A dead server would make ReleaseSession retry for minutes.
+                s.release_session_on_close = False
             try:
                 s.stop()
             except Exception as e:  # a test may have stopped it already
                 print(f"stopping session failed: {e}", file=sys.stderr)
 
 
+def _dead_servers(request) -> List[str]:
+    """Descriptions of the Spark servers used by this test that are no longer running."""
+    dead = []
+    for name in ("spark_server", "reattach_server"):
+        server = getattr(request.node, "funcargs", {}).get(name)
+        if isinstance(server, SparkServer) and server.proc is not None and server.proc.poll() is not None:
+            dead.append(f"{name} exited with {server.proc.returncode}; log {server.log}:\n{tail(server.log)}")
+    return dead
+
+
 @pytest.fixture
-def new_session() -> Iterator[SessionFactory]:
+def new_session(request) -> Iterator[SessionFactory]:
     factory = SessionFactory()
     yield factory
-    factory.close()
+    dead = _dead_servers(request)
+    factory.close(release=not dead)
+    if dead:
+        pytest.fail("\n".join(dead), pytrace=False)
 
 
 @pytest.fixture

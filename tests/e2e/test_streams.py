@@ -75,7 +75,8 @@ def test_abandoned_result_stream(direct, gateway):
     # The client reads a few rows of a large result and drops the iterator: the client
     # cancels the stream (and releases the operation). The session must stay healthy.
     def run(spark):
-        it = spark.range(0, 20_000_000, 1, 4).selectExpr("id", "repeat('y', 100) AS pad").toLocalIterator()
+        # ~200 MB in 20 partitions of ~10 MB: far more than is ever buffered in flight.
+        it = spark.range(0, 2_000_000, 1, 20).selectExpr("id", "repeat('y', 100) AS pad").toLocalIterator()
         first = [next(it).id for _ in range(5)]
         it.close()
         del it
