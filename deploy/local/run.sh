@@ -162,7 +162,7 @@ cat >&2 <<EOF
     >>> spark = SparkSession.builder.remote("sc://localhost:$gateway_port").getOrCreate()
     >>> spark.range(5).show()
 
-  Metrics and health: http://127.0.0.1:$admin_port/metrics  /healthz  /readyz
+  Health: http://127.0.0.1:$admin_port/healthz  /readyz
   Logs: $state/spark.log, $state/gateway.log
   Stop: Ctrl-C (or kill $$)
 
