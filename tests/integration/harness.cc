@@ -594,4 +594,13 @@ std::string request_for(std::string_view rpc, const std::string& session_id) {
   throw std::invalid_argument("unknown rpc " + std::string(rpc));
 }
 
+int line_of(const std::string& text, const std::string& marker) {
+  std::istringstream in(text);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find(marker) != std::string::npos) return n;
+  }
+  return -1;
+}
+
 }  // namespace sparkgate::itest

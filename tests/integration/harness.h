@@ -264,4 +264,7 @@ std::string reattach_request(const std::string& session_id, const std::string& o
 // Any of the 12 RPC names; a minimal valid request for it.
 std::string request_for(std::string_view rpc, const std::string& session_id);
 
+// 1-based number of the first line of `text` that contains `marker`, or -1.
+int line_of(const std::string& text, const std::string& marker);
+
 }  // namespace sparkgate::itest

@@ -36,16 +36,6 @@ CheckResult check_config(const TempDir& dir, const std::string& name, const std:
   return result;
 }
 
-// 1-based number of the first line of `text` that contains `marker`.
-int line_of(const std::string& text, const std::string& marker) {
-  std::istringstream in(text);
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find(marker) != std::string::npos) return n;
-  }
-  return -1;
-}
-
 const std::string kMinimal =
     "listeners:\n"
     "  - address: 127.0.0.1:15002\n"

@@ -125,16 +125,6 @@ GatewayOptions tls_gateway(const FakeServer& fake, const TestPki& pki) {
   return options;
 }
 
-// 1-based number of the first line of `text` that contains `marker`.
-int line_of(const std::string& text, const std::string& marker) {
-  std::istringstream in(text);
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find(marker) != std::string::npos) return n;
-  }
-  return -1;
-}
-
 }  // namespace
 
 TEST_CASE("TLS listener: Config and a streaming ExecutePlan arrive intact") {
