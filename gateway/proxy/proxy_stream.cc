@@ -32,7 +32,6 @@ ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, Pr
     : downstream_(&downstream),
       down_id_(stream_id),
       ctx_(std::move(context)),
-      started_(std::chrono::steady_clock::now()),
       req_framer_(ctx_.config->limits.max_message_bytes),
       resp_framer_(ctx_.config->limits.max_message_bytes) {}
 
@@ -372,7 +371,7 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   // half is dropped rather than delivered torn.
   if (!resp_framer_.at_boundary()) {
     consume_upstream(resp_buf_.size());
-    resp_buf_.clear();
+    resp_buf_.release();
   }
   http2::HeaderMap t;
   t.add("grpc-status", std::to_string(static_cast<int>(code)));

@@ -10,7 +10,6 @@
 // Threading: every call on the worker thread that owns the downstream connection.
 #pragma once
 
-#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,7 +83,6 @@ class ProxyStream final : public http2::ServerStreamHandler,
   const spark::RpcInfo* rpc_ = nullptr;
   http2::HeaderMap upstream_headers_;
   std::string backend_;
-  std::chrono::steady_clock::time_point started_;
 
   // Request direction.
   ByteQueue req_buf_;
