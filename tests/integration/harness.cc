@@ -37,13 +37,6 @@ std::string env_or_throw(const char* name) {
   return value;
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string tail(const std::string& text, size_t n = 4000) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
 }
@@ -592,6 +585,28 @@ std::string request_for(std::string_view rpc, const std::string& session_id) {
     return with_envelope<view::GetStatusRequest>(session_id).SerializeAsString();
   }
   throw std::invalid_argument("unknown rpc " + std::string(rpc));
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vector<std::string>& argv) {
+  const std::string err = (dir.path() / (tag + ".err")).string();
+  Child child(argv, (dir.path() / (tag + ".out")).string(), err, nullptr);
+  RunResult result;
+  if (!child.wait_exit(10s)) {
+    child.stop(100ms);
+    result.stderr_text = "<did not exit within 10 s>";
+    return result;
+  }
+  const int status = *child.exit_status();
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.stderr_text = read_file(err);
+  return result;
 }
 
 int line_of(const std::string& text, const std::string& marker) {

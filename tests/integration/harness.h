@@ -264,6 +264,18 @@ std::string reattach_request(const std::string& session_id, const std::string& o
 // Any of the 12 RPC names; a minimal valid request for it.
 std::string request_for(std::string_view rpc, const std::string& session_id);
 
+// The whole file, or "" if it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+
+struct RunResult {
+  int exit_code = -1;  // 128 + signal if killed; -1 if it did not exit in time
+  std::string stderr_text;
+};
+
+// Runs argv (argv[0] an absolute path) with stdout/stderr in dir/<tag>.out/.err and
+// waits up to 10 s for it to exit.
+RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vector<std::string>& argv);
+
 // 1-based number of the first line of `text` that contains `marker`, or -1.
 int line_of(const std::string& text, const std::string& marker);
 

@@ -11,29 +11,10 @@
 namespace sparkgate::itest {
 namespace {
 
-struct CheckResult {
-  int exit_code = -1;
-  std::string stderr_text;
-};
+using CheckResult = RunResult;
 
 CheckResult check_config(const TempDir& dir, const std::string& name, const std::string& yaml) {
-  const std::string path = dir.write(name, yaml);
-  const std::string err = (dir.path() / (name + ".err")).string();
-  Child child({gateway_bin(), "--config", path, "--check-config"},
-              (dir.path() / (name + ".out")).string(), err, nullptr);
-  CheckResult result;
-  if (!child.wait_exit(10s)) {
-    child.stop(100ms);
-    result.stderr_text = "<did not exit within 10 s>";
-    return result;
-  }
-  const int status = *child.exit_status();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream in(err);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  result.stderr_text = ss.str();
-  return result;
+  return run_to_exit(dir, name, {gateway_bin(), "--config", dir.write(name, yaml), "--check-config"});
 }
 
 const std::string kMinimal =

@@ -20,35 +20,6 @@ namespace {
 
 namespace view = sparkgate::view;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct RunResult {
-  int exit_code = -1;  // 128 + signal if killed; -1 if it did not exit in time
-  std::string stderr_text;
-};
-
-// Runs argv (argv[0] an absolute path) with stdout/stderr in dir/<tag>.out/.err, and
-// waits up to 10 s.
-RunResult run(const TempDir& dir, const std::string& tag, const std::vector<std::string>& argv) {
-  const std::string err = (dir.path() / (tag + ".err")).string();
-  Child child(argv, (dir.path() / (tag + ".out")).string(), err, nullptr);
-  RunResult result;
-  if (!child.wait_exit(10s)) {
-    child.stop(100ms);
-    result.stderr_text = "<did not exit within 10 s>";
-    return result;
-  }
-  const int status = *child.exit_status();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.stderr_text = slurp(err);
-  return result;
-}
-
 // The openssl CLI, found on PATH (Child uses execv, which does not search).
 std::string openssl_bin() {
   const char* path = std::getenv("PATH");
@@ -63,7 +34,7 @@ std::string openssl_bin() {
 
 void openssl(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
   args.insert(args.begin(), openssl_bin());
-  const RunResult r = run(dir, "openssl-" + tag, args);
+  const RunResult r = run_to_exit(dir, "openssl-" + tag, args);
   if (r.exit_code != 0) {
     throw std::runtime_error("openssl " + tag + " failed (exit " + std::to_string(r.exit_code) +
                              "): " + r.stderr_text);
@@ -112,7 +83,7 @@ struct TestPki {
 
     openssl(dir, "other-key", {"genpkey", "-algorithm", "EC", "-pkeyopt",
                                "ec_paramgen_curve:P-256", "-out", other_key});
-    ca_pem = slurp(ca_cert);
+    ca_pem = read_file(ca_cert);
     if (ca_pem.find("BEGIN CERTIFICATE") == std::string::npos) {
       throw std::runtime_error("openssl wrote no CA certificate to " + ca_cert);
     }
@@ -223,7 +194,7 @@ TEST_CASE("--check-config loads TLS material: mismatched key, missing cert") {
   SUBCASE("matching cert and key: valid") {
     options.tls = ListenerTls{pki.server_cert, pki.server_key};
     const std::string path = dir.write("good.yaml", gateway_config_yaml(options, port, 9901));
-    const RunResult r = run(dir, "good", {gateway_bin(), "--config", path, "--check-config"});
+    const RunResult r = run_to_exit(dir, "good", {gateway_bin(), "--config", path, "--check-config"});
     CHECK_MESSAGE(r.exit_code == 0, r.stderr_text);
   }
 
@@ -231,7 +202,7 @@ TEST_CASE("--check-config loads TLS material: mismatched key, missing cert") {
     options.tls = ListenerTls{pki.server_cert, pki.other_key};
     const std::string yaml = gateway_config_yaml(options, port, 9901);
     const std::string path = dir.write("mismatch.yaml", yaml);
-    const RunResult r = run(dir, "mismatch", {gateway_bin(), "--config", path, "--check-config"});
+    const RunResult r = run_to_exit(dir, "mismatch", {gateway_bin(), "--config", path, "--check-config"});
     INFO("config:\n" << yaml << "stderr:\n" << r.stderr_text);
     CHECK(r.exit_code == 1);
     CHECK(r.stderr_text.find(path) != std::string::npos);
@@ -250,7 +221,7 @@ TEST_CASE("--check-config loads TLS material: mismatched key, missing cert") {
     const std::string path = dir.write("missing.yaml", yaml);
     const int line = line_of(yaml, "cert: " + missing);
     REQUIRE(line > 0);
-    const RunResult r = run(dir, "missing", {gateway_bin(), "--config", path, "--check-config"});
+    const RunResult r = run_to_exit(dir, "missing", {gateway_bin(), "--config", path, "--check-config"});
     INFO("config:\n" << yaml << "stderr:\n" << r.stderr_text);
     CHECK(r.exit_code == 1);
     const std::string expected = path + ":" + std::to_string(line) + ":";
