@@ -7,6 +7,20 @@ std::string Endpoint::to_string() const {
   return host + ":" + std::to_string(port);
 }
 
+std::string_view placement_name(Placement p) {
+  switch (p) {
+    case Placement::kLeastSessions: return "least_sessions";
+    case Placement::kRoundRobin: return "round_robin";
+    case Placement::kRendezvous: return "rendezvous";
+  }
+  return "?";
+}
+
+bool StringMatcher::matches(std::string_view value) const {
+  if (regex) return std::regex_match(value.begin(), value.end(), *regex);
+  return value == text;
+}
+
 const Cluster* Config::find_cluster(const std::string& name) const {
   for (const auto& c : clusters) {
     if (c.name == name) return &c;

@@ -5,8 +5,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sparkgate::config {
@@ -32,15 +36,95 @@ struct Listener {
 
 struct Backend {
   Endpoint address;
+  // Share of new sessions relative to the cluster's other backends (placement).
+  uint32_t weight = 1;
+  // Live sessions this backend accepts; 0 means no limit.
+  uint32_t max_sessions = 0;
+  // No new sessions; existing ones continue (`drain: true`).
+  bool drain = false;
 };
+
+// TLS from the gateway to a cluster's backends.
+struct UpstreamTls {
+  std::string ca;           // PEM CA bundle (absolute path); empty: the system trust store
+  std::string server_name;  // SNI and the name verified; empty: the backend's host
+  std::string cert;         // optional client certificate (absolute path) ...
+  std::string key;          // ... and its key
+};
+
+// A bearer token the gateway sends to a cluster's backends instead of the client's
+// credential (Spark 4's spark.connect.authenticate.token).
+struct Credentials {
+  std::string token;   // the secret itself, read at load time; never logged or shown
+  std::string source;  // where it came from, for messages: "env SPARK_TOKEN", "file /run/t"
+};
+
+struct HealthCheck {
+  bool enabled = true;
+  std::chrono::milliseconds interval{5000};
+  std::chrono::milliseconds timeout{2000};
+  uint32_t unhealthy_threshold = 2;  // consecutive failed probes before ejection
+  uint32_t healthy_threshold = 2;    // consecutive good probes before return
+  // Passive ejection: consecutive connect failures or UNAVAILABLE replies seen by live
+  // traffic before the backend is marked unhealthy. 0 turns it off.
+  uint32_t passive_failures = 3;
+};
+
+enum class Placement { kLeastSessions, kRoundRobin, kRendezvous };
+std::string_view placement_name(Placement p);
 
 struct Cluster {
   std::string name;
-  std::vector<Backend> backends;
+  std::vector<Backend> backends;  // static addresses (may be empty when dns is set)
+  // Discovery: a name resolved every dns_refresh; each address becomes a backend with
+  // port dns->port, weight 1 and no session limit.
+  std::optional<Endpoint> dns;
+  std::chrono::milliseconds dns_refresh{5000};
+  Placement placement = Placement::kLeastSessions;
+  HealthCheck health_check;
+  std::optional<UpstreamTls> tls;
+  std::optional<Credentials> credentials;
+};
+
+// An exact string, or a regular expression that must match the whole value.
+struct StringMatcher {
+  std::string text;                         // the exact value, or the pattern
+  std::shared_ptr<const std::regex> regex;  // set for a regex matcher
+  bool matches(std::string_view value) const;
+};
+
+// Every condition present must hold; an empty list or absent matcher matches anything.
+struct RouteMatch {
+  std::vector<std::string> users;
+  std::vector<std::string> groups;   // any of the principal's groups
+  std::vector<std::string> tenants;
+  std::optional<StringMatcher> client_type;  // always a regex
+  // Header name (lower case) → matcher. A header that is absent does not match.
+  std::vector<std::pair<std::string, StringMatcher>> headers;
+  std::vector<std::string> rpcs;  // method names, e.g. "ExecutePlan" (validated)
 };
 
 struct Route {
-  std::string cluster;  // name of a cluster in Config::clusters (validated)
+  int line = 0;  // where the route starts in the file, for logs
+  RouteMatch match;
+  std::string cluster;              // set for `cluster: NAME` (validated)
+  std::optional<std::string> deny;  // set for `deny: "message"`
+};
+
+struct Redis {
+  Endpoint address{"127.0.0.1", 6379};
+  std::string key_prefix = "sparkgate:";
+  std::chrono::milliseconds timeout{1000};
+};
+
+struct Sessions {
+  // A session with no RPC for this long is released on its backend and forgotten;
+  // 0 turns reaping off. Spark's own default is 60 minutes.
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(60)};
+  // Sessions older than this are released too; 0 means no limit.
+  std::chrono::milliseconds max_lifetime{0};
+  enum class Store { kMemory, kRedis } store = Store::kMemory;
+  Redis redis;  // used when store is kRedis
 };
 
 struct Admin {
@@ -82,6 +166,7 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
   std::vector<Route> routes;
+  Sessions sessions;
   Admin admin;
   Limits limits;
   Http2 http2;

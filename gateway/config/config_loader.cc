@@ -2,12 +2,18 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
+
+#include "spark/rpc.h"
 
 namespace sparkgate::config {
 namespace {
@@ -149,15 +155,102 @@ class Walker {
     return true;
   }
 
+  bool get_bool(const YAML::Node& n, const std::string& what, bool& out) {
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, out)) {
+      error(n, what + " must be true or false");
+      return false;
+    }
+    return true;
+  }
+
+  bool get_duration_at_least(const YAML::Node& n, const std::string& what, std::chrono::milliseconds min,
+                             std::chrono::milliseconds& out) {
+    std::chrono::milliseconds v{};
+    if (!get_duration(n, what, v)) return false;
+    if (v < min) {
+      error(n, what + " must be at least " + std::to_string(min.count()) + "ms (got " + n.Scalar() + ")");
+      return false;
+    }
+    out = v;
+    return true;
+  }
+
+  // An endpoint that will be dialled, so port 0 is meaningless.
+  bool get_dial_endpoint(const YAML::Node& n, const std::string& what, Endpoint& out) {
+    Endpoint e;
+    if (!get_endpoint(n, what, e)) return false;
+    if (e.port == 0) {
+      error(n, what + " '" + n.Scalar() + "' needs a non-zero port");
+      return false;
+    }
+    out = e;
+    return true;
+  }
+
+  // Calls fn(node, value) for a single string or for each string of a list; empty strings
+  // are errors. Returns false if anything was wrong.
+  bool for_each_string(const YAML::Node& n, const std::string& what,
+                       const std::function<void(const YAML::Node&, const std::string&)>& fn) {
+    auto one = [&](const YAML::Node& item) {
+      std::string s;
+      if (!get_string(item, what + " entries", s)) return false;
+      if (s.empty()) {
+        error(item, what + " must not contain an empty string");
+        return false;
+      }
+      fn(item, s);
+      return true;
+    };
+    if (n.IsScalar()) return one(n);
+    if (!n.IsSequence()) {
+      error(n, what + " must be a string or a list of strings");
+      return false;
+    }
+    bool ok = true;
+    for (const auto& item : n) ok = one(item) && ok;
+    return ok;
+  }
+
+  bool get_string_list(const YAML::Node& n, const std::string& what, std::vector<std::string>& out) {
+    return for_each_string(n, what, [&](const YAML::Node&, const std::string& s) { out.push_back(s); });
+  }
+
+  // A full-match ECMAScript regex; `what` names the field for the message.
+  bool get_regex(const YAML::Node& n, const std::string& what, StringMatcher& out) {
+    std::string pattern;
+    if (!get_string(n, what, pattern)) return false;
+    try {
+      out.regex = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      error(n, "bad regex '" + pattern + "' in " + what + ": " + e.what());
+      return false;
+    }
+    out.text = pattern;
+    return true;
+  }
+
+  // A non-empty path, resolved against the config directory, that can be read.
+  bool get_readable_path(const YAML::Node& n, const std::string& what, std::string& out) {
+    std::string p;
+    if (!get_string(n, what, p)) return false;
+    if (p.empty()) {
+      error(n, what + " must not be empty");
+      return false;
+    }
+    out = resolve_path(p);
+    return check_readable(n, what, out);
+  }
+
   std::string resolve_path(const std::string& p) const {
     std::filesystem::path path(p);
     if (path.is_absolute()) return p;
     return (std::filesystem::path(base_dir_) / path).lexically_normal().string();
   }
 
-  void check_readable(const YAML::Node& n, const std::string& what, const std::string& path) {
+  bool check_readable(const YAML::Node& n, const std::string& what, const std::string& path) {
     std::ifstream f(path);
     if (!f) error(n, what + " '" + path + "' cannot be read");
+    return static_cast<bool>(f);
   }
 
  private:
@@ -198,6 +291,126 @@ void load_listeners(Walker& w, const YAML::Node& node, Config& cfg) {
   }
 }
 
+bool parse_placement(const std::string& s, Placement& out) {
+  for (auto p : {Placement::kLeastSessions, Placement::kRoundRobin, Placement::kRendezvous}) {
+    if (placement_name(p) == s) {
+      out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+void load_backends(Walker& w, const YAML::Node& node, Cluster& c) {
+  if (!node.IsSequence()) {
+    w.error(node, "backends of cluster '" + c.name + "' must be a list");
+    return;
+  }
+  std::set<std::string> seen;
+  for (const auto& b : node) {
+    if (!w.check_keys(b, {"address", "weight", "max_sessions", "drain"}, "backend")) continue;
+    Backend be;
+    if (!b["address"]) {
+      w.error(b, "backend needs an address");
+      continue;
+    }
+    if (!w.get_endpoint(b["address"], "backend address", be.address)) continue;
+    if (!seen.insert(be.address.to_string()).second)
+      w.error(b["address"], "duplicate backend '" + be.address.to_string() + "' in cluster '" + c.name + "'");
+    if (b["weight"]) w.get_bounded(b["weight"], "backend weight", 1, 1000, be.weight, false);
+    if (b["max_sessions"]) w.get_bounded(b["max_sessions"], "backend max_sessions", 0, 1000000, be.max_sessions, false);
+    if (b["drain"]) w.get_bool(b["drain"], "backend drain", be.drain);
+    c.backends.push_back(be);
+  }
+}
+
+void load_health_check(Walker& w, const YAML::Node& n, HealthCheck& hc) {
+  if (!w.check_keys(n,
+                    {"enabled", "interval", "timeout", "unhealthy_threshold", "healthy_threshold", "passive_failures"},
+                    "health_check"))
+    return;
+  using std::chrono::milliseconds;
+  if (n["enabled"]) w.get_bool(n["enabled"], "health_check.enabled", hc.enabled);
+  bool times_ok = true;
+  if (n["interval"])
+    times_ok = w.get_duration_at_least(n["interval"], "health_check.interval", milliseconds(100), hc.interval);
+  if (n["timeout"])
+    times_ok = w.get_duration_at_least(n["timeout"], "health_check.timeout", milliseconds(10), hc.timeout) && times_ok;
+  if (n["unhealthy_threshold"])
+    w.get_bounded(n["unhealthy_threshold"], "health_check.unhealthy_threshold", 1, 100, hc.unhealthy_threshold, false);
+  if (n["healthy_threshold"])
+    w.get_bounded(n["healthy_threshold"], "health_check.healthy_threshold", 1, 100, hc.healthy_threshold, false);
+  if (n["passive_failures"])
+    w.get_bounded(n["passive_failures"], "health_check.passive_failures", 0, 1000, hc.passive_failures, false);
+  if (times_ok && hc.timeout >= hc.interval) {
+    w.error(n["timeout"] ? n["timeout"] : n["interval"],
+            "health_check.timeout (" + std::to_string(hc.timeout.count()) +
+                "ms) must be shorter than health_check.interval (" + std::to_string(hc.interval.count()) + "ms)");
+  }
+}
+
+void load_upstream_tls(Walker& w, const YAML::Node& n, Cluster& c) {
+  if (!w.check_keys(n, {"ca", "server_name", "cert", "key"}, "cluster tls")) return;
+  UpstreamTls tls;
+  bool ok = true;
+  if (n["ca"]) ok = w.get_readable_path(n["ca"], "cluster tls ca", tls.ca) && ok;
+  if (n["server_name"]) ok = w.get_string(n["server_name"], "cluster tls server_name", tls.server_name) && ok;
+  if (n["cert"].IsDefined() != n["key"].IsDefined()) {
+    w.error(n, "cluster tls needs both cert and key, or neither");
+    ok = false;
+  }
+  if (n["cert"]) ok = w.get_readable_path(n["cert"], "cluster tls cert", tls.cert) && ok;
+  if (n["key"]) ok = w.get_readable_path(n["key"], "cluster tls key", tls.key) && ok;
+  if (ok) c.tls = std::move(tls);
+}
+
+// Secrets: no message below may contain the token itself.
+void load_credentials(Walker& w, const YAML::Node& n, Cluster& c) {
+  if (!w.check_keys(n, {"token_env", "token_file"}, "cluster credentials")) return;
+  const auto env = n["token_env"];
+  const auto file = n["token_file"];
+  if (env && file) {
+    w.error(file, "cluster credentials take one of token_env and token_file, not both");
+    return;
+  }
+  if (!env && !file) {
+    w.error(n, "cluster credentials need token_env or token_file");
+    return;
+  }
+  Credentials cr;
+  if (env) {
+    std::string name;
+    if (!w.get_string(env, "credentials.token_env", name)) return;
+    if (name.empty()) {
+      w.error(env, "credentials.token_env must name an environment variable");
+      return;
+    }
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr || *value == '\0') {
+      w.error(env, "credentials.token_env: environment variable '" + name + "' is not set or is empty");
+      return;
+    }
+    cr.token = value;
+    cr.source = "env " + name;
+  } else {
+    std::string path;
+    if (!w.get_readable_path(file, "credentials.token_file", path)) return;
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    cr.token = ss.str();
+    // Files written by editors and `echo` end in a newline that is not part of the token.
+    auto end = cr.token.find_last_not_of(" \t\r\n");
+    cr.token.erase(end == std::string::npos ? 0 : end + 1);
+    if (cr.token.empty()) {
+      w.error(file, "credentials.token_file '" + path + "' is empty");
+      return;
+    }
+    cr.source = "file " + path;
+  }
+  c.credentials = std::move(cr);
+}
+
 void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
   if (!node.IsSequence() || node.size() == 0) {
     w.error(node, "clusters must be a non-empty list");
@@ -205,7 +418,10 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
   }
   std::set<std::string> names;
   for (const auto& item : node) {
-    if (!w.check_keys(item, {"name", "backends"}, "cluster")) continue;
+    if (!w.check_keys(item,
+                      {"name", "placement", "backends", "dns", "dns_refresh", "health_check", "tls", "credentials"},
+                      "cluster"))
+      continue;
     Cluster c;
     if (!item["name"] || !w.get_string(item["name"], "cluster name", c.name)) {
       if (!item["name"]) w.error(item, "cluster needs a name");
@@ -213,26 +429,98 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
     }
     if (c.name.empty()) w.error(item["name"], "cluster name must not be empty");
     if (!names.insert(c.name).second) w.error(item["name"], "duplicate cluster name '" + c.name + "'");
-    const auto backends = item["backends"];
-    if (!backends || !backends.IsSequence() || backends.size() == 0) {
-      w.error(backends ? backends : item, "cluster '" + c.name + "' needs a non-empty list of backends");
-    } else {
-      std::set<std::string> seen;
-      for (const auto& b : backends) {
-        if (!w.check_keys(b, {"address"}, "backend")) continue;
-        Backend be;
-        if (!b["address"]) {
-          w.error(b, "backend needs an address");
-          continue;
-        }
-        if (w.get_endpoint(b["address"], "backend address", be.address)) {
-          if (!seen.insert(be.address.to_string()).second)
-            w.error(b["address"], "duplicate backend '" + be.address.to_string() + "' in cluster '" + c.name + "'");
-          c.backends.push_back(be);
-        }
-      }
+    if (const auto p = item["placement"]) {
+      std::string text;
+      if (w.get_string(p, "cluster placement", text) && !parse_placement(text, c.placement))
+        w.error(p, "placement '" + text + "' of cluster '" + c.name +
+                       "' is not one of least_sessions, round_robin, rendezvous");
     }
+    const auto backends = item["backends"];
+    if (backends) load_backends(w, backends, c);
+    const auto dns = item["dns"];
+    if (dns) {
+      Endpoint e;
+      if (w.get_dial_endpoint(dns, "cluster dns", e)) c.dns = e;
+    }
+    if (const auto refresh = item["dns_refresh"]) {
+      if (!dns)
+        w.error(refresh, "dns_refresh of cluster '" + c.name + "' is only allowed together with dns");
+      else
+        w.get_duration_at_least(refresh, "cluster dns_refresh", std::chrono::milliseconds(100), c.dns_refresh);
+    }
+    const bool has_backends = backends && backends.IsSequence() && backends.size() > 0;
+    if (!has_backends && !dns)
+      w.error(backends ? backends : item, "cluster '" + c.name + "' needs a non-empty list of backends, or dns");
+    if (const auto hc = item["health_check"]) load_health_check(w, hc, c.health_check);
+    if (const auto tls = item["tls"]) load_upstream_tls(w, tls, c);
+    if (const auto cr = item["credentials"]) load_credentials(w, cr, c);
     cfg.clusters.push_back(std::move(c));
+  }
+}
+
+void load_header_matchers(Walker& w, const YAML::Node& n, RouteMatch& m) {
+  if (!n.IsMap()) {
+    w.error(n, "route match headers must be a mapping of header name to a string or {regex: ...}");
+    return;
+  }
+  std::set<std::string> seen;
+  for (const auto& kv : n) {
+    std::string name;
+    if (!w.get_string(kv.first, "route match header name", name)) continue;
+    // HTTP/2 header names are lower case on the wire.
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (name.empty()) {
+      w.error(kv.first, "route match header name must not be empty");
+      continue;
+    }
+    if (name.front() == ':') {
+      w.error(kv.first, "route match header '" + name + "': pseudo-headers (starting with ':') cannot be matched");
+      continue;
+    }
+    if (!seen.insert(name).second) {
+      w.error(kv.first, "duplicate header '" + name + "' in route match");
+      continue;
+    }
+    const std::string what = "route match header '" + name + "'";
+    StringMatcher sm;
+    const YAML::Node value = kv.second;
+    if (value.IsMap()) {
+      if (!w.check_keys(value, {"regex"}, what)) continue;
+      if (!value["regex"]) {
+        w.error(value, what + " needs regex");
+        continue;
+      }
+      if (!w.get_regex(value["regex"], what, sm)) continue;
+    } else if (!w.get_string(value, what, sm.text)) {
+      continue;
+    }
+    m.headers.emplace_back(name, std::move(sm));
+  }
+}
+
+void load_route_match(Walker& w, const YAML::Node& n, RouteMatch& m) {
+  if (!w.check_keys(n, {"users", "groups", "tenants", "client_type", "headers", "rpc"}, "route match")) return;
+  if (n["users"]) w.get_string_list(n["users"], "route match users", m.users);
+  if (n["groups"]) w.get_string_list(n["groups"], "route match groups", m.groups);
+  if (n["tenants"]) w.get_string_list(n["tenants"], "route match tenants", m.tenants);
+  if (n["client_type"]) {
+    StringMatcher sm;
+    if (w.get_regex(n["client_type"], "route match client_type", sm)) m.client_type = std::move(sm);
+  }
+  if (n["headers"]) load_header_matchers(w, n["headers"], m);
+  if (n["rpc"]) {
+    w.for_each_string(n["rpc"], "route match rpc", [&](const YAML::Node& at, const std::string& name) {
+      std::string valid;
+      for (const auto& info : spark::all_rpcs()) {
+        if (info.name == name) {
+          m.rpcs.push_back(name);
+          return;
+        }
+        valid += (valid.empty() ? "" : ", ") + std::string(info.name);
+      }
+      w.error(at, "unknown rpc '" + name + "' in route match (valid: " + valid + ")");
+    });
   }
 }
 
@@ -242,19 +530,59 @@ void load_routes(Walker& w, const YAML::Node& node, Config& cfg) {
     return;
   }
   for (const auto& item : node) {
-    if (!w.check_keys(item, {"cluster"}, "route")) continue;
+    if (!w.check_keys(item, {"match", "cluster", "deny"}, "route")) continue;
     Route r;
-    if (!item["cluster"]) {
-      w.error(item, "route needs a cluster");
+    r.line = item.Mark().line + 1;
+    if (item["match"]) load_route_match(w, item["match"], r.match);
+    const auto cluster = item["cluster"];
+    const auto deny = item["deny"];
+    if (cluster && deny) {
+      w.error(item, "route has both cluster and deny; give exactly one");
       continue;
     }
-    if (!w.get_string(item["cluster"], "route cluster", r.cluster)) continue;
-    if (!cfg.find_cluster(r.cluster)) {
-      std::string known;
-      for (const auto& c : cfg.clusters) known += (known.empty() ? "" : ", ") + c.name;
-      w.error(item["cluster"], "route names unknown cluster '" + r.cluster + "' (clusters: " + known + ")");
+    if (!cluster && !deny) {
+      w.error(item, "route needs a cluster or a deny message");
+      continue;
+    }
+    if (deny) {
+      std::string message;
+      if (!w.get_string(deny, "route deny", message)) continue;
+      if (message.empty()) w.error(deny, "route deny message must not be empty");
+      r.deny = std::move(message);
+    } else {
+      if (!w.get_string(cluster, "route cluster", r.cluster)) continue;
+      if (!cfg.find_cluster(r.cluster)) {
+        std::string known;
+        for (const auto& c : cfg.clusters) known += (known.empty() ? "" : ", ") + c.name;
+        w.error(cluster, "route names unknown cluster '" + r.cluster + "' (clusters: " + known + ")");
+      }
     }
     cfg.routes.push_back(std::move(r));
+  }
+}
+
+void load_sessions(Walker& w, const YAML::Node& n, Sessions& s) {
+  if (!w.check_keys(n, {"idle_timeout", "max_lifetime", "store", "redis"}, "sessions")) return;
+  if (n["idle_timeout"]) w.get_duration(n["idle_timeout"], "sessions.idle_timeout", s.idle_timeout);
+  if (n["max_lifetime"]) w.get_duration(n["max_lifetime"], "sessions.max_lifetime", s.max_lifetime);
+  if (const auto store = n["store"]) {
+    std::string text;
+    if (w.get_string(store, "sessions.store", text)) {
+      if (text == "memory") s.store = Sessions::Store::kMemory;
+      else if (text == "redis") s.store = Sessions::Store::kRedis;
+      else w.error(store, "sessions.store '" + text + "' is not one of memory, redis");
+    }
+  }
+  if (const auto redis = n["redis"]) {
+    if (!w.check_keys(redis, {"address", "key_prefix", "timeout"}, "sessions.redis")) return;
+    if (redis["address"]) w.get_dial_endpoint(redis["address"], "sessions.redis.address", s.redis.address);
+    if (const auto prefix = redis["key_prefix"]) {
+      if (w.get_string(prefix, "sessions.redis.key_prefix", s.redis.key_prefix) && s.redis.key_prefix.empty())
+        w.error(prefix, "sessions.redis.key_prefix must not be empty");
+    }
+    if (redis["timeout"])
+      w.get_duration_at_least(redis["timeout"], "sessions.redis.timeout", std::chrono::milliseconds(10),
+                              s.redis.timeout);
   }
 }
 
@@ -263,7 +591,8 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
     w.error(root, "the configuration must be a YAML mapping with listeners, clusters and routes");
     return;
   }
-  w.check_keys(root, {"listeners", "clusters", "routes", "admin", "limits", "http2", "upstream", "drain", "log"},
+  w.check_keys(root, {"listeners", "clusters", "routes", "sessions", "admin", "limits", "http2", "upstream", "drain",
+                     "log"},
                "the top level");
   for (const char* required : {"listeners", "clusters", "routes"}) {
     if (!root[required]) w.error(root, std::string("missing required key '") + required + "'");
@@ -271,6 +600,7 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
   if (root["listeners"]) load_listeners(w, root["listeners"], cfg);
   if (root["clusters"]) load_clusters(w, root["clusters"], cfg);
   if (root["routes"]) load_routes(w, root["routes"], cfg);
+  if (root["sessions"]) load_sessions(w, root["sessions"], cfg.sessions);
 
   if (const auto admin = root["admin"]) {
     if (w.check_keys(admin, {"address"}, "admin") && admin["address"])

@@ -1,6 +1,10 @@
 #include "http2/client_session.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <spdlog/spdlog.h>
+
+#include <cstring>
 
 namespace sparkgate::http2 {
 
@@ -32,42 +36,141 @@ ClientSession::ClientSession(boost::asio::any_io_executor executor, std::string 
 }
 
 void ClientSession::connect(const boost::asio::ip::tcp::resolver::results_type& endpoints,
-                            std::chrono::milliseconds timeout, std::function<void(const std::string&)> done) {
+                            std::chrono::milliseconds timeout, const std::optional<ClientTls>& tls,
+                            std::function<void(const std::string&)> done) {
+  connect_done_ = std::move(done);
+  connect_timeout_ = timeout;
   socket_ = std::make_unique<boost::asio::ip::tcp::socket>(executor());
   connect_timer_ = std::make_unique<boost::asio::steady_timer>(executor(), timeout);
   auto self = std::static_pointer_cast<ClientSession>(shared_from_this());
-  auto finished = std::make_shared<bool>(false);
-  connect_timer_->async_wait([self, finished, done, timeout](const boost::system::error_code& ec) {
-    if (ec || *finished) return;
-    *finished = true;
-    boost::system::error_code ignored;
-    self->socket_->close(ignored);
-    done("connect timed out after " + std::to_string(timeout.count()) + " ms");
+  connect_timer_->async_wait([self](const boost::system::error_code& ec) {
+    if (ec || !self->connect_done_) return;
+    const std::string ms = std::to_string(self->connect_timeout_.count()) + " ms";
+    if (self->tls_stream_) {
+      self->finish_connect("TLS handshake with " + endpoint_string(self->tls_stream_->next_layer()) +
+                           " timed out (connect timeout " + ms + ")");
+    } else {
+      self->finish_connect("connect timed out after " + ms);
+    }
   });
   boost::asio::async_connect(
       *socket_, endpoints,
-      [self, finished, done](const boost::system::error_code& ec, const boost::asio::ip::tcp::endpoint&) {
-        if (*finished) return;
-        *finished = true;
-        self->connect_timer_->cancel();
-        if (ec) {
-          done(ec.message());
+      [self, tls](const boost::system::error_code& ec, const boost::asio::ip::tcp::endpoint&) {
+        if (!self->connect_done_) return;  // timed out; already reported
+        if (self->is_closed()) {
+          self->finish_connect("the connection was closed while connecting");
           return;
         }
-        self->socket_->set_option(boost::asio::ip::tcp::no_delay(true));
-        self->transport_ = std::make_unique<TcpTransport>(std::move(*self->socket_));
-        self->socket_.reset();
-        self->connected_ = true;
-        nghttp2_settings_entry settings[] = {
-            {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-            {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, self->options_.stream_window_bytes},
-        };
-        nghttp2_submit_settings(self->session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-        nghttp2_session_set_local_window_size(self->session_, NGHTTP2_FLAG_NONE, 0,
-                                              static_cast<int32_t>(self->options_.connection_window_bytes));
-        self->start_io();
-        done("");
+        if (ec) {
+          self->finish_connect(ec.message());
+          return;
+        }
+        boost::system::error_code ignored;
+        self->socket_->set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+        if (tls) {
+          self->start_tls(*tls, endpoint_string(*self->socket_));
+        } else {
+          self->transport_ = std::make_unique<TcpTransport>(std::move(*self->socket_));
+          self->socket_.reset();
+          self->start_http2();
+        }
       });
+}
+
+void ClientSession::start_tls(const ClientTls& tls, const std::string& peer) {
+  if (!tls.context || tls.server_name.empty()) {
+    finish_connect("TLS to " + peer + " is misconfigured: no TLS context or server name");
+    return;
+  }
+  tls_stream_ = std::make_unique<TlsTransport::Stream>(std::move(*socket_), *tls.context);
+  socket_.reset();
+  SSL* ssl = tls_stream_->native_handle();
+  boost::system::error_code not_ip;
+  boost::asio::ip::make_address(tls.server_name, not_ip);
+  const bool name_is_ip = !not_ip;
+  // RFC 6066 forbids IP literals in SNI; the certificate is still checked against them.
+  if (!name_is_ip) SSL_set_tlsext_host_name(ssl, tls.server_name.c_str());
+  static constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+  SSL_set_alpn_protos(ssl, kAlpnH2, sizeof kAlpnH2);
+  tls_stream_->set_verify_mode(boost::asio::ssl::verify_peer);
+  // host_name_verification only answers yes or no; record why, so that the handshake
+  // error says "hostname mismatch" instead of a bare "certificate verify failed".
+  tls_stream_->set_verify_callback(
+      [check = boost::asio::ssl::host_name_verification(tls.server_name), name_is_ip](
+          bool preverified, boost::asio::ssl::verify_context& ctx) {
+        const bool ok = check(preverified, ctx);
+        if (preverified && !ok) {
+          X509_STORE_CTX_set_error(ctx.native_handle(),
+                                   name_is_ip ? X509_V_ERR_IP_ADDRESS_MISMATCH : X509_V_ERR_HOSTNAME_MISMATCH);
+        }
+        return ok;
+      });
+  auto self = std::static_pointer_cast<ClientSession>(shared_from_this());
+  tls_stream_->async_handshake(
+      boost::asio::ssl::stream_base::client,
+      [self, peer, server_name = tls.server_name](const boost::system::error_code& ec) {
+        if (!self->connect_done_) return;  // timed out; already reported
+        if (self->is_closed()) {
+          self->finish_connect("the connection was closed during the TLS handshake");
+          return;
+        }
+        SSL* ssl = self->tls_stream_->native_handle();
+        if (ec) {
+          std::string why;
+          const long verify = SSL_get_verify_result(ssl);
+          if (verify != X509_V_OK) {
+            why = std::string("certificate verify failed (") + X509_verify_cert_error_string(verify);
+            if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH)
+              why += ": the certificate is not valid for '" + server_name + "'";
+            why += ")";
+          } else if (ec == boost::asio::ssl::error::stream_truncated || ec == boost::asio::error::eof) {
+            why = "the peer closed the connection (does it serve TLS?)";
+          } else {
+            why = ec.message();
+          }
+          self->finish_connect("TLS handshake with " + peer + " failed: " + why);
+          return;
+        }
+        const unsigned char* proto = nullptr;
+        unsigned int proto_len = 0;
+        SSL_get0_alpn_selected(ssl, &proto, &proto_len);
+        if (proto_len != 2 || std::memcmp(proto, "h2", 2) != 0) {
+          std::string selected =
+              proto_len ? "'" + std::string(reinterpret_cast<const char*>(proto), proto_len) + "'" : "no protocol";
+          self->finish_connect("TLS peer " + peer + " did not select HTTP/2 with ALPN (it selected " + selected +
+                               ")");
+          return;
+        }
+        self->transport_ = std::make_unique<TlsTransport>(std::move(self->tls_stream_));
+        self->tls_ = true;
+        self->start_http2();
+      });
+}
+
+void ClientSession::start_http2() {
+  connected_ = true;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window_bytes},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(options_.connection_window_bytes));
+  start_io();
+  finish_connect("");
+}
+
+void ClientSession::finish_connect(const std::string& error) {
+  if (!connect_done_) return;
+  auto done = std::move(connect_done_);
+  connect_done_ = nullptr;
+  if (connect_timer_) connect_timer_->cancel();
+  if (!error.empty()) {
+    boost::system::error_code ignored;
+    if (socket_) socket_->close(ignored);
+    if (tls_stream_) tls_stream_->lowest_layer().close(ignored);
+  }
+  done(error);
 }
 
 bool ClientSession::has_capacity() const {
@@ -183,6 +286,13 @@ ssize_t ClientSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t* b
 
 void ClientSession::on_connection_closed(const std::string& reason) {
   if (connect_timer_) connect_timer_->cancel();
+  if (connect_done_) {
+    // Closed while connecting: abort the pending connect or handshake; its handler
+    // reports the failure.
+    boost::system::error_code ignored;
+    if (socket_) socket_->close(ignored);
+    if (tls_stream_) tls_stream_->lowest_layer().close(ignored);
+  }
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, st] : streams) {

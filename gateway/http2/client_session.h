@@ -2,8 +2,13 @@
 // carrying many streams (up to the backend's SETTINGS_MAX_CONCURRENT_STREAMS).
 #pragma once
 
+#include <boost/asio/ssl.hpp>
+
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "http2/header_map.h"
@@ -30,6 +35,14 @@ class ClientStreamHandler {
   virtual ssize_t read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) = 0;
 };
 
+// TLS towards the backend. The context is shared read-only between connections (and
+// threads); `server_name` is sent as SNI (unless it is an IP address, which SNI cannot
+// carry) and the certificate must match it (DNS name, or IP address SAN).
+struct ClientTls {
+  std::shared_ptr<boost::asio::ssl::context> context;
+  std::string server_name;
+};
+
 struct ClientSessionOptions {
   uint32_t stream_window_bytes = 1u << 20;
   uint32_t connection_window_bytes = 16u << 20;
@@ -39,10 +52,13 @@ class ClientSession final : public Session {
  public:
   ClientSession(boost::asio::any_io_executor executor, std::string backend, const ClientSessionOptions& options);
 
-  // Connects to `endpoints` (already resolved) within `timeout`, then calls `done` with
-  // an empty string on success or the reason it failed.
+  // Connects to `endpoints` (already resolved) and, with `tls`, runs the TLS handshake
+  // (SNI, certificate verified against tls->server_name, ALPN "h2" required), all within
+  // `timeout`. Then calls `done` once, from an asio handler, with an empty string on
+  // success or the reason it failed ("TLS handshake with 127.0.0.1:5000 failed:
+  // certificate verify failed (...)"). Call once, on the session's thread.
   void connect(const boost::asio::ip::tcp::resolver::results_type& endpoints, std::chrono::milliseconds timeout,
-               std::function<void(const std::string& error)> done);
+               const std::optional<ClientTls>& tls, std::function<void(const std::string& error)> done);
 
   // Opens a stream. The body, if any, is pulled from `handler`. Returns the stream id,
   // or a negative nghttp2 error. Safe from inside other sessions' callbacks.
@@ -51,6 +67,8 @@ class ClientSession final : public Session {
   // Usable for a new stream: connected, not draining, below the peer's stream limit.
   bool has_capacity() const;
   bool is_connected() const { return connected_; }
+  // True when the connection runs over TLS (":scheme" https).
+  bool is_tls() const { return tls_; }
   bool is_draining() const { return draining_ || is_closed(); }
   size_t active_streams() const { return streams_.size(); }
   const std::string& backend() const { return backend_; }
@@ -77,15 +95,24 @@ class ClientSession final : public Session {
     bool got_response_headers = false;
   };
   StreamState* find(int32_t stream_id);
+  // The connect sequence: TCP done → optional TLS handshake → HTTP/2 start.
+  void start_tls(const ClientTls& tls, const std::string& peer);
+  void start_http2();
+  void finish_connect(const std::string& error);
 
   std::string backend_;
   ClientSessionOptions options_;
   bool connected_ = false;
   bool draining_ = false;
+  bool tls_ = false;
   std::unordered_map<int32_t, std::unique_ptr<StreamState>> streams_;
   std::vector<std::shared_ptr<ClientStreamHandler>> graveyard_;
+  // While connecting: the TCP socket, then the TLS stream during the handshake.
   std::unique_ptr<boost::asio::ip::tcp::socket> socket_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_stream_;
   std::unique_ptr<boost::asio::steady_timer> connect_timer_;
+  std::function<void(const std::string&)> connect_done_;  // set until connect finishes
+  std::chrono::milliseconds connect_timeout_{0};
 };
 
 }  // namespace sparkgate::http2

@@ -184,22 +184,39 @@ void ProxyStream::try_route() {
     reply_local(grpc::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
     return;
   }
-  routing::RouteDecision decision;
-  auto status = ctx_.router->route(*ctx_.config, *rpc_, env, upstream_headers_, decision);
+  routing::Principal principal;
+  principal.user = env.user_id;
+  routing::RouteRequest request{rpc_, &env, &upstream_headers_, &principal};
+  auto status = ctx_.router->route(*ctx_.config, request, route_);
   if (!status.ok()) {
     reply_local(status.code, status.message);
     return;
   }
-  backend_ = decision.backend.to_string();
-  spdlog::debug("rpc={} {} cluster={} backend={}", rpc_->name, env.describe(), decision.cluster, backend_);
-  connect_upstream(decision.backend);
+  backend_ = route_.backend->name();
+  if (route_.session) {
+    route_.session->in_flight.fetch_add(1);
+    route_.session->rpcs.fetch_add(1);
+  }
+  spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
+                route_.new_session ? " (new session)" : "");
+  apply_backend_credentials();
+  connect_upstream();
 }
 
-void ProxyStream::connect_upstream(const config::Endpoint& backend) {
+void ProxyStream::apply_backend_credentials() {
+  if (!route_.cluster->credentials) return;
+  upstream_headers_.remove("authorization");
+  upstream_headers_.remove("authentication");
+  upstream_headers_.add("authorization", "Bearer " + route_.cluster->credentials->token);
+}
+
+void ProxyStream::connect_upstream() {
   phase_ = Phase::kConnecting;
-  ctx_.pools->get(backend).acquire([self = shared_from_this()](http2::ClientSession* session, const std::string& error) {
+  auto& pool = ctx_.pools->get(route_.backend->address(), route_.cluster->tls);
+  pool.acquire([self = shared_from_this()](http2::ClientSession* session, const std::string& error) {
     if (self->phase_ != Phase::kConnecting) return;  // the client went away meanwhile
     if (!session) {
+      self->route_.backend->report_failure(self->route_.cluster->health_check.passive_failures, error);
       self->reply_local(grpc::StatusCode::kUnavailable,
                         "backend " + self->backend_ + " is unreachable: " + error);
       return;
@@ -249,9 +266,13 @@ void ProxyStream::on_stream_closed(uint32_t error_code) {
   // Response bytes that will never be sent go back to the backend's window.
   consume_upstream(resp_buf_.size());
   resp_buf_.release();
-  if (phase_ != Phase::kDone && rpc_ && scanner_ && rpc_->rpc == spark::Rpc::kReleaseSession &&
-      final_status_ == "0") {
-    ctx_.router->forget_session(scanner_->envelope().user_id, scanner_->envelope().session_id);
+  if (route_.session) {
+    if (phase_ != Phase::kDone && rpc_->rpc == spark::Rpc::kReleaseSession && final_status_ == "0") {
+      ctx_.router->session_released(route_.session);
+    }
+    route_.session->touch(routing::Clock::now());
+    route_.session->in_flight.fetch_sub(1);
+    route_.session.reset();
   }
   phase_ = Phase::kDone;
 }
@@ -260,6 +281,7 @@ void ProxyStream::on_stream_closed(uint32_t error_code) {
 // Upstream → downstream
 
 void ProxyStream::on_response_headers(http2::HeaderMap headers, bool end_stream) {
+  if (route_.backend) route_.backend->report_success();
   if (!downstream_) return;
   http2::HeaderMap out;
   for (auto& [name, value] : headers.fields()) {
@@ -283,7 +305,15 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
     consume_upstream(n);
     return;
   }
-  if (resp_framer_.scan({data, n}) == grpc::FramerError::kTooLarge) {
+  const uint64_t chunk_start = resp_offset_;
+  auto err = resp_framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+    if (resp_framer_.messages() != 1 || !route_.session || h.compressed) return;
+    first_resp_payload_start_ = chunk_start + payload_offset;
+    resp_scanner_.emplace(*rpc_, h.length);
+  });
+  resp_offset_ += n;
+  if (resp_scanner_ && !resp_scanned_) scan_response(data, n, chunk_start);
+  if (err == grpc::FramerError::kTooLarge) {
     consume_upstream(n);
     reply_local(grpc::StatusCode::kResourceExhausted,
                 "response message of " + std::to_string(resp_framer_.last_header().length) +
@@ -295,6 +325,19 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
   downstream_->resume_data(down_id_);
 }
 
+void ProxyStream::scan_response(const uint8_t* data, size_t n, uint64_t chunk_start) {
+  uint64_t want_from = first_resp_payload_start_ + resp_scanned_bytes_;
+  if (want_from < chunk_start || want_from >= chunk_start + n) return;
+  size_t off = static_cast<size_t>(want_from - chunk_start);
+  size_t before = static_cast<size_t>(resp_scanner_->remaining());
+  resp_scanner_->feed({data + off, n - off});
+  resp_scanned_bytes_ += before - resp_scanner_->remaining();
+  if (!resp_scanner_->finished()) return;
+  resp_scanned_ = true;
+  if (!resp_scanner_->failed() && route_.session)
+    ctx_.router->learn_server_side_session_id(route_.session, resp_scanner_->server_side_session_id());
+}
+
 void ProxyStream::on_response_trailers(http2::HeaderMap trailers) {
   upstream_done_ = true;
   if (!downstream_ || phase_ == Phase::kLocalReply) return;
@@ -304,6 +347,8 @@ void ProxyStream::on_response_trailers(http2::HeaderMap trailers) {
     if (name == "grpc-status") final_status_ = value;
     out.add(name, value);
   }
+  if (final_status_ == "14" && route_.backend)
+    route_.backend->report_failure(route_.cluster->health_check.passive_failures, "the backend answered UNAVAILABLE");
   resp_trailers_ = std::move(out);
   resp_end_ = true;
   downstream_->resume_data(down_id_);
@@ -322,6 +367,8 @@ void ProxyStream::on_upstream_closed(uint32_t error_code, const std::string& con
     phase_ = Phase::kDone;
     return;
   }
+  if (!connection_error.empty())
+    route_.backend->report_failure(route_.cluster->health_check.passive_failures, connection_error);
   std::string why = connection_error.empty()
                         ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
                         : "closed the connection (" + connection_error + ")";

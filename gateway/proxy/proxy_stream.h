@@ -20,12 +20,11 @@
 #include "http2/client_session.h"
 #include "http2/server_session.h"
 #include "proxy/byte_queue.h"
+#include "routing/router.h"
+#include "spark/response_scanner.h"
 #include "spark/inspector.h"
 #include "spark/rpc.h"
 
-namespace sparkgate::routing {
-class Router;
-}
 namespace sparkgate::upstream {
 class PoolSet;
 }
@@ -63,13 +62,16 @@ class ProxyStream final : public http2::ServerStreamHandler,
   enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
 
   void try_route();
-  void connect_upstream(const config::Endpoint& backend);
+  void connect_upstream();
+  // Credentials: the cluster's own token replaces the client's.
+  void apply_backend_credentials();
   // Ends the RPC with a status of the gateway's own: trailers-only if no response
   // headers went out yet, else trailers after what was sent. Cancels the upstream stream.
   void reply_local(grpc::StatusCode code, const std::string& message);
   // Answers a request that is not gRPC at all (wrong method or content type).
   void reply_http(int status, grpc::StatusCode code, const std::string& message);
   void cancel_upstream();
+  void scan_response(const uint8_t* data, size_t n, uint64_t chunk_start);
   void consume_downstream(size_t n);
   void consume_upstream(size_t n);
   std::string backend_label() const;
@@ -83,6 +85,8 @@ class ProxyStream final : public http2::ServerStreamHandler,
   const spark::RpcInfo* rpc_ = nullptr;
   http2::HeaderMap upstream_headers_;
   std::string backend_;
+  routing::RouteDecision route_;
+
 
   // Request direction.
   ByteQueue req_buf_;
@@ -100,6 +104,12 @@ class ProxyStream final : public http2::ServerStreamHandler,
   bool resp_headers_sent_ = false;
   bool resp_end_ = false;
   std::optional<http2::HeaderMap> resp_trailers_;
+  // The first response message is scanned for the backend's server_side_session_id.
+  std::optional<spark::ResponseScanner> resp_scanner_;
+  uint64_t resp_offset_ = 0;
+  uint64_t first_resp_payload_start_ = 0;
+  uint64_t resp_scanned_bytes_ = 0;
+  bool resp_scanned_ = false;
   std::string final_status_ = "-";
 };
 

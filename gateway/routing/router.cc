@@ -1,119 +1,215 @@
 #include "routing/router.h"
 
-#include <functional>
+#include <spdlog/spdlog.h>
+
+#include "routing/route_match.h"
 
 namespace sparkgate::routing {
 
 namespace {
-// Pins idle this long are dropped so that the table cannot grow without bound. Spark's
-// own idle session timeout is shorter (60 minutes by default), so a pin never outlives a
-// session a backend still holds.
-constexpr auto kPinIdleLimit = std::chrono::hours(2);
+
+// RPCs that never create a Spark session on the backend. For an unknown session they are
+// routed (rendezvous over the cluster, so replicas agree) but not registered.
+bool creates_session(spark::Rpc rpc) {
+  switch (rpc) {
+    case spark::Rpc::kReleaseSession:
+    case spark::Rpc::kReattachExecute:
+    case spark::Rpc::kReleaseExecute:
+    case spark::Rpc::kInterrupt:
+    case spark::Rpc::kFetchErrorDetails:
+      return false;
+    default:
+      return true;
+  }
+}
+
+std::string describe_unavailable(const ClusterBackends& c) {
+  std::string s;
+  for (const auto& b : c.backends) {
+    if (!s.empty()) s += "; ";
+    s += b->name();
+    if (!b->healthy.load()) {
+      auto why = b->unhealthy_reason();
+      s += " unhealthy" + (why.empty() ? std::string() : " (" + why + ")");
+    } else if (b->draining()) {
+      s += " draining";
+    } else {
+      s += " full";
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
-std::string Router::key(const std::string& user_id, const std::string& session_id) {
-  // The separator cannot occur in a user id from a well-formed UTF-8 string.
-  return user_id + '\xff' + session_id;
+std::string ended_session_message(const std::string& session_id, const Tombstone& t) {
+  return "session " + session_id + " " + t.detail + "; start a new Spark session";
 }
 
-Router::Shard& Router::shard_for(const std::string& k) { return shards_[std::hash<std::string>{}(k) % kShards]; }
-
-const config::Backend& Router::place(const config::Cluster& cluster) {
-  std::lock_guard lock(counts_mu_);
-  const config::Backend* best = &cluster.backends.front();
-  size_t best_count = SIZE_MAX;
-  for (const auto& b : cluster.backends) {
-    size_t n = sessions_per_backend_[b.address.to_string()];
-    if (n < best_count) {
-      best = &b;
-      best_count = n;
-    }
+BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
+                         grpc::Status& status) {
+  std::vector<Candidate> candidates;
+  std::vector<const BackendPtr*> index;
+  bool any_accepting = false;
+  for (const auto& b : backends.backends) {
+    if (!b->accepts_sessions()) continue;
+    any_accepting = true;
+    uint32_t max = b->max_sessions.load();
+    int64_t n = b->sessions.load();
+    if (max != 0 && n >= static_cast<int64_t>(max)) continue;
+    candidates.push_back({b->name(), b->weight.load(), n});
+    index.push_back(&b);
   }
-  ++sessions_per_backend_[best->address.to_string()];
-  return *best;
+  if (candidates.empty()) {
+    if (backends.backends.empty()) {
+      status = {grpc::StatusCode::kUnavailable,
+                "cluster '" + cluster.name + "' has no backends" +
+                    (cluster.dns ? " (dns " + cluster.dns->to_string() + " resolved to no address yet)" : "")};
+    } else if (any_accepting) {
+      status = {grpc::StatusCode::kResourceExhausted,
+                "cluster '" + cluster.name + "' is full: every available backend is at its max_sessions (" +
+                    describe_unavailable(backends) + ")"};
+    } else {
+      status = {grpc::StatusCode::kUnavailable, "cluster '" + cluster.name +
+                                                    "' has no healthy backend for a new session: " +
+                                                    describe_unavailable(backends)};
+    }
+    return nullptr;
+  }
+  int pick = -1;
+  switch (cluster.placement) {
+    case config::Placement::kLeastSessions:
+      pick = pick_least_sessions(candidates);
+      break;
+    case config::Placement::kRoundRobin: {
+      std::lock_guard lock(rr_mu_);
+      pick = round_robin_[cluster.name].pick(candidates);
+      break;
+    }
+    case config::Placement::kRendezvous:
+      pick = pick_rendezvous(candidates, key);
+      break;
+  }
+  return *index[static_cast<size_t>(pick)];
 }
 
-grpc::Status Router::route(const config::Config& config, const spark::RpcInfo&, const spark::Envelope& envelope,
-                           const http2::HeaderMap&, RouteDecision& out) {
-  if (config.routes.empty()) {
-    return {grpc::StatusCode::kPermissionDenied, "no route matches user '" + envelope.user_id + "'"};
+grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out) {
+  auto snap = backends_.snapshot();
+  const auto& b = session->backend;
+  auto now = Clock::now();
+  if (snap->find(session->cluster, b->name()) != b) {
+    Tombstone t{EndReason::kBackendRemoved,
+                "was on backend " + b->name() + ", which is no longer part of cluster '" + session->cluster + "'",
+                now};
+    sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
+    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
-  const config::Cluster* cluster = config.find_cluster(config.routes.front().cluster);
-  if (!cluster || cluster->backends.empty()) {
-    return {grpc::StatusCode::kUnavailable, "cluster '" + config.routes.front().cluster + "' has no backends"};
+  if (b->epoch.load() != session->backend_epoch) {
+    Tombstone t{EndReason::kBackendLost,
+                "was lost: its backend " + b->name() +
+                    " became unreachable and came back since the session started, and a restarted Spark Connect "
+                    "server keeps no sessions",
+                now};
+    sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
+    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
-  out.cluster = cluster->name;
-  auto k = key(envelope.user_id, envelope.session_id);
-  auto& shard = shard_for(k);
-  auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard lock(shard.mu);
-    auto it = shard.pins.find(k);
-    if (it != shard.pins.end() && it->second.cluster == cluster->name) {
-      for (const auto& b : cluster->backends) {
-        if (b.address.to_string() == it->second.backend) {
-          it->second.last_used = now;
-          out.backend = b.address;
-          return {};
-        }
-      }
-      // The backend left the cluster; the session cannot follow it.
-      return {grpc::StatusCode::kUnavailable, "the backend " + it->second.backend + " of session " +
-                                                  envelope.session_id + " is no longer configured"};
-    }
-    // Sweep a few idle pins of this shard while we hold its lock.
-    size_t budget = 8;
-    for (auto p = shard.pins.begin(); p != shard.pins.end() && budget > 0; --budget) {
-      if (now - p->second.last_used > kPinIdleLimit) {
-        std::lock_guard counts(counts_mu_);
-        auto& n = sessions_per_backend_[p->second.backend];
-        if (n > 0) --n;
-        p = shard.pins.erase(p);
-      } else {
-        ++p;
-      }
-    }
+  if (!b->healthy.load()) {
+    auto why = b->unhealthy_reason();
+    return {grpc::StatusCode::kUnavailable, "backend " + b->name() + " of session " + session->session_id +
+                                                " is unhealthy" + (why.empty() ? "" : " (" + why + ")") +
+                                                "; the session stays on it, calls resume if it recovers"};
   }
-  const auto& backend = place(*cluster);
-  {
-    std::lock_guard lock(shard.mu);
-    auto [it, inserted] = shard.pins.try_emplace(k, Pin{cluster->name, backend.address.to_string(), now});
-    if (!inserted) {
-      // Another worker placed the same session first: follow it.
-      std::lock_guard counts(counts_mu_);
-      auto& n = sessions_per_backend_[backend.address.to_string()];
-      if (n > 0) --n;
-      for (const auto& b : cluster->backends) {
-        if (b.address.to_string() == it->second.backend) out.backend = b.address;
-      }
-      return {};
-    }
+  out.cluster = config.find_cluster(session->cluster);
+  if (!out.cluster) {
+    Tombstone t{EndReason::kBackendRemoved, "was on cluster '" + session->cluster + "', which is no longer configured",
+                now};
+    sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
+    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
-  out.backend = backend.address;
+  out.backend = b;
+  out.session = session;
   return {};
 }
 
-void Router::forget_session(const std::string& user_id, const std::string& session_id) {
-  auto k = key(user_id, session_id);
-  auto& shard = shard_for(k);
-  std::lock_guard lock(shard.mu);
-  auto it = shard.pins.find(k);
-  if (it == shard.pins.end()) return;
-  {
-    std::lock_guard counts(counts_mu_);
-    auto& n = sessions_per_backend_[it->second.backend];
-    if (n > 0) --n;
+grpc::Status Router::route(const config::Config& config, const RouteRequest& req, RouteDecision& out) {
+  const auto& env = *req.envelope;
+  const auto& principal = *req.principal;
+  RequestFacts facts;
+  facts.user = principal.user;
+  facts.groups = &principal.groups;
+  facts.tenant = principal.tenant;
+  facts.client_type = env.client_type ? std::string_view(*env.client_type) : std::string_view();
+  facts.rpc = req.rpc->name;
+  facts.headers = req.headers;
+  const config::Route* route = match_route(config, facts);
+  if (!route) {
+    return {grpc::StatusCode::kPermissionDenied,
+            "no route allows user '" + principal.user + "' (" + std::string(req.rpc->name) + "): sparkgate denies requests that no route matches"};
   }
-  shard.pins.erase(it);
+  if (route->deny) return {grpc::StatusCode::kPermissionDenied, *route->deny};
+  const config::Cluster* cluster = config.find_cluster(route->cluster);
+  auto snap = backends_.snapshot();
+  const ClusterBackends* backends = cluster ? snap->find(cluster->name) : nullptr;
+  if (!cluster || !backends) {
+    return {grpc::StatusCode::kUnavailable, "cluster '" + route->cluster + "' is not ready"};
+  }
+
+  auto now = Clock::now();
+  const std::string session_key = principal.user + '\xff' + env.session_id;
+  grpc::Status placement_status;
+  SessionRegistry::Placer placer;
+  if (creates_session(req.rpc->rpc)) {
+    placer = [&](uint64_t& epoch) {
+      auto b = place(*cluster, *backends, session_key, placement_status);
+      if (b) epoch = b->epoch.load();
+      return b;
+    };
+  }
+  auto found = sessions_.find_or_create(principal.user, env.session_id, cluster->name, placer, now);
+  if (found.tombstone) {
+    return {grpc::StatusCode::kNotFound, ended_session_message(env.session_id, *found.tombstone)};
+  }
+  if (found.session) {
+    if (found.session->rpcs.load() == 0 && found.session->created == now) out.new_session = true;
+    auto status = check_sticky(config, found.session, out);
+    if (!status.ok()) return status;
+    found.session->touch(now);
+    if (req.rpc->rpc == spark::Rpc::kExecutePlan && env.operation_id) found.session->add_operation(*env.operation_id);
+    return {};
+  }
+  if (!placement_status.ok()) return placement_status;
+  // An RPC that creates no session, for a session the gateway does not know: send it
+  // where the session would be placed by rendezvous (replicas agree), unregistered. The
+  // backend answers with its own error if it has no such session.
+  std::vector<Candidate> candidates;
+  for (const auto& b : backends->backends) {
+    if (b->healthy.load()) candidates.push_back({b->name(), b->weight.load(), 0});
+  }
+  int pick = pick_rendezvous(candidates, session_key);
+  if (pick < 0) {
+    return {grpc::StatusCode::kUnavailable,
+            "cluster '" + cluster->name + "' has no healthy backend: " + describe_unavailable(*backends)};
+  }
+  out.cluster = cluster;
+  out.backend = snap->find(cluster->name, std::string(candidates[static_cast<size_t>(pick)].name));
+  return {};
 }
 
-size_t Router::session_count() const {
-  size_t n = 0;
-  for (const auto& s : shards_) {
-    std::lock_guard lock(s.mu);
-    n += s.pins.size();
-  }
-  return n;
+void Router::learn_server_side_session_id(const SessionPtr& session, const std::string& id) {
+  if (session->learn_server_side_session_id(id)) return;
+  auto old = session->server_side_session_id();
+  spdlog::warn("backend {} answered session {} with server-side session id {} instead of {}: the backend lost "
+               "the session (restart?); ending it",
+               session->backend->name(), session->session_id, id, old);
+  sessions_.end(session->user_id, session->session_id, EndReason::kBackendLost,
+                "was lost: its backend " + session->backend->name() +
+                    " no longer has it (the server-side session id changed from " + old + " to " + id +
+                    ", so the backend restarted)",
+                Clock::now());
+}
+
+void Router::session_released(const SessionPtr& session) {
+  sessions_.end(session->user_id, session->session_id, EndReason::kReleased, {}, Clock::now());
 }
 
 }  // namespace sparkgate::routing

@@ -1,60 +1,81 @@
 // Route selection and session affinity: which cluster serves a request, and which
-// backend of that cluster owns the request's Spark session.
+// backend of that cluster holds the request's Spark session.
 //
-// Threading: one Router for the process, shared by all workers; route() is thread-safe
-// (the session table is sharded, one mutex per shard).
+//   route match (first match wins; deny) → session registry (sticky backend, tombstones,
+//   backend health and restarts) → placement policy for a new session.
+//
+// Threading: one Router for the process, shared by all workers; thread-safe.
 #pragma once
 
-#include <array>
 #include <chrono>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "config/config.h"
 #include "grpc/status.h"
 #include "http2/header_map.h"
+#include "routing/backend_state.h"
+#include "routing/placement.h"
+#include "routing/session_registry.h"
 #include "spark/inspector.h"
 #include "spark/rpc.h"
 
 namespace sparkgate::routing {
 
+// Who is asking. Until authentication exists the user is the request's user_id.
+struct Principal {
+  std::string user;
+  std::vector<std::string> groups;
+  std::string tenant;
+};
+
+struct RouteRequest {
+  const spark::RpcInfo* rpc = nullptr;
+  const spark::Envelope* envelope = nullptr;
+  const http2::HeaderMap* headers = nullptr;
+  const Principal* principal = nullptr;
+};
+
 struct RouteDecision {
-  std::string cluster;
-  config::Endpoint backend;
+  const config::Cluster* cluster = nullptr;  // in the config snapshot passed to route()
+  BackendPtr backend;
+  SessionPtr session;  // null when the RPC neither has nor creates a session entry
+  bool new_session = false;
 };
 
 class Router {
  public:
-  // Decides where a request goes. On failure returns a status for the client
-  // (PERMISSION_DENIED when no route matches, UNAVAILABLE when the cluster has no backend).
-  grpc::Status route(const config::Config& config, const spark::RpcInfo& rpc, const spark::Envelope& envelope,
-                     const http2::HeaderMap& headers, RouteDecision& out);
+  explicit Router(BackendRegistry& backends) : backends_(backends) {}
 
-  // Called when a ReleaseSession completed: the session's pin is dropped.
-  void forget_session(const std::string& user_id, const std::string& session_id);
+  // Decides where a request goes. On failure returns the status for the client.
+  grpc::Status route(const config::Config& config, const RouteRequest& request, RouteDecision& out);
 
-  size_t session_count() const;
+  // A response carried the backend's server_side_session_id for `session`. A different
+  // id than before means the backend lost the session: it is ended, and later calls get
+  // a clear error.
+  void learn_server_side_session_id(const SessionPtr& session, const std::string& id);
+  // A ReleaseSession for the session succeeded on its backend.
+  void session_released(const SessionPtr& session);
+
+  SessionRegistry& sessions() { return sessions_; }
+  BackendRegistry& backends() { return backends_; }
 
  private:
-  struct Pin {
-    std::string cluster;
-    std::string backend;  // Endpoint::to_string()
-    std::chrono::steady_clock::time_point last_used;
-  };
-  struct Shard {
-    mutable std::mutex mu;
-    std::unordered_map<std::string, Pin> pins;
-  };
-  static constexpr size_t kShards = 16;
-  static std::string key(const std::string& user_id, const std::string& session_id);
-  Shard& shard_for(const std::string& key);
-  // Backend of `cluster` with the fewest pinned sessions.
-  const config::Backend& place(const config::Cluster& cluster);
+  // Picks a backend of `cluster` for a new session keyed `key`, or null with `status`.
+  BackendPtr place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
+                   grpc::Status& status);
+  grpc::Status check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out);
 
-  std::array<Shard, kShards> shards_;
-  std::mutex counts_mu_;
-  std::unordered_map<std::string, size_t> sessions_per_backend_;
+  BackendRegistry& backends_;
+  SessionRegistry sessions_;
+  std::mutex rr_mu_;
+  std::map<std::string, RoundRobin> round_robin_;  // by cluster
 };
+
+// The message a client gets for a call on an ended session.
+std::string ended_session_message(const std::string& session_id, const Tombstone& t);
 
 }  // namespace sparkgate::routing

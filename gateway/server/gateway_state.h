@@ -16,7 +16,10 @@ namespace sparkgate::server {
 struct GatewayState {
   // Swapped atomically on reload; a stream keeps the snapshot it started with.
   std::atomic<std::shared_ptr<const config::Config>> config;
-  routing::Router router;
+  routing::BackendRegistry backends;
+  routing::Router router{backends};
+  std::atomic<uint64_t> reloads_ok{0};
+  std::atomic<uint64_t> reloads_failed{0};
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};

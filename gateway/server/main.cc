@@ -9,6 +9,7 @@
 
 #include "admin/admin_server.h"
 #include "config/config_loader.h"
+#include "server/control.h"
 #include "server/gateway_state.h"
 #include "server/tls.h"
 #include "server/worker.h"
@@ -47,10 +48,16 @@ int main(int argc, char** argv) {
   bool check_only = false;
   unsigned workers = std::max(1u, std::thread::hardware_concurrency());
   std::string log_level;
+  bool watch_config = true;
+  std::string hosts_file;
   app.add_option("-c,--config", config_path, "YAML configuration file")->required();
   app.add_flag("--check-config", check_only, "validate the configuration and exit (0: valid, 1: errors)");
   app.add_option("-w,--workers", workers, "worker threads (default: number of cores)")->check(CLI::Range(1u, 256u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides log.level)");
+  app.add_option("--watch-config", watch_config,
+                 "reload when the config file changes, checked every second (default: true)");
+  app.add_option("--hosts-file", hosts_file,
+                 "resolve cluster dns names from this hosts-format file instead of DNS (for tests)");
   app.set_version_flag("--version", std::string("sparkgate ") + SPARKGATE_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -79,6 +86,7 @@ int main(int argc, char** argv) {
 
   server::GatewayState state;
   state.config.store(cfg);
+  state.backends.apply_config(cfg);
   for (const auto& l : cfg->listeners) {
     if (!l.tls) {
       state.tls.push_back(nullptr);
@@ -111,6 +119,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  server::ControlPlane control(state, {config_path, watch_config, std::chrono::milliseconds(1000), hosts_file});
+  control.start();
   for (auto& w : pool) w->start();
   for (const auto& l : cfg->listeners)
     spdlog::info("sparkgate {} listening on {} ({}), {} workers", SPARKGATE_VERSION, l.address.to_string(),
@@ -121,16 +131,7 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      auto next = config::load_config_file(config_path);
-      if (!next.config) {
-        for (const auto& e : next.errors) spdlog::error("reload rejected: {}", e.to_string());
-        spdlog::error("configuration reload failed; still running the previous configuration");
-        continue;
-      }
-      // Listener, admin and TLS changes need a restart; routes, clusters and limits apply
-      // to new streams at once.
-      state.config.store(next.config);
-      spdlog::info("configuration reloaded from {}", config_path);
+      control.request_reload("SIGHUP");
       continue;
     }
     break;
@@ -150,6 +151,7 @@ int main(int argc, char** argv) {
     if (sigtimedwait(&signals, nullptr, &wait) > 0) break;
   }
   for (auto& w : pool) w->stop();
+  control.stop();
   admin.stop();
   spdlog::info("sparkgate stopped");
   return 0;

@@ -6,10 +6,14 @@
 
 namespace sparkgate::upstream {
 
-ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend, PoolOptions options)
+ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend,
+                   std::optional<config::UpstreamTls> tls, std::shared_ptr<TlsContextCache> tls_cache,
+                   PoolOptions options)
     : executor_(executor),
       backend_(std::move(backend)),
       backend_name_(backend_.to_string()),
+      tls_(std::move(tls)),
+      tls_cache_(std::move(tls_cache)),
       options_(options),
       resolver_(executor) {}
 
@@ -53,16 +57,30 @@ void ConnPool::open_connection() {
   };
   sessions_.push_back(s);
   ++connecting_;
+  std::optional<http2::ClientTls> client_tls;
+  if (tls_) {
+    std::string error;
+    auto ctx = tls_cache_ ? tls_cache_->get(*tls_, error) : make_upstream_tls_context(*tls_, error);
+    if (!ctx) {
+      // Reported from a handler, like every other connect failure (acquire() may be
+      // running inside another session's callback).
+      boost::asio::post(executor_, [this, s, error, alive = alive_] {
+        if (*alive) on_connected(s, "TLS setup failed: " + error);
+      });
+      return;
+    }
+    client_tls = http2::ClientTls{std::move(ctx), tls_->server_name.empty() ? backend_.host : tls_->server_name};
+  }
   resolver_.async_resolve(
       backend_.host, std::to_string(backend_.port),
-      [this, s, alive = alive_](const boost::system::error_code& ec,
+      [this, s, alive = alive_, client_tls = std::move(client_tls)](const boost::system::error_code& ec,
                                 boost::asio::ip::tcp::resolver::results_type results) {
         if (!*alive) return;
         if (ec) {
           on_connected(s, "cannot resolve " + backend_.host + ": " + ec.message());
           return;
         }
-        s->connect(results, options_.connect_timeout,
+        s->connect(results, options_.connect_timeout, client_tls,
                    [this, s, alive](const std::string& error) {
                      if (*alive) on_connected(s, error);
                    });
@@ -133,12 +151,17 @@ void ConnPool::forget(http2::ClientSession& dead) {
 
 namespace sparkgate::upstream {
 
-ConnPool& PoolSet::get(const config::Endpoint& backend) {
+bool same_tls(const std::optional<config::UpstreamTls>& a, const std::optional<config::UpstreamTls>& b) {
+  if (!a || !b) return !a && !b;
+  return a->ca == b->ca && a->server_name == b->server_name && a->cert == b->cert && a->key == b->key;
+}
+
+ConnPool& PoolSet::get(const config::Endpoint& backend, const std::optional<config::UpstreamTls>& tls) {
   auto name = backend.to_string();
   for (auto& p : pools_) {
-    if (p->backend() == name) return *p;
+    if (p->backend() == name && same_tls(p->tls(), tls)) return *p;
   }
-  pools_.push_back(std::make_unique<ConnPool>(executor_, backend, options_));
+  pools_.push_back(std::make_unique<ConnPool>(executor_, backend, tls, tls_cache_, options_));
   return *pools_.back();
 }
 

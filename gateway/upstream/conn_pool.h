@@ -11,11 +11,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 #include "http2/client_session.h"
+#include "upstream/tls_client.h"
 
 namespace sparkgate::upstream {
 
@@ -30,7 +32,10 @@ class ConnPool {
   // `session` is null on failure and `error` says why ("connection refused", ...).
   using Ready = std::function<void(http2::ClientSession* session, const std::string& error)>;
 
-  ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend, PoolOptions options);
+  // `tls` set: every connection is TLS (server name tls->server_name, or the backend's
+  // host when empty), with a context from `tls_cache` looked up per new connection.
+  ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend, std::optional<config::UpstreamTls> tls,
+           std::shared_ptr<TlsContextCache> tls_cache, PoolOptions options);
   ~ConnPool();
 
   // Hands `ready` a connection with room for one more stream: at once (synchronously) if
@@ -40,6 +45,7 @@ class ConnPool {
   void acquire(Ready ready);
 
   const std::string& backend() const { return backend_name_; }
+  const std::optional<config::UpstreamTls>& tls() const { return tls_; }
   size_t connections() const { return sessions_.size(); }
   // Closes every connection (their streams are told) and fails every waiter.
   void close_all();
@@ -54,6 +60,8 @@ class ConnPool {
   boost::asio::any_io_executor executor_;
   config::Endpoint backend_;
   std::string backend_name_;
+  std::optional<config::UpstreamTls> tls_;
+  std::shared_ptr<TlsContextCache> tls_cache_;
   PoolOptions options_;
   boost::asio::ip::tcp::resolver resolver_;
   std::vector<std::shared_ptr<http2::ClientSession>> sessions_;  // usable or connecting
@@ -63,17 +71,23 @@ class ConnPool {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
+// True if both settings are absent, or present with the same field values.
+bool same_tls(const std::optional<config::UpstreamTls>& a, const std::optional<config::UpstreamTls>& b);
+
 }  // namespace sparkgate::upstream
 
 namespace sparkgate::upstream {
 
-// The pools of one worker, one per backend address, created on first use.
+// The pools of one worker, one per (backend address, TLS setting), created on first use.
 class PoolSet {
  public:
-  PoolSet(boost::asio::any_io_executor executor, PoolOptions options)
-      : executor_(std::move(executor)), options_(options) {}
-  // The pool for `backend`; the reference stays valid for the PoolSet's life.
-  ConnPool& get(const config::Endpoint& backend);
+  // `tls_cache` may be shared between workers; by default each PoolSet has its own.
+  PoolSet(boost::asio::any_io_executor executor, PoolOptions options,
+          std::shared_ptr<TlsContextCache> tls_cache = std::make_shared<TlsContextCache>())
+      : executor_(std::move(executor)), options_(options), tls_cache_(std::move(tls_cache)) {}
+  // The pool for `backend` reached with `tls` (nullopt: h2c); the reference stays valid
+  // for the PoolSet's life.
+  ConnPool& get(const config::Endpoint& backend, const std::optional<config::UpstreamTls>& tls);
   size_t connections() const;
   // Closes every upstream connection, for shutdown.
   void close_all();
@@ -81,6 +95,7 @@ class PoolSet {
  private:
   boost::asio::any_io_executor executor_;
   PoolOptions options_;
+  std::shared_ptr<TlsContextCache> tls_cache_;
   std::vector<std::unique_ptr<ConnPool>> pools_;
 };
 

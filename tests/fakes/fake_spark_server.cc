@@ -3,13 +3,20 @@
 //
 // It serves every method under /spark.connect.SparkConnectService/ through
 // grpc::CallbackGenericService, so it handles raw bytes and needs only the view protos
-// (proto/spark_view.proto) to build responses. Unknown methods get UNIMPLEMENTED.
+// (proto/spark_view.proto) to build responses. Unknown methods get UNIMPLEMENTED,
+// including /grpc.health.v1.Health/Check unless --health is given (like Spark).
 //
 // Usage:
 //   fake_spark_server --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]
-// Listens on 127.0.0.1:P (P = 0: the kernel picks) with h2c, prints "READY <port>" on
-// stdout once serving, and exits 0 on SIGTERM/SIGINT (in-flight calls get 200 ms).
-// Message sizes are unlimited.
+//                     [--tls-cert FILE --tls-key FILE] [--health SERVING|NOT_SERVING]
+// Listens on 127.0.0.1:P (P = 0: the kernel picks) with h2c, or with TLS (ALPN h2) when
+// --tls-cert and --tls-key (PEM) are given; prints "READY <port>" on stdout once
+// serving, and exits 0 on SIGTERM/SIGINT (in-flight calls get 200 ms). Message sizes are
+// unlimited.
+//
+// --health STATUS: answer /grpc.health.v1.Health/Check (any request) with grpc-status 0
+// and a HealthCheckResponse whose status (field 1) is 1 for SERVING or 2 for NOT_SERVING.
+// These answers do not count in the x-fake-stats counters.
 //
 // Every call reads all request messages until the client half-closes, then answers.
 // Every response carries the request's session_id and this process's fixed
@@ -53,10 +60,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -70,6 +79,7 @@ using namespace sparkgate::fake;
 namespace view = sparkgate::view;
 
 constexpr std::string_view kServicePrefix = "/spark.connect.SparkConnectService/";
+constexpr std::string_view kHealthCheckMethod = "/grpc.health.v1.Health/Check";
 // In-flight calls get this long to finish after SIGTERM/SIGINT.
 constexpr int kStopGraceMs = 200;
 
@@ -100,6 +110,8 @@ struct ShutdownLatch {
 Counters g_counters;
 ShutdownLatch g_shutdown;
 std::string g_server_side_session_id;
+// HealthCheckResponse.status to answer Health/Check with; 0: answer UNIMPLEMENTED.
+int g_health_status = 0;
 
 grpc::ByteBuffer to_byte_buffer(const std::string& bytes) {
   grpc::Slice slice(bytes);
@@ -116,6 +128,13 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
     EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr);
     const std::string& method = ctx_->method();
     if (method.rfind(kServicePrefix, 0) == 0) rpc_ = method.substr(kServicePrefix.size());
+    if (method == kHealthCheckMethod && g_health_status != 0) {
+      health_ = true;
+      rpc_ = "Health/Check";
+      count_stats_ = false;
+      StartRead(&request_);
+      return;
+    }
     const auto shape = shape_of(rpc_);
     if (!shape) {
       finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -230,6 +249,12 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
       finish(grpc::Status(grpc::StatusCode::CANCELLED, "fake_spark_server: cancelled"));
       return;
     }
+    if (health_) {
+      // HealthCheckResponse { ServingStatus status = 1; }
+      total_ = 1;
+      send_next();
+      return;
+    }
     if (!inspect_request(rpc_, first_request_, info_) && request_messages_ > 0) {
       finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "fake_spark_server: cannot parse " + rpc_ + " request"));
@@ -273,6 +298,7 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
   }
 
   std::string build_response(long long index) {
+    if (health_) return std::string{'\x08', static_cast<char>(g_health_status)};
     if (shape_ != Shape::kServerStreaming) {
       std::string msg = build_unary_response(rpc_, info_, g_server_side_session_id);
       if (message_bytes_) pad_to(msg, static_cast<size_t>(*message_bytes_));
@@ -359,6 +385,7 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
   bool goaway_ = false;
   bool stats_ = false;
   bool count_stats_ = true;
+  bool health_ = false;  // a grpc.health.v1.Health/Check call answered by --health
   grpc::Status status_ = grpc::Status::OK;
 
   // Request side (touched only by the read chain).
@@ -394,7 +421,8 @@ class FakeService final : public grpc::CallbackGenericService {
 
 [[noreturn]] void usage(const char* argv0) {
   std::cerr << "usage: " << argv0
-            << " --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]\n";
+            << " --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]"
+               " [--tls-cert FILE --tls-key FILE] [--health SERVING|NOT_SERVING]\n";
   std::exit(2);
 }
 
@@ -404,11 +432,26 @@ int main(int argc, char** argv) {
   int port = -1;
   int max_concurrent_streams = 0;
   int goaway_grace_ms = 5000;
+  std::string tls_cert;
+  std::string tls_key;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) usage(argv[0]);
-    const int value = std::atoi(argv[++i]);
-    if (arg == "--port") {
+    const std::string text = argv[++i];
+    const int value = std::atoi(text.c_str());
+    if (arg == "--tls-cert") {
+      tls_cert = text;
+    } else if (arg == "--tls-key") {
+      tls_key = text;
+    } else if (arg == "--health") {
+      if (text == "SERVING") {
+        g_health_status = 1;
+      } else if (text == "NOT_SERVING") {
+        g_health_status = 2;
+      } else {
+        usage(argv[0]);
+      }
+    } else if (arg == "--port") {
       port = value;
     } else if (arg == "--max-concurrent-streams") {
       max_concurrent_streams = value;
@@ -419,6 +462,23 @@ int main(int argc, char** argv) {
     }
   }
   if (port < 0 || port > 65535) usage(argv[0]);
+  if (tls_cert.empty() != tls_key.empty()) usage(argv[0]);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty()) {
+    const auto slurp = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        std::cerr << "fake_spark_server: cannot read " << path << "\n";
+        std::exit(1);
+      }
+      std::ostringstream text;
+      text << in.rdbuf();
+      return text.str();
+    };
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({slurp(tls_key), slurp(tls_cert)});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
 
   // Block the termination signals before grpc starts its threads, so that only the
   // sigwait thread below ever sees them.
@@ -438,8 +498,7 @@ int main(int argc, char** argv) {
   FakeService service;
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                           grpc::InsecureServerCredentials(), &selected_port);
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), credentials, &selected_port);
   builder.RegisterCallbackGenericService(&service);
   builder.SetMaxReceiveMessageSize(-1);
   builder.SetMaxSendMessageSize(-1);

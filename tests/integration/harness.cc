@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,14 +247,20 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
     y << "    tls:\n      cert: " << options.tls->cert << "\n      key: " << options.tls->key
       << "\n";
   }
-  y << "clusters:\n  - name: local\n    backends:\n";
-  for (const auto& b : options.backends) y << "      - address: " << b << "\n";
-  y << "routes:\n  - cluster: local\n";
+  if (!options.clusters_yaml.empty()) {
+    y << options.clusters_yaml;
+    if (options.clusters_yaml.back() != '\n') y << "\n";
+  } else {
+    y << "clusters:\n  - name: local\n    backends:\n";
+    for (const auto& b : options.backends) y << "      - address: " << b << "\n";
+    y << "routes:\n  - cluster: local\n";
+  }
   y << "admin:\n  address: 127.0.0.1:" << admin_port << "\n";
   if (options.max_message_bytes) {
     y << "limits:\n  max_message_bytes: " << *options.max_message_bytes << "\n";
   }
   if (options.drain_timeout) y << "drain:\n  timeout: " << *options.drain_timeout << "\n";
+  y << options.extra_yaml;
   return y.str();
 }
 
@@ -263,10 +270,10 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
   admin_port_ = free_port();
   while (admin_port_ == port_) admin_port_ = free_port();
   config_path_ = dir_.write("sparkgate.yaml", gateway_config_yaml(options_, port_, admin_port_));
-  child_ = std::make_unique<Child>(
-      std::vector<std::string>{gateway_bin(), "--config", config_path_, "--workers",
-                               std::to_string(options_.workers), "--log-level",
-                               options_.log_level},
+  std::vector<std::string> argv{gateway_bin(), "--config", config_path_, "--workers",
+                                std::to_string(options_.workers), "--log-level", options_.log_level};
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+  child_ = std::make_unique<Child>(argv,
       (dir_.path() / "gateway.out").string(), (dir_.path() / "gateway.err").string(), nullptr);
   const auto until = std::chrono::steady_clock::now() + 15s;
   while (!tcp_accepts(port_)) {
@@ -282,6 +289,16 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
     }
     std::this_thread::sleep_for(20ms);
   }
+}
+
+void Gateway::rewrite_config(const std::string& clusters_yaml, const std::string& extra_yaml, bool signal) {
+  options_.clusters_yaml = clusters_yaml;
+  options_.extra_yaml = extra_yaml;
+  // Write a new file and rename it over the old one, as a config management tool would,
+  // so that the gateway never reads a half-written file.
+  dir_.write("sparkgate.yaml.new", gateway_config_yaml(options_, port_, admin_port_));
+  std::filesystem::rename(dir_.path() / "sparkgate.yaml.new", config_path_);
+  if (signal && child_) ::kill(child_->pid(), SIGHUP);
 }
 
 Gateway::~Gateway() {
@@ -616,6 +633,103 @@ int line_of(const std::string& text, const std::string& marker) {
     if (line.find(marker) != std::string::npos) return n;
   }
   return -1;
+}
+
+// ---- Redis ----
+
+std::string redis_server_bin() {
+  std::vector<std::string> dirs;
+  if (const char* path = std::getenv("PATH")) {
+    std::istringstream in(path);
+    std::string dir;
+    while (std::getline(in, dir, ':')) {
+      if (!dir.empty()) dirs.push_back(dir);
+    }
+  }
+  dirs.push_back("/usr/bin");
+  for (const auto& dir : dirs) {
+    const fs::path candidate = fs::path(dir) / "redis-server";
+    if (access(candidate.c_str(), X_OK) == 0) return fs::absolute(candidate).string();
+  }
+  throw std::runtime_error(
+      "redis-server not found on PATH or in /usr/bin: the Redis tests need it "
+      "(apt-get install redis-server, or run deploy/install-deps.sh)");
+}
+
+bool redis_answers_ping(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string got;
+  static constexpr std::string_view kPing = "*1\r\n$4\r\nPING\r\n";
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      send(fd, kPing.data(), kPing.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(kPing.size())) {
+    char buf[64];
+    while (got.size() < 7) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return got.rfind("+PONG\r\n", 0) == 0;
+}
+
+RedisServer::RedisServer(uint16_t port) {
+  const std::string bin = redis_server_bin();
+  // A kernel-chosen port can be taken by someone else before redis binds it: retry.
+  for (int attempt = 0;; ++attempt) {
+    port_ = port != 0 ? port : free_port();
+    child_ = std::make_unique<Child>(
+        std::vector<std::string>{bin, "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--dir",
+                                 dir_.path().string()},
+        (dir_.path() / "redis.out").string(), (dir_.path() / "redis.err").string(), nullptr);
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    bool exited = false;
+    while (!redis_answers_ping(port_)) {
+      if (!child_->running()) {
+        exited = true;
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= until) {
+        child_->stop(100ms);
+        throw std::runtime_error("redis-server did not answer PING on " + address() +
+                                 " within 10 s; output:\n" + tail(output()));
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    if (!exited) return;
+    if (port != 0 || attempt == 2) {
+      throw std::runtime_error("redis-server (" + bin + ") exited during startup on " +
+                               address() + "; output:\n" + tail(output()));
+    }
+  }
+}
+
+RedisServer::~RedisServer() {
+  if (child_) child_->stop(2000ms);
+}
+
+void RedisServer::kill() {
+  if (child_ && child_->running()) {
+    ::kill(child_->pid(), SIGKILL);
+    child_->wait_exit(5000ms);
+  }
+}
+
+std::string RedisServer::output() const {
+  return read_file(dir_.path() / "redis.out") + read_file(dir_.path() / "redis.err");
+}
+
+std::unique_ptr<RedisServer> start_redis(uint16_t port) {
+  return std::make_unique<RedisServer>(port);
 }
 
 }  // namespace sparkgate::itest

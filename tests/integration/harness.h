@@ -117,6 +117,12 @@ struct GatewayOptions {
   std::optional<std::string> drain_timeout;  // drain.timeout, e.g. "10s"
   int workers = 2;
   std::string log_level = "info";
+  // If set, replaces the generated `clusters:` and `routes:` sections (the text must
+  // contain both); `backends` is then only used in direct mode.
+  std::string clusters_yaml;
+  // Appended to the generated config as is (top-level sections such as `sessions:`).
+  std::string extra_yaml;
+  std::vector<std::string> extra_args;  // appended to the gateway's command line
 };
 
 // Options for a gateway in front of the single backend `address`.
@@ -136,6 +142,9 @@ class Gateway {
   // The admin HTTP listener's port (0 in direct mode).
   uint16_t admin_port() const { return admin_port_; }
   const std::string& config_path() const { return config_path_; }
+  // Rewrites the config file with new clusters/routes and extra sections (same listener
+  // and admin ports) and, if `signal`, sends SIGHUP.
+  void rewrite_config(const std::string& clusters_yaml, const std::string& extra_yaml, bool signal = true);
   // True while the process is alive (always true in direct mode).
   bool running();
   std::string stderr_text() const;
@@ -278,5 +287,42 @@ RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vec
 
 // 1-based number of the first line of `text` that contains `marker`, or -1.
 int line_of(const std::string& text, const std::string& marker);
+
+// ---- Redis ----
+
+// Path of redis-server: the first one on PATH, else /usr/bin/redis-server. Throws
+// std::runtime_error if there is none (install the Debian package redis-server, as
+// deploy/install-deps.sh does).
+std::string redis_server_bin();
+
+// A redis-server child on 127.0.0.1 with persistence off (`--save "" --appendonly no`),
+// its files in a TempDir. Destroying it kills the server.
+class RedisServer {
+ public:
+  // port 0: a free port chosen by the kernel. Returns once the server answers PING;
+  // throws std::runtime_error (with its output) if it cannot start within 10 s.
+  explicit RedisServer(uint16_t port = 0);
+  ~RedisServer();
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // SIGKILL and reap: the server dies at once, without a clean shutdown.
+  void kill();
+  bool running() { return child_ && child_->running(); }
+  std::string output() const;
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Child> child_;
+  uint16_t port_ = 0;
+};
+
+// Starts a RedisServer (see above) on `port`, or on a free port if 0.
+std::unique_ptr<RedisServer> start_redis(uint16_t port = 0);
+
+// True if a Redis server on 127.0.0.1:port answers PING with PONG within about 1 s.
+bool redis_answers_ping(uint16_t port);
 
 }  // namespace sparkgate::itest

@@ -1,6 +1,10 @@
 #include "config/config_loader.h"
 
 #include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 
 using namespace sparkgate::config;
 
@@ -149,4 +153,351 @@ TEST_CASE("endpoints: IPv6 in brackets, names, and bad forms") {
   CHECK_FALSE(parse_endpoint(":15002", e, why));
   CHECK_FALSE(parse_endpoint("host:", e, why));
   CHECK_FALSE(parse_endpoint("host:65536", e, why));
+}
+
+namespace {
+// A fresh directory for files a test config refers to; removed by the destructor.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sparkgate-cfg-XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  void write(const std::string& name, const std::string& content) const {
+    std::ofstream(path / name, std::ios::binary) << content;
+  }
+};
+
+const char* kMultiCluster = R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: etl
+    placement: rendezvous
+    backends:
+      - address: spark-etl-0:15002
+        weight: 2
+        max_sessions: 100
+        drain: true
+      - address: spark-etl-1:15002
+    health_check:
+      enabled: false
+      interval: 10s
+      timeout: 500ms
+      unhealthy_threshold: 3
+      healthy_threshold: 4
+      passive_failures: 0
+    tls:
+      ca: ca.pem
+      server_name: spark-etl
+      cert: client.pem
+      key: client.key
+    credentials:
+      token_env: SPARKGATE_TEST_ETL_TOKEN
+  - name: adhoc
+    dns: spark-adhoc.ns.svc:15002
+    dns_refresh: 250ms
+    credentials:
+      token_file: secrets/adhoc-token
+  - name: default
+    placement: round_robin
+    backends: [{address: "[::1]:15002"}]
+routes:
+  - match:
+      users: [alice, bob]
+      groups: data-eng
+      tenants: [acme]
+      client_type: "_SPARK_CONNECT_PYTHON.*"
+      headers:
+        X-Sparkgate-Cluster: etl
+        x-team: {regex: "data-.*"}
+      rpc: [ExecutePlan, Config]
+    cluster: etl
+  - match: {users: [mallory]}
+    deny: "mallory is suspended"
+  - match: {rpc: AnalyzePlan}
+    cluster: adhoc
+  - cluster: default
+sessions:
+  idle_timeout: 30m
+  max_lifetime: 12h
+  store: redis
+  redis:
+    address: redis.ns.svc:6380
+    key_prefix: "sg:"
+    timeout: 250ms
+)";
+}  // namespace
+
+TEST_CASE("a multi-cluster config loads every field") {
+  TempDir dir;
+  dir.write("ca.pem", "ca");
+  dir.write("client.pem", "cert");
+  dir.write("client.key", "key");
+  std::filesystem::create_directory(dir.path / "secrets");
+  dir.write("secrets/adhoc-token", "file-token-123 \n\n");
+  setenv("SPARKGATE_TEST_ETL_TOKEN", "env-token-456", 1);
+  auto r = load_config_string(kMultiCluster, "multi.yaml", dir.path.string());
+  unsetenv("SPARKGATE_TEST_ETL_TOKEN");
+  INFO(all_errors(r));
+  REQUIRE(r.config);
+  const auto& c = *r.config;
+  REQUIRE(c.clusters.size() == 3);
+
+  const auto& etl = c.clusters[0];
+  CHECK(etl.name == "etl");
+  CHECK(etl.placement == Placement::kRendezvous);
+  REQUIRE(etl.backends.size() == 2);
+  CHECK(etl.backends[0].address.to_string() == "spark-etl-0:15002");
+  CHECK(etl.backends[0].weight == 2);
+  CHECK(etl.backends[0].max_sessions == 100);
+  CHECK(etl.backends[0].drain);
+  CHECK(etl.backends[1].weight == 1);
+  CHECK(etl.backends[1].max_sessions == 0);
+  CHECK_FALSE(etl.backends[1].drain);
+  CHECK_FALSE(etl.dns.has_value());
+  CHECK_FALSE(etl.health_check.enabled);
+  CHECK(etl.health_check.interval == std::chrono::seconds(10));
+  CHECK(etl.health_check.timeout == std::chrono::milliseconds(500));
+  CHECK(etl.health_check.unhealthy_threshold == 3);
+  CHECK(etl.health_check.healthy_threshold == 4);
+  CHECK(etl.health_check.passive_failures == 0);
+  REQUIRE(etl.tls.has_value());
+  CHECK(etl.tls->ca == (dir.path / "ca.pem").string());
+  CHECK(etl.tls->server_name == "spark-etl");
+  CHECK(etl.tls->cert == (dir.path / "client.pem").string());
+  CHECK(etl.tls->key == (dir.path / "client.key").string());
+  REQUIRE(etl.credentials.has_value());
+  CHECK(etl.credentials->token == "env-token-456");
+  CHECK(etl.credentials->source == "env SPARKGATE_TEST_ETL_TOKEN");
+
+  const auto& adhoc = c.clusters[1];
+  CHECK(adhoc.backends.empty());
+  REQUIRE(adhoc.dns.has_value());
+  CHECK(adhoc.dns->to_string() == "spark-adhoc.ns.svc:15002");
+  CHECK(adhoc.dns_refresh == std::chrono::milliseconds(250));
+  CHECK(adhoc.placement == Placement::kLeastSessions);
+  CHECK(adhoc.health_check.enabled);
+  CHECK_FALSE(adhoc.tls.has_value());
+  REQUIRE(adhoc.credentials.has_value());
+  CHECK(adhoc.credentials->token == "file-token-123");
+  CHECK(adhoc.credentials->source == "file " + (dir.path / "secrets/adhoc-token").string());
+
+  CHECK(c.clusters[2].placement == Placement::kRoundRobin);
+  CHECK(c.clusters[2].backends[0].address.host == "::1");
+
+  REQUIRE(c.routes.size() == 4);
+  const auto& r0 = c.routes[0];
+  CHECK(r0.line == 35);
+  CHECK(r0.cluster == "etl");
+  CHECK_FALSE(r0.deny.has_value());
+  CHECK(r0.match.users == std::vector<std::string>{"alice", "bob"});
+  CHECK(r0.match.groups == std::vector<std::string>{"data-eng"});
+  CHECK(r0.match.tenants == std::vector<std::string>{"acme"});
+  REQUIRE(r0.match.client_type.has_value());
+  CHECK(r0.match.client_type->regex);
+  CHECK(r0.match.client_type->matches("_SPARK_CONNECT_PYTHON spark/4.0.0 os/linux"));
+  CHECK_FALSE(r0.match.client_type->matches("x_SPARK_CONNECT_PYTHON"));
+  REQUIRE(r0.match.headers.size() == 2);
+  CHECK(r0.match.headers[0].first == "x-sparkgate-cluster");
+  CHECK_FALSE(r0.match.headers[0].second.regex);
+  CHECK(r0.match.headers[0].second.matches("etl"));
+  CHECK_FALSE(r0.match.headers[0].second.matches("etl2"));
+  CHECK(r0.match.headers[1].first == "x-team");
+  CHECK(r0.match.headers[1].second.matches("data-eng"));
+  CHECK_FALSE(r0.match.headers[1].second.matches("ml-data-eng"));
+  CHECK(r0.match.rpcs == std::vector<std::string>{"ExecutePlan", "Config"});
+
+  CHECK(c.routes[1].line == 45);
+  CHECK(c.routes[1].cluster.empty());
+  REQUIRE(c.routes[1].deny.has_value());
+  CHECK(*c.routes[1].deny == "mallory is suspended");
+  CHECK(c.routes[2].match.rpcs == std::vector<std::string>{"AnalyzePlan"});
+  CHECK(c.routes[3].line == 49);
+  CHECK(c.routes[3].match.users.empty());
+  CHECK_FALSE(c.routes[3].match.client_type.has_value());
+
+  CHECK(c.sessions.idle_timeout == std::chrono::minutes(30));
+  CHECK(c.sessions.max_lifetime == std::chrono::hours(12));
+  CHECK(c.sessions.store == Sessions::Store::kRedis);
+  CHECK(c.sessions.redis.address.to_string() == "redis.ns.svc:6380");
+  CHECK(c.sessions.redis.key_prefix == "sg:");
+  CHECK(c.sessions.redis.timeout == std::chrono::milliseconds(250));
+}
+
+TEST_CASE("clusters, routes and sessions default when their keys are absent") {
+  auto r = load_config_string(kMinimal, "min.yaml");
+  INFO(all_errors(r));
+  REQUIRE(r.config);
+  const auto& c = *r.config;
+  const auto& cl = c.clusters[0];
+  CHECK(cl.placement == Placement::kLeastSessions);
+  CHECK(cl.backends[0].weight == 1);
+  CHECK(cl.dns_refresh == std::chrono::seconds(5));
+  CHECK(cl.health_check.enabled);
+  CHECK(cl.health_check.passive_failures == 3);
+  CHECK_FALSE(cl.tls.has_value());
+  CHECK_FALSE(cl.credentials.has_value());
+  CHECK(c.routes[0].line == 8);
+  CHECK_FALSE(c.routes[0].deny.has_value());
+  CHECK(c.sessions.idle_timeout == std::chrono::minutes(60));
+  CHECK(c.sessions.max_lifetime == std::chrono::milliseconds(0));
+  CHECK(c.sessions.store == Sessions::Store::kMemory);
+}
+
+TEST_CASE("cluster errors carry the line and the reason") {
+  const char* y = R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: a
+    placement: fastest
+    backends:
+      - address: h:1
+      - address: h:1
+      - address: nohost
+      - address: h:2
+        weight: 0
+        colour: red
+    dns_refresh: 1s
+    shape: round
+  - name: a
+    backends: []
+  - name: b
+    dns: b.svc:15002
+    health_check:
+      interval: 1s
+      timeout: 1s
+      jitter: 1
+  - name: c
+    credentials:
+      token_env: A
+      token_file: f
+  - name: d
+    dns: "d.svc:0"
+    credentials: {}
+routes:
+  - cluster: a
+)";
+  auto r = load_config_string(y, "c.yaml");
+  CHECK_FALSE(r.config);
+  INFO(all_errors(r));
+  CHECK(has_error(r, 5, "placement 'fastest' of cluster 'a' is not one of least_sessions, round_robin, rendezvous"));
+  CHECK(has_error(r, 8, "duplicate backend 'h:1' in cluster 'a'"));
+  CHECK(has_error(r, 9, "backend address 'nohost': expected host:port"));
+  CHECK(has_error(r, 11, "backend weight must be between 1 and 1000"));
+  CHECK(has_error(r, 12, "unknown key 'colour' in backend"));
+  CHECK(has_error(r, 13, "dns_refresh of cluster 'a' is only allowed together with dns"));
+  CHECK(has_error(r, 14, "unknown key 'shape' in cluster"));
+  CHECK(has_error(r, 15, "duplicate cluster name 'a'"));
+  CHECK(has_error(r, 16, "cluster 'a' needs a non-empty list of backends, or dns"));
+  CHECK(has_error(r, 21, "health_check.timeout (1000ms) must be shorter than health_check.interval (1000ms)"));
+  CHECK(has_error(r, 22, "unknown key 'jitter' in health_check"));
+  CHECK(has_error(r, 23, "cluster 'c' needs a non-empty list of backends, or dns"));
+  CHECK(has_error(r, 26, "credentials take one of token_env and token_file, not both"));
+  CHECK(has_error(r, 28, "cluster dns 'd.svc:0' needs a non-zero port"));
+  CHECK(has_error(r, 29, "credentials need token_env or token_file"));
+  CHECK(r.errors.size() == 15);
+}
+
+TEST_CASE("route errors carry the line and the reason") {
+  const char* y = R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: a
+    backends: [{address: "a:1"}]
+routes:
+  - cluster: nowhere
+  - cluster: a
+    deny: "nope"
+  - match: {users: [x]}
+  - match:
+      rpc: [ExecutePlan, Nope]
+      client_type: "("
+      headers:
+        x-a: {regex: "[z"}
+        ":path": /x
+      colour: red
+    cluster: a
+  - match: {users: [y]}
+    deny: ""
+)";
+  auto r = load_config_string(y, "r.yaml");
+  CHECK_FALSE(r.config);
+  INFO(all_errors(r));
+  CHECK(has_error(r, 7, "route names unknown cluster 'nowhere' (clusters: a)"));
+  CHECK(has_error(r, 8, "route has both cluster and deny"));
+  CHECK(has_error(r, 10, "route needs a cluster or a deny message"));
+  CHECK(has_error(r, 12, "unknown rpc 'Nope' in route match (valid: ExecutePlan, AnalyzePlan, Config,"));
+  CHECK(has_error(r, 12, "GetStatus)"));
+  CHECK(has_error(r, 13, "bad regex '(' in route match client_type: "));
+  CHECK(has_error(r, 15, "bad regex '[z' in route match header 'x-a': "));
+  CHECK(has_error(r, 16, "route match header ':path': pseudo-headers"));
+  CHECK(has_error(r, 17, "unknown key 'colour' in route match"));
+  CHECK(has_error(r, 20, "route deny message must not be empty"));
+  CHECK(r.errors.size() == 9);
+}
+
+TEST_CASE("sessions errors carry the line and the reason") {
+  std::string y = std::string(kMinimal) + R"(sessions:
+  store: disk
+  ttl: 5m
+  redis:
+    timeout: 5ms
+    key_prefix: ""
+)";
+  auto r = load_config_string(y, "s.yaml");
+  CHECK_FALSE(r.config);
+  INFO(all_errors(r));
+  CHECK(has_error(r, 12, "sessions.store 'disk' is not one of memory, redis"));
+  CHECK(has_error(r, 13, "unknown key 'ttl' in sessions"));
+  CHECK(has_error(r, 15, "sessions.redis.timeout must be at least 10ms (got 5ms)"));
+  CHECK(has_error(r, 16, "sessions.redis.key_prefix must not be empty"));
+  CHECK(r.errors.size() == 4);
+}
+
+TEST_CASE("credentials errors never show the token") {
+  setenv("SPARKGATE_TEST_SECRET", "hunter2-secret", 1);
+  setenv("SPARKGATE_TEST_EMPTY", "", 1);
+  unsetenv("SPARKGATE_TEST_UNSET");
+  TempDir dir;
+  dir.write("empty-token", " \n");
+  const char* y = R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: a
+    backends: [{address: "a:1"}]
+    credentials:
+      token_env: SPARKGATE_TEST_SECRET
+      token: hunter2-secret
+  - name: b
+    backends: [{address: "b:1"}]
+    credentials: {token_env: SPARKGATE_TEST_UNSET}
+  - name: c
+    backends: [{address: "c:1"}]
+    credentials: {token_env: SPARKGATE_TEST_EMPTY}
+  - name: d
+    backends: [{address: "d:1"}]
+    credentials: {token_file: empty-token}
+  - name: e
+    backends: [{address: "e:1"}]
+    credentials: {token_file: missing-token}
+routes:
+  - cluster: a
+)";
+  auto r = load_config_string(y, "t.yaml", dir.path.string());
+  unsetenv("SPARKGATE_TEST_SECRET");
+  unsetenv("SPARKGATE_TEST_EMPTY");
+  CHECK_FALSE(r.config);
+  INFO(all_errors(r));
+  CHECK(has_error(r, 8, "unknown key 'token' in cluster credentials"));
+  CHECK(has_error(r, 11, "environment variable 'SPARKGATE_TEST_UNSET' is not set or is empty"));
+  CHECK(has_error(r, 14, "environment variable 'SPARKGATE_TEST_EMPTY' is not set or is empty"));
+  CHECK(has_error(r, 17, "credentials.token_file '" + (dir.path / "empty-token").string() + "' is empty"));
+  CHECK(has_error(r, 20, "credentials.token_file '" + (dir.path / "missing-token").string() + "' cannot be read"));
+  CHECK(r.errors.size() == 5);
+  CHECK(all_errors(r).find("hunter2") == std::string::npos);
 }

@@ -8,40 +8,194 @@
 
 using namespace sparkgate;
 
-TEST_CASE("sessions stay on their backend and spread over the cluster") {
-  auto r = config::load_config_string(R"(listeners: [{address: 127.0.0.1:1}]
-clusters:
-  - name: c
-    backends: [{address: 127.0.0.1:2}, {address: 127.0.0.1:3}]
-routes: [{cluster: c}]
-)",
+namespace {
+
+std::shared_ptr<const config::Config> load(const std::string& clusters, const std::string& routes = "  - {cluster: c}\n") {
+  auto r = config::load_config_string("listeners: [{address: 127.0.0.1:1}]\nclusters:\n" + clusters + "routes:\n" + routes,
                                       "r.yaml");
+  for (const auto& e : r.errors) MESSAGE(e.to_string());
   REQUIRE(r.config);
-  routing::Router router;
-  const auto* rpc = spark::find_rpc_by_path("/spark.connect.SparkConnectService/Config");
+  return r.config;
+}
+
+const spark::RpcInfo& rpc(const char* name) {
+  return *spark::find_rpc_by_path(std::string("/spark.connect.SparkConnectService/") + name);
+}
+
+struct Call {
+  grpc::Status status;
+  routing::RouteDecision d;
+  std::string backend() const { return d.backend ? d.backend->name() : "-"; }
+};
+
+Call route(routing::Router& router, const config::Config& cfg, const std::string& user, const std::string& session,
+           const char* method = "Config") {
+  spark::Envelope env;
+  env.user_id = user;
+  env.session_id = session;
   http2::HeaderMap headers;
+  routing::Principal p{user, {}, {}};
+  Call c;
+  c.status = router.route(cfg, {&rpc(method), &env, &headers, &p}, c.d);
+  return c;
+}
+
+const char* kTwo = "  - name: c\n    backends: [{address: 127.0.0.1:2}, {address: 127.0.0.1:3}]\n";
+
+}  // namespace
+
+TEST_CASE("router: sessions spread by least_sessions and stay on their backend") {
+  auto cfg = load(kTwo);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
   std::map<std::string, std::string> first;
   std::map<std::string, int> per_backend;
-  for (int i = 0; i < 20; ++i) {
-    spark::Envelope env;
-    env.user_id = "u";
-    env.session_id = "s" + std::to_string(i);
-    routing::RouteDecision d;
-    REQUIRE(router.route(*r.config, *rpc, env, headers, d).ok());
-    first[env.session_id] = d.backend.to_string();
-    per_backend[d.backend.to_string()]++;
+  for (int i = 0; i < 1000; ++i) {
+    auto c = route(router, *cfg, "u", "s" + std::to_string(i));
+    REQUIRE(c.status.ok());
+    first["s" + std::to_string(i)] = c.backend();
+    per_backend[c.backend()]++;
   }
-  CHECK(per_backend["127.0.0.1:2"] == 10);
-  CHECK(per_backend["127.0.0.1:3"] == 10);
-  for (int i = 0; i < 20; ++i) {
-    spark::Envelope env;
-    env.user_id = "u";
-    env.session_id = "s" + std::to_string(i);
-    routing::RouteDecision d;
-    REQUIRE(router.route(*r.config, *rpc, env, headers, d).ok());
-    CHECK(d.backend.to_string() == first[env.session_id]);
+  CHECK(per_backend["127.0.0.1:2"] == 500);
+  CHECK(per_backend["127.0.0.1:3"] == 500);
+  for (const char* m : {"ExecutePlan", "AnalyzePlan", "AddArtifacts", "ArtifactStatus", "Interrupt",
+                        "ReattachExecute", "ReleaseExecute", "FetchErrorDetails", "CloneSession", "GetStatus"}) {
+    for (int i = 0; i < 1000; i += 97) {
+      auto c = route(router, *cfg, "u", "s" + std::to_string(i), m);
+      REQUIRE(c.status.ok());
+      CHECK(c.backend() == first["s" + std::to_string(i)]);
+    }
   }
-  CHECK(router.session_count() == 20);
-  router.forget_session("u", "s0");
-  CHECK(router.session_count() == 19);
+  CHECK(router.sessions().size() == 1000);
+  auto c = route(router, *cfg, "u", "s1", "ReleaseSession");
+  router.session_released(c.d.session);
+  CHECK(router.sessions().size() == 999);
+}
+
+TEST_CASE("router: deny routes and unmatched requests get PERMISSION_DENIED") {
+  auto cfg = load(kTwo, "  - {match: {users: [mallory]}, deny: \"mallory is suspended\"}\n"
+                        "  - {match: {users: [alice]}, cluster: c}\n");
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto c = route(router, *cfg, "mallory", "s");
+  CHECK(c.status.code == grpc::StatusCode::kPermissionDenied);
+  CHECK(c.status.message == "mallory is suspended");
+  c = route(router, *cfg, "bob", "s");
+  CHECK(c.status.code == grpc::StatusCode::kPermissionDenied);
+  CHECK(c.status.message.find("'bob'") != std::string::npos);
+  CHECK(route(router, *cfg, "alice", "s").status.ok());
+}
+
+TEST_CASE("router: an unhealthy backend takes no new sessions; its sessions get UNAVAILABLE, then lost") {
+  auto cfg = load(kTwo);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto a = route(router, *cfg, "u", "on-a");
+  auto b = route(router, *cfg, "u", "on-b");
+  REQUIRE(a.backend() != b.backend());
+  auto dead = a.d.backend;
+  CHECK(dead->probe_failed(1, "connection refused"));
+  for (int i = 0; i < 10; ++i) CHECK(route(router, *cfg, "u", "new" + std::to_string(i)).backend() == b.backend());
+  auto again = route(router, *cfg, "u", "on-a");
+  CHECK(again.status.code == grpc::StatusCode::kUnavailable);
+  CHECK(again.status.message.find(dead->name()) != std::string::npos);
+  CHECK(again.status.message.find("connection refused") != std::string::npos);
+  // It comes back (a new epoch: it was unreachable, so it restarted): the old session is lost.
+  CHECK(dead->probe_succeeded(1));
+  auto lost = route(router, *cfg, "u", "on-a");
+  CHECK(lost.status.code == grpc::StatusCode::kNotFound);
+  CHECK(lost.status.message.find("was lost") != std::string::npos);
+  CHECK(route(router, *cfg, "u", "on-a").status.code == grpc::StatusCode::kNotFound);  // stays ended
+  CHECK(route(router, *cfg, "u", "on-b").status.ok());
+  // New sessions use it again.
+  int on_dead = 0;
+  for (int i = 0; i < 10; ++i) on_dead += route(router, *cfg, "u", "later" + std::to_string(i)).backend() == dead->name();
+  CHECK(on_dead > 0);
+}
+
+TEST_CASE("router: a changed server-side session id ends the session") {
+  auto cfg = load(kTwo);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto c = route(router, *cfg, "u", "s");
+  router.learn_server_side_session_id(c.d.session, "id-1");
+  CHECK(route(router, *cfg, "u", "s").status.ok());
+  router.learn_server_side_session_id(c.d.session, "id-2");
+  auto after = route(router, *cfg, "u", "s");
+  CHECK(after.status.code == grpc::StatusCode::kNotFound);
+  CHECK(after.status.message.find("id-1 to id-2") != std::string::npos);
+}
+
+TEST_CASE("router: drained and full backends") {
+  auto cfg = load("  - name: c\n    backends: [{address: 127.0.0.1:2, max_sessions: 2}, {address: 127.0.0.1:3, drain: true}]\n");
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  CHECK(route(router, *cfg, "u", "1").backend() == "127.0.0.1:2");
+  CHECK(route(router, *cfg, "u", "2").backend() == "127.0.0.1:2");
+  auto full = route(router, *cfg, "u", "3");
+  CHECK(full.status.code == grpc::StatusCode::kResourceExhausted);
+  CHECK(full.status.message.find("max_sessions") != std::string::npos);
+  // Undrain by reload: the existing sessions keep their backend and the count carries over.
+  auto cfg2 = load("  - name: c\n    backends: [{address: 127.0.0.1:2, max_sessions: 2}, {address: 127.0.0.1:3}]\n");
+  backends.apply_config(cfg2);
+  CHECK(route(router, *cfg2, "u", "3").backend() == "127.0.0.1:3");
+  CHECK(route(router, *cfg2, "u", "1").backend() == "127.0.0.1:2");
+  // Removing a backend ends its sessions with a clear error.
+  auto cfg3 = load("  - name: c\n    backends: [{address: 127.0.0.1:3}]\n");
+  backends.apply_config(cfg3);
+  auto gone = route(router, *cfg3, "u", "1");
+  CHECK(gone.status.code == grpc::StatusCode::kNotFound);
+  CHECK(gone.status.message.find("no longer part of cluster 'c'") != std::string::npos);
+  CHECK(route(router, *cfg3, "u", "3").status.ok());
+}
+
+TEST_CASE("router: two replicas with rendezvous placement agree without sharing state") {
+  auto cfg = load("  - name: c\n    placement: rendezvous\n    backends: [{address: 127.0.0.1:2}, {address: 127.0.0.1:3}, {address: 127.0.0.1:4}]\n");
+  routing::BackendRegistry b1, b2;
+  b1.apply_config(cfg);
+  b2.apply_config(cfg);
+  routing::Router r1(b1), r2(b2);
+  for (int i = 0; i < 300; ++i) {
+    std::string s = "s" + std::to_string(i);
+    auto x = route(r1, *cfg, "u", s);
+    auto y = route(r2, *cfg, "u", s, i % 2 ? "ReattachExecute" : "ExecutePlan");
+    CHECK(x.backend() == y.backend());
+  }
+}
+
+TEST_CASE("router: calls that create no session are not registered") {
+  auto cfg = load(kTwo);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto c = route(router, *cfg, "u", "unknown", "ReleaseSession");
+  CHECK(c.status.ok());
+  CHECK_FALSE(c.d.session);
+  CHECK(router.sessions().size() == 0);
+}
+
+TEST_CASE("router: dns-discovered backends join and leave") {
+  auto cfg = load("  - name: c\n    dns: spark.example:15002\n");
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  CHECK(route(router, *cfg, "u", "s0").status.code == grpc::StatusCode::kUnavailable);
+  backends.apply_discovery("c", {{"10.0.0.1", 15002}, {"10.0.0.2", 15002}});
+  auto s1 = route(router, *cfg, "u", "s1");
+  REQUIRE(s1.status.ok());
+  // The address of s1 disappears from DNS: s1 keeps it (drained), new sessions avoid it.
+  std::string kept = s1.backend();
+  std::string other = kept == "10.0.0.1:15002" ? "10.0.0.2" : "10.0.0.1";
+  backends.apply_discovery("c", {{other, 15002}});
+  CHECK(route(router, *cfg, "u", "s1").backend() == kept);
+  for (int i = 0; i < 5; ++i) CHECK(route(router, *cfg, "u", "n" + std::to_string(i)).backend() == other + ":15002");
+  // Once its last session is gone, it leaves the cluster.
+  router.session_released(s1.d.session);
+  backends.prune();
+  CHECK_FALSE(backends.snapshot()->find("c", kept));
 }

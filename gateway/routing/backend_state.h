@@ -1,0 +1,122 @@
+// The live view of every cluster's backends: the configured and discovered addresses,
+// and per backend its health, drain flag and session count.
+//
+// A BackendState outlives config reloads and DNS refreshes as long as its (cluster,
+// address) stays: a reload keeps health and session counts. Readers take a Snapshot
+// (immutable, swapped atomically); the per-backend fields are atomics, written by the
+// health checker, the router and the admin API.
+//
+// Threading: every method is thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sparkgate::routing {
+
+class BackendState {
+ public:
+  BackendState(std::string cluster, config::Endpoint address) : cluster_(std::move(cluster)), address_(std::move(address)), name_(address_.to_string()) {}
+
+  const std::string& cluster() const { return cluster_; }
+  const config::Endpoint& address() const { return address_; }
+  const std::string& name() const { return name_; }  // "host:port"
+
+  // Settings from the config (or discovery); replaced on reload.
+  std::atomic<uint32_t> weight{1};
+  std::atomic<uint32_t> max_sessions{0};
+  std::atomic<bool> config_drain{false};  // `drain: true` in the config
+  std::atomic<bool> admin_drain{false};   // drained through the admin API
+  std::atomic<bool> dns_gone{false};      // discovered, and no longer in DNS
+
+  // Health: starts healthy so that a fresh gateway serves at once; the checker and
+  // passive ejection move it.
+  std::atomic<bool> healthy{true};
+  // Increments each time the backend returns to healthy after being unreachable: its
+  // Spark sessions from before are presumed lost (the process most likely restarted).
+  std::atomic<uint64_t> epoch{0};
+  // Live sessions placed here (maintained by the session registry).
+  std::atomic<int64_t> sessions{0};
+
+  // Takes new sessions: healthy and not drained by anything.
+  bool accepts_sessions() const {
+    return healthy.load() && !config_drain.load() && !admin_drain.load() && !dns_gone.load();
+  }
+  bool draining() const { return config_drain.load() || admin_drain.load() || dns_gone.load(); }
+
+  // Why it is not serving, for error messages ("unhealthy: 3 consecutive connect failures").
+  std::string unhealthy_reason() const;
+  void set_unhealthy_reason(std::string reason);
+
+  // Passive ejection: live traffic reports outcomes. Returns true when this call moved
+  // the backend to unhealthy.
+  bool report_failure(uint32_t threshold, const std::string& reason);
+  void report_success() { consecutive_failures_.store(0); }
+
+  // Active health checks.
+  // Each returns true when the call changed `healthy`.
+  bool probe_failed(uint32_t threshold, const std::string& reason);
+  bool probe_succeeded(uint32_t threshold);
+
+ private:
+  std::string cluster_;
+  config::Endpoint address_;
+  std::string name_;
+  std::atomic<uint32_t> consecutive_failures_{0};
+  std::atomic<uint32_t> consecutive_probe_successes_{0};
+  std::atomic<bool> was_unreachable_{false};
+  mutable std::mutex reason_mu_;
+  std::string reason_;
+};
+
+using BackendPtr = std::shared_ptr<BackendState>;
+
+// The backends of one cluster, as of one snapshot.
+struct ClusterBackends {
+  std::string name;
+  std::vector<BackendPtr> backends;  // static ones first, in config order, then discovered
+};
+
+struct BackendSnapshot {
+  std::map<std::string, ClusterBackends> clusters;  // by cluster name
+  const ClusterBackends* find(const std::string& cluster) const;
+  // nullptr if `cluster` has no backend with that address.
+  BackendPtr find(const std::string& cluster, const std::string& address) const;
+};
+
+class BackendRegistry {
+ public:
+  std::shared_ptr<const BackendSnapshot> snapshot() const { return snapshot_.load(); }
+
+  // Rebuilds the snapshot from `config` plus the discovered addresses, reusing the
+  // BackendState of every (cluster, address) that stays.
+  void apply_config(std::shared_ptr<const config::Config> config);
+  // The addresses a cluster's `dns` name resolves to now (host:port). Addresses that
+  // disappear are kept, marked dns_gone (drained), until they have no sessions or fail
+  // their health check.
+  void apply_discovery(const std::string& cluster, const std::vector<config::Endpoint>& addresses);
+  // Drops backends that are dns_gone and have neither sessions nor health.
+  void prune();
+
+  // Every backend of every cluster (for the health checker and the admin API).
+  std::vector<BackendPtr> all() const;
+
+ private:
+  void rebuild_locked();
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const config::Config> config_;  // the config last applied
+  std::map<std::string, std::vector<config::Endpoint>> discovered_;  // by cluster
+  std::map<std::pair<std::string, std::string>, BackendPtr> states_;  // (cluster, address)
+  std::atomic<std::shared_ptr<const BackendSnapshot>> snapshot_{std::make_shared<BackendSnapshot>()};
+};
+
+}  // namespace sparkgate::routing

@@ -1,0 +1,304 @@
+#include "routing/health_checker.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string_view>
+
+#include "grpc/status.h"
+#include "http2/client_session.h"
+#include "upstream/conn_pool.h"
+#include "upstream/tls_client.h"
+#include "upstream/unary_call.h"
+
+namespace sparkgate::routing {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kCheckPath = "/grpc.health.v1.Health/Check";
+// Longest pause between looks at the registry, so that new backends (reload, DNS) get
+// their first probe promptly even when every interval is long.
+constexpr std::chrono::milliseconds kRescan{1000};
+
+// HealthCheckResponse.ServingStatus
+std::string serving_status_name(uint32_t s) {
+  switch (s) {
+    case 0: return "UNKNOWN";
+    case 1: return "SERVING";
+    case 2: return "NOT_SERVING";
+    case 3: return "SERVICE_UNKNOWN";
+    default: return "status " + std::to_string(s);
+  }
+}
+
+// Field 1 (status, varint) of a HealthCheckResponse; 0 (UNKNOWN) when absent, nullopt
+// if the bytes do not parse.
+std::optional<uint32_t> serving_status(const std::string& message) {
+  namespace pb = google::protobuf;
+  pb::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(message.data()), static_cast<int>(message.size()));
+  uint32_t status = 0;
+  while (uint32_t tag = in.ReadTag()) {
+    if (tag == pb::internal::WireFormatLite::MakeTag(1, pb::internal::WireFormatLite::WIRETYPE_VARINT)) {
+      if (!in.ReadVarint32(&status)) return std::nullopt;
+    } else if (!pb::internal::WireFormatLite::SkipField(&in, tag)) {
+      return std::nullopt;
+    }
+  }
+  if (!in.ConsumedEntireMessage()) return std::nullopt;
+  return status;
+}
+
+// Turns a Health/Check outcome into success, or failure with a reason for people.
+bool judge(const upstream::UnaryResult& r, std::string& reason) {
+  if (!r.transport_ok) {
+    reason = r.timed_out ? "no answer to Health/Check: " + r.transport_error
+                         : "Health/Check failed: " + r.transport_error;
+    return false;
+  }
+  const auto code = static_cast<grpc::StatusCode>(r.grpc_status);
+  if (code == grpc::StatusCode::kUnimplemented) return true;  // alive, just no grpc.health
+  if (code != grpc::StatusCode::kOk) {
+    reason = "Health/Check answered grpc-status " + std::to_string(r.grpc_status) + " " +
+             std::string(grpc::status_name(code)) + (r.grpc_message.empty() ? "" : ": " + r.grpc_message);
+    return false;
+  }
+  const auto status = serving_status(r.response_message);
+  if (!status) {
+    reason = "Health/Check answered an undecodable HealthCheckResponse";
+    return false;
+  }
+  if (*status != 1) {
+    reason = "Health/Check answered " + serving_status_name(*status);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(boost::asio::any_io_executor executor, BackendRegistry& registry,
+       std::function<std::shared_ptr<const config::Config>()> current_config)
+      : executor_(executor),
+        registry_(registry),
+        current_config_(std::move(current_config)),
+        timer_(executor),
+        resolver_(executor) {}
+
+  void start() {
+    std::lock_guard lock(mu_);
+    if (started_ || stopped_) return;
+    started_ = true;
+    boost::asio::post(executor_, [self = shared_from_this()] {
+      std::lock_guard lock(self->mu_);
+      if (!self->stopped_) self->tick();
+    });
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    // Timers, resolver and sessions belong to the executor's thread.
+    boost::asio::post(executor_, [self = shared_from_this()] { self->shut_down(); });
+  }
+
+ private:
+  // One probed backend.
+  struct Target {
+    BackendPtr backend;
+    std::shared_ptr<http2::ClientSession> session;  // null: connect on the next probe
+    std::optional<config::UpstreamTls> tls;         // what `session` was made with
+    Clock::time_point next_due;
+    bool in_flight = false;
+    bool retired = false;  // left the registry, or health checks were turned off
+  };
+  using TargetPtr = std::shared_ptr<Target>;
+  using Key = std::pair<std::string, std::string>;  // (cluster, "host:port")
+
+  // Every method below runs on the executor with mu_ held and stopped_ false.
+
+  void tick() {
+    const auto now = Clock::now();
+    const auto config = current_config_();
+    std::set<Key> seen;
+    for (const auto& backend : registry_.all()) {
+      const config::Cluster* cluster = config ? config->find_cluster(backend->cluster()) : nullptr;
+      if (!cluster || !cluster->health_check.enabled) continue;
+      Key key{backend->cluster(), backend->name()};
+      if (!seen.insert(key).second) continue;
+      auto& target = targets_[key];
+      if (!target) {
+        target = std::make_shared<Target>();
+        target->next_due = now;
+      }
+      target->backend = backend;  // the registry may have a new state for the address
+      if (!target->in_flight && target->next_due <= now) launch(target, *cluster, now);
+    }
+    for (auto it = targets_.begin(); it != targets_.end();) {
+      if (seen.count(it->first)) {
+        ++it;
+        continue;
+      }
+      retire(*it->second);
+      it = targets_.erase(it);
+    }
+    auto wake = now + kRescan;
+    for (const auto& [key, target] : targets_) {
+      if (!target->in_flight) wake = std::min(wake, target->next_due);
+    }
+    arm(wake);
+  }
+
+  void arm(Clock::time_point when) {
+    next_wake_ = when;
+    timer_.expires_at(when);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      std::lock_guard lock(self->mu_);
+      if (self->stopped_) return;
+      self->next_wake_.reset();
+      self->tick();
+    });
+  }
+
+  void retire(Target& target) {
+    target.retired = true;
+    if (target.session) target.session->close("health checks stopped for this backend");
+    target.session.reset();
+  }
+
+  void launch(const TargetPtr& target, const config::Cluster& cluster, Clock::time_point now) {
+    target->in_flight = true;
+    target->next_due = now + cluster.health_check.interval;
+    const config::HealthCheck hc = cluster.health_check;
+    auto& session = target->session;
+    if (session &&
+        (session->is_draining() || !session->is_connected() || !upstream::same_tls(target->tls, cluster.tls))) {
+      session->close("health check connection replaced");
+      session.reset();
+    }
+    if (session) {
+      check(target, hc);
+      return;
+    }
+    connect(target, hc, cluster.tls);
+  }
+
+  void connect(const TargetPtr& target, const config::HealthCheck& hc,
+               const std::optional<config::UpstreamTls>& tls) {
+    const config::Endpoint& address = target->backend->address();
+    std::optional<http2::ClientTls> client_tls;
+    if (tls) {
+      std::string error;
+      auto context = tls_contexts_.get(*tls, error);
+      if (!context) {
+        complete(target, hc, false, "TLS setup failed: " + error);
+        return;
+      }
+      client_tls = http2::ClientTls{std::move(context), tls->server_name.empty() ? address.host : tls->server_name};
+    }
+    http2::ClientSessionOptions options;
+    options.stream_window_bytes = 64 * 1024;  // answers are a few bytes
+    options.connection_window_bytes = 1u << 20;
+    auto session = std::make_shared<http2::ClientSession>(executor_, target->backend->name(), options);
+    target->session = session;
+    target->tls = tls;
+    resolver_.async_resolve(
+        address.host, std::to_string(address.port),
+        [self = shared_from_this(), target, session, hc, client_tls](
+            const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
+          std::lock_guard lock(self->mu_);
+          if (self->stopped_ || target->retired || target->session != session) return;
+          if (ec) {
+            target->session.reset();
+            self->complete(target, hc, false, "cannot resolve " + target->backend->address().host + ": " + ec.message());
+            return;
+          }
+          session->connect(results, hc.timeout, client_tls, [self, target, session, hc](const std::string& error) {
+            std::lock_guard lock(self->mu_);
+            if (self->stopped_ || target->retired || target->session != session) return;
+            if (!error.empty()) {
+              target->session.reset();
+              self->complete(target, hc, false, "cannot connect: " + error);
+              return;
+            }
+            self->check(target, hc);
+          });
+        });
+  }
+
+  void check(const TargetPtr& target, const config::HealthCheck& hc) {
+    auto session = target->session;
+    // An empty HealthCheckRequest: service "" asks about the server as a whole.
+    upstream::unary_call(
+        *session, std::string(kCheckPath), {}, std::string(), hc.timeout,
+        [self = shared_from_this(), target, session, hc](upstream::UnaryResult result) {
+          std::lock_guard lock(self->mu_);
+          if (self->stopped_ || target->retired) return;
+          std::string reason;
+          const bool ok = judge(result, reason);
+          if (!result.transport_ok && target->session == session) {
+            // A connection that timed out or broke is not trusted for the next probe.
+            session->close("health check failed: " + result.transport_error);
+            target->session.reset();
+          }
+          self->complete(target, hc, ok, reason);
+        });
+  }
+
+  void complete(const TargetPtr& target, const config::HealthCheck& hc, bool ok, const std::string& reason) {
+    target->in_flight = false;
+    auto& backend = *target->backend;
+    if (ok) {
+      backend.probe_succeeded(hc.healthy_threshold);
+    } else {
+      spdlog::debug("health check of backend {} (cluster {}) failed: {}", backend.name(), backend.cluster(), reason);
+      backend.probe_failed(hc.unhealthy_threshold, reason);
+    }
+    if (!next_wake_ || target->next_due < *next_wake_) arm(target->next_due);
+  }
+
+  void shut_down() {
+    timer_.cancel();
+    resolver_.cancel();
+    for (auto& [key, target] : targets_) retire(*target);
+    targets_.clear();
+  }
+
+  boost::asio::any_io_executor executor_;
+  BackendRegistry& registry_;
+  std::function<std::shared_ptr<const config::Config>()> current_config_;
+  // Held by every handler while it works, so that once stop() has set stopped_ no
+  // handler touches the registry or the config callback again.
+  std::mutex mu_;
+  bool started_ = false;
+  bool stopped_ = false;
+  boost::asio::steady_timer timer_;
+  std::optional<Clock::time_point> next_wake_;
+  boost::asio::ip::tcp::resolver resolver_;
+  upstream::TlsContextCache tls_contexts_;
+  std::map<Key, TargetPtr> targets_;
+};
+
+HealthChecker::HealthChecker(boost::asio::any_io_executor executor, BackendRegistry& registry,
+                             std::function<std::shared_ptr<const config::Config>()> current_config)
+    : impl_(std::make_shared<Impl>(std::move(executor), registry, std::move(current_config))) {}
+
+HealthChecker::~HealthChecker() { stop(); }
+
+void HealthChecker::start() { impl_->start(); }
+
+void HealthChecker::stop() { impl_->stop(); }
+
+}  // namespace sparkgate::routing

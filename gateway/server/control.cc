@@ -1,0 +1,235 @@
+#include "server/control.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "config/config_loader.h"
+#include "spark/requests.h"
+#include "upstream/unary_call.h"
+
+namespace sparkgate::server {
+
+namespace {
+
+std::optional<std::vector<std::string>> lookup_hosts_file(const std::string& file, const std::string& name) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::string address, alias;
+    if (!(words >> address)) continue;
+    while (words >> alias) {
+      if (alias == name) out.push_back(address);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
+    : state_(state),
+      options_(std::move(options)),
+      work_(io_.get_executor()),
+      pools_(io_.get_executor(), upstream::PoolOptions{}),
+      health_(io_.get_executor(), state.router.backends(), [&state] { return state.config.load(); }),
+      watch_timer_(io_),
+      reap_timer_(io_),
+      dns_timer_(io_),
+      resolver_(io_) {}
+
+ControlPlane::~ControlPlane() { stop(); }
+
+void ControlPlane::start() {
+  watched_ = stat_config();
+  boost::asio::post(io_, [this] {
+    health_.start();
+    if (options_.watch_config) schedule_watch();
+    schedule_reap();
+    schedule_dns();
+  });
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void ControlPlane::stop() {
+  if (!thread_.joinable()) return;
+  boost::asio::post(io_, [this] {
+    health_.stop();
+    watch_timer_.cancel();
+    reap_timer_.cancel();
+    dns_timer_.cancel();
+    resolver_.cancel();
+    pools_.close_all();
+    work_.reset();
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!io_.stopped() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  io_.stop();
+  thread_.join();
+}
+
+void ControlPlane::request_reload(const std::string& why) {
+  boost::asio::post(io_, [this, why] { reload(why); });
+}
+
+ControlPlane::FileId ControlPlane::stat_config() const {
+  struct stat st {};
+  // stat() follows symlinks: a Kubernetes ConfigMap update swaps the `..data` symlink,
+  // which changes the inode the path resolves to.
+  if (::stat(options_.config_path.c_str(), &st) != 0) return {};
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+void ControlPlane::reload(const std::string& why) {
+  // Whatever triggered this, the file as it is now has been seen.
+  watched_ = stat_config();
+  auto next = config::load_config_file(options_.config_path);
+  if (!next.config) {
+    for (const auto& e : next.errors) spdlog::error("reload rejected: {}", e.to_string());
+    spdlog::error("configuration reload ({}) failed; still running the previous configuration", why);
+    state_.reloads_failed.fetch_add(1);
+    return;
+  }
+  // Listener, admin and TLS listener changes need a restart; routes, clusters, limits and
+  // sessions apply to new streams at once. In-flight streams keep their snapshot.
+  state_.config.store(next.config);
+  state_.router.backends().apply_config(next.config);
+  state_.reloads_ok.fetch_add(1);
+  spdlog::info("configuration reloaded from {} ({})", options_.config_path, why);
+}
+
+void ControlPlane::schedule_watch() {
+  watch_timer_.expires_after(options_.watch_interval);
+  watch_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto now = stat_config();
+    // An unreadable or missing file (mid-swap) is left for the next tick.
+    if (now.ino != 0 && !(now == watched_)) reload("the file changed");
+    schedule_watch();
+  });
+}
+
+void ControlPlane::schedule_reap() {
+  auto cfg = state_.config.load();
+  auto idle = cfg->sessions.idle_timeout;
+  auto life = cfg->sessions.max_lifetime;
+  // Check often enough that a session is reaped within ~10% of its limit, at most every
+  // 10 s and at least every 50 ms.
+  auto shortest = std::min(idle.count() ? idle : std::chrono::hours(1), life.count() ? life : std::chrono::hours(1));
+  auto period = std::clamp<std::chrono::milliseconds>(shortest / 10, std::chrono::milliseconds(50),
+                                                       std::chrono::milliseconds(10000));
+  reap_timer_.expires_after(period);
+  reap_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    reap();
+    schedule_reap();
+  });
+}
+
+void ControlPlane::reap() {
+  auto cfg = state_.config.load();
+  auto expired = state_.router.sessions().reap(routing::Clock::now(), cfg->sessions.idle_timeout,
+                                               cfg->sessions.max_lifetime);
+  for (const auto& s : expired) {
+    spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
+                 s->user_id, s->backend->name());
+    release_on_backend(s);
+  }
+}
+
+void ControlPlane::release_on_backend(const routing::SessionPtr& session) {
+  auto cfg = state_.config.load();
+  const auto* cluster = cfg->find_cluster(session->cluster);
+  std::optional<config::UpstreamTls> tls = cluster ? cluster->tls : std::nullopt;
+  http2::HeaderMap extra;
+  if (cluster && cluster->credentials) extra.add("authorization", "Bearer " + cluster->credentials->token);
+  auto body = spark::release_session_request(session->session_id, session->user_id);
+  auto& pool = pools_.get(session->backend->address(), tls);
+  pool.acquire([session, extra, body](http2::ClientSession* conn, const std::string& error) {
+    if (!conn) {
+      spdlog::warn("could not release expired session {} on backend {}: {}", session->session_id,
+                   session->backend->name(), error);
+      return;
+    }
+    upstream::unary_call(*conn, "/spark.connect.SparkConnectService/ReleaseSession", extra, body,
+                         std::chrono::seconds(10), [session](upstream::UnaryResult r) {
+                           if (!r.transport_ok) {
+                             spdlog::warn("could not release expired session {} on backend {}: {}",
+                                          session->session_id, session->backend->name(), r.transport_error);
+                           } else if (r.grpc_status != 0) {
+                             spdlog::warn("backend {} refused to release expired session {}: status {} {}",
+                                          session->backend->name(), session->session_id, r.grpc_status,
+                                          r.grpc_message);
+                           } else {
+                             spdlog::debug("released expired session {} on backend {}", session->session_id,
+                                           session->backend->name());
+                           }
+                         });
+  });
+}
+
+void ControlPlane::schedule_dns() {
+  dns_timer_.expires_after(std::chrono::milliseconds(100));
+  dns_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto cfg = state_.config.load();
+    auto now = std::chrono::steady_clock::now();
+    for (const auto& c : cfg->clusters) {
+      if (!c.dns || dns_busy_[c.name]) continue;
+      auto& due = dns_due_[c.name];
+      if (now < due) continue;
+      due = now + c.dns_refresh;
+      refresh_dns(c);
+    }
+    state_.router.backends().prune();
+    schedule_dns();
+  });
+}
+
+void ControlPlane::refresh_dns(const config::Cluster& cluster) {
+  const std::string name = cluster.name;
+  const config::Endpoint target = *cluster.dns;
+  if (!options_.hosts_file.empty()) {
+    auto found = lookup_hosts_file(options_.hosts_file, target.host);
+    if (!found) {
+      spdlog::warn("cluster {}: cannot read hosts file {}", name, options_.hosts_file);
+      return;
+    }
+    std::vector<config::Endpoint> eps;
+    for (const auto& a : *found) eps.push_back({a, target.port});
+    state_.router.backends().apply_discovery(name, eps);
+    return;
+  }
+  dns_busy_[name] = true;
+  resolver_.async_resolve(
+      target.host, std::to_string(target.port),
+      [this, name, target](const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
+        dns_busy_[name] = false;
+        if (ec == boost::asio::error::operation_aborted) return;
+        if (ec) {
+          // Keep the last known addresses: a DNS hiccup must not drain a cluster.
+          spdlog::warn("cluster {}: resolving {} failed: {}; keeping the previous backends", name, target.host,
+                       ec.message());
+          return;
+        }
+        std::vector<config::Endpoint> eps;
+        for (const auto& r : results) {
+          auto ep = r.endpoint();
+          config::Endpoint e{ep.address().to_string(), ep.port()};
+          bool dup = false;
+          for (const auto& x : eps) dup |= x.host == e.host;
+          if (!dup) eps.push_back(e);
+        }
+        state_.router.backends().apply_discovery(name, eps);
+      });
+}
+
+}  // namespace sparkgate::server

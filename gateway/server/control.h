@@ -1,0 +1,73 @@
+// The control thread: everything that is not on a request's path. It runs the health
+// checker, the session reaper (which releases expired sessions on their backends), DNS
+// discovery, the config file watcher and config reloads (SIGHUP is posted here too), so
+// a slow resolver or a big reload never stalls a worker.
+#pragma once
+
+#include <boost/asio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "routing/health_checker.h"
+#include "server/gateway_state.h"
+#include "upstream/conn_pool.h"
+
+namespace sparkgate::server {
+
+struct ControlOptions {
+  std::string config_path;
+  bool watch_config = true;
+  std::chrono::milliseconds watch_interval{1000};
+  // Test hook: resolve cluster dns names from this hosts-format file ("ADDRESS NAME...")
+  // instead of the system resolver; re-read on every refresh.
+  std::string hosts_file;
+};
+
+class ControlPlane {
+ public:
+  ControlPlane(GatewayState& state, ControlOptions options);
+  ~ControlPlane();
+
+  void start();
+  // Reloads the config file now (thread-safe; runs on the control thread).
+  void request_reload(const std::string& why);
+  // Stops timers and joins the thread.
+  void stop();
+
+ private:
+  void reload(const std::string& why);
+  void schedule_watch();
+  void schedule_reap();
+  void reap();
+  void release_on_backend(const routing::SessionPtr& session);
+  void schedule_dns();
+  void refresh_dns(const config::Cluster& cluster);
+
+  GatewayState& state_;
+  ControlOptions options_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  upstream::PoolSet pools_;  // connections for the gateway's own ReleaseSession calls
+  routing::HealthChecker health_;
+  boost::asio::steady_timer watch_timer_;
+  boost::asio::steady_timer reap_timer_;
+  boost::asio::steady_timer dns_timer_;
+  boost::asio::ip::tcp::resolver resolver_;
+  std::map<std::string, std::chrono::steady_clock::time_point> dns_due_;  // by cluster
+  std::map<std::string, bool> dns_busy_;
+  struct FileId {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  FileId stat_config() const;
+  FileId watched_;
+  std::thread thread_;
+};
+
+}  // namespace sparkgate::server

@@ -1,0 +1,104 @@
+#include "routing/session_registry.h"
+
+#include <doctest/doctest.h>
+
+using namespace sparkgate;
+using namespace sparkgate::routing;
+using namespace std::chrono_literals;
+
+namespace {
+BackendPtr backend(const std::string& name) { return std::make_shared<BackendState>("c", config::Endpoint{name, 1}); }
+}  // namespace
+
+TEST_CASE("registry: a session is placed once and then found") {
+  SessionRegistry reg;
+  auto b = backend("a");
+  auto now = Clock::now();
+  int placed = 0;
+  auto placer = [&](uint64_t& epoch) {
+    ++placed;
+    epoch = 7;
+    return b;
+  };
+  auto f1 = reg.find_or_create("u", "s", "c", placer, now);
+  REQUIRE(f1.session);
+  CHECK(f1.session->backend_epoch == 7);
+  auto f2 = reg.find_or_create("u", "s", "c", placer, now);
+  CHECK(f2.session == f1.session);
+  CHECK(placed == 1);
+  CHECK(b->sessions.load() == 1);
+  // Another user with the same session id is another session.
+  auto f3 = reg.find_or_create("v", "s", "c", placer, now);
+  CHECK(f3.session != f1.session);
+  CHECK(placed == 2);
+  CHECK(reg.size() == 2);
+  // Without a placer an unknown session is not created.
+  CHECK_FALSE(reg.find_or_create("w", "s", "c", nullptr, now).session);
+}
+
+TEST_CASE("registry: idle and lifetime expiry leave tombstones, in-flight sessions stay") {
+  SessionRegistry reg;
+  auto b = backend("a");
+  auto t0 = Clock::now();
+  auto placer = [&](uint64_t&) { return b; };
+  auto idle = reg.find_or_create("u", "idle", "c", placer, t0).session;
+  auto busy = reg.find_or_create("u", "busy", "c", placer, t0).session;
+  auto fresh = reg.find_or_create("u", "fresh", "c", placer, t0).session;
+  busy->in_flight = 1;
+  fresh->touch(t0 + 50s);
+  auto reaped = reg.reap(t0 + 61s, 60s, 0ms);
+  REQUIRE(reaped.size() == 1);
+  CHECK(reaped[0] == idle);
+  CHECK(b->sessions.load() == 2);
+  auto again = reg.find_or_create("u", "idle", "c", placer, t0 + 62s);
+  CHECK_FALSE(again.session);
+  REQUIRE(again.tombstone);
+  CHECK(again.tombstone->reason == EndReason::kExpiredIdle);
+  CHECK(again.tombstone->detail.find("idle for more than 60 s") != std::string::npos);
+  CHECK(again.tombstone->detail.find("backend a:1") != std::string::npos);
+
+  // Lifetime: even an active session goes once it is too old (unless an RPC is running).
+  fresh->touch(t0 + 119s);
+  busy->in_flight = 0;
+  busy->touch(t0 + 119s);
+  auto old = reg.reap(t0 + 121s, 60s, 120s);
+  CHECK(old.size() == 2);
+  auto t = reg.find_or_create("u", "fresh", "c", placer, t0 + 122s).tombstone;
+  REQUIRE(t);
+  CHECK(t->reason == EndReason::kExpiredLifetime);
+  CHECK(reg.size() == 0);
+  CHECK(b->sessions.load() == 0);
+}
+
+TEST_CASE("registry: release forgets without a tombstone; backend loss leaves one") {
+  SessionRegistry reg;
+  auto b = backend("a");
+  auto now = Clock::now();
+  auto placer = [&](uint64_t&) { return b; };
+  reg.find_or_create("u", "s1", "c", placer, now);
+  reg.find_or_create("u", "s2", "c", placer, now);
+  CHECK(reg.end("u", "s1", EndReason::kReleased, {}, now));
+  CHECK(reg.find_or_create("u", "s1", "c", placer, now).session);  // a new session may reuse the id
+  reg.end("u", "s2", EndReason::kBackendLost, "was lost", now);
+  auto f = reg.find_or_create("u", "s2", "c", placer, now);
+  REQUIRE(f.tombstone);
+  CHECK(f.tombstone->reason == EndReason::kBackendLost);
+  // A tombstone older than its TTL is forgotten.
+  CHECK(reg.find_or_create("u", "s2", "c", placer, now + SessionRegistry::kTombstoneTtl + 1s).session);
+}
+
+TEST_CASE("registry: the server-side session id is learned once; a change is reported") {
+  Session s("u", "s", "c", backend("a"), 0, Clock::now());
+  CHECK(s.learn_server_side_session_id("abc"));
+  CHECK(s.learn_server_side_session_id("abc"));
+  CHECK(s.learn_server_side_session_id(""));
+  CHECK_FALSE(s.learn_server_side_session_id("def"));
+  CHECK(s.server_side_session_id() == "abc");
+}
+
+TEST_CASE("registry: recent operations are remembered, bounded") {
+  Session s("u", "s", "c", backend("a"), 0, Clock::now());
+  for (size_t i = 0; i < Session::kMaxOperations + 10; ++i) s.add_operation("op" + std::to_string(i));
+  CHECK_FALSE(s.has_operation("op0"));
+  CHECK(s.has_operation("op" + std::to_string(Session::kMaxOperations + 9)));
+}
