@@ -38,6 +38,7 @@ apt_packages=(
   libnghttp2-dev libyaml-cpp-dev prometheus-cpp-dev doctest-dev
   libssl-dev zlib1g-dev libzstd-dev libspdlog-dev libcli11-dev
   nghttp2-client
+  redis-server  # the Redis session store's integration tests start their own server
 )
 
 java_major() {

@@ -184,18 +184,90 @@ void ProxyStream::try_route() {
     reply_local(grpc::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
     return;
   }
-  routing::Principal principal;
-  principal.user = env.user_id;
-  routing::RouteRequest request{rpc_, &env, &upstream_headers_, &principal};
-  auto status = ctx_.router->route(*ctx_.config, request, route_);
+  principal_.user = env.user_id;
+  const bool shared_store = ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis;
+  auto status = ctx_.router->route(*ctx_.config, request(), route_, shared_store);
   if (!status.ok()) {
     reply_local(status.code, status.message);
     return;
   }
+  if (!route_.ask_store) {
+    route_ready();
+    return;
+  }
+  // A session this replica does not know: another replica may have placed it.
+  phase_ = Phase::kConnecting;
+  ctx_.store->lookup(routing::Router::session_key(principal_.user, env.session_id),
+                     [self = shared_from_this()](std::optional<std::string> backend, const std::string& error) {
+                       self->on_store_lookup(std::move(backend), error);
+                     });
+}
+
+routing::RouteRequest ProxyStream::request() const {
+  return {rpc_, &scanner_->envelope(), &upstream_headers_, &principal_};
+}
+
+void ProxyStream::on_store_lookup(std::optional<std::string> backend, const std::string& error) {
+  if (phase_ != Phase::kConnecting) return;  // answered meanwhile (client gone)
+  const auto& env = scanner_->envelope();
+  grpc::Status status;
+  if (backend) {
+    status = ctx_.router->adopt(*ctx_.config, request(), *backend, route_);
+  } else {
+    if (!error.empty()) {
+      spdlog::warn("session store unavailable ({}); placing session {} locally", error, env.session_id);
+    }
+    status = ctx_.router->route(*ctx_.config, request(), route_);
+  }
+  if (!status.ok()) {
+    reply_local(status.code, status.message);
+    return;
+  }
+  if (backend || !error.empty() || !route_.session) {
+    route_ready();
+    return;
+  }
+  // Placed here: claim it in the store; a replica that claimed it first wins.
+  const auto ttl = ctx_.config->sessions.idle_timeout;
+  ctx_.store->claim(routing::Router::session_key(principal_.user, env.session_id), route_.backend->name(), ttl,
+                    [self = shared_from_this()](const std::string& winner, const std::string& claim_error) {
+                      self->on_store_claim(winner, claim_error);
+                    });
+}
+
+void ProxyStream::on_store_claim(const std::string& winner, const std::string& error) {
+  if (phase_ != Phase::kConnecting) return;
+  if (!error.empty()) {
+    spdlog::warn("session store unavailable ({}); session {} stays placed locally", error,
+                 scanner_->envelope().session_id);
+  } else if (winner != route_.backend->name()) {
+    ctx_.router->unplace(route_.session);
+    route_.session.reset();
+    auto status = ctx_.router->adopt(*ctx_.config, request(), winner, route_);
+    if (!status.ok()) {
+      reply_local(status.code, status.message);
+      return;
+    }
+  }
+  route_ready();
+}
+
+void ProxyStream::route_ready() {
+  const auto& env = scanner_->envelope();
   backend_ = route_.backend->name();
   if (route_.session) {
     route_.session->in_flight.fetch_add(1);
     route_.session->rpcs.fetch_add(1);
+    if (ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis) {
+      // Keep the shared entry alive while the session is used; at most every tenth of
+      // its TTL, so that a busy session costs Redis almost nothing.
+      auto ttl = ctx_.config->sessions.idle_timeout;
+      auto now = routing::Clock::now();
+      if (now - route_.session->last_store_refresh() > ttl / 10) {
+        route_.session->set_last_store_refresh(now);
+        ctx_.store->refresh(routing::Router::session_key(principal_.user, env.session_id), ttl);
+      }
+    }
   }
   spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
                 route_.new_session ? " (new session)" : "");
@@ -269,6 +341,8 @@ void ProxyStream::on_stream_closed(uint32_t error_code) {
   if (route_.session) {
     if (phase_ != Phase::kDone && rpc_->rpc == spark::Rpc::kReleaseSession && final_status_ == "0") {
       ctx_.router->session_released(route_.session);
+      if (ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis)
+        ctx_.store->erase(routing::Router::session_key(principal_.user, route_.session->session_id));
     }
     route_.session->touch(routing::Clock::now());
     route_.session->in_flight.fetch_sub(1);

@@ -20,6 +20,7 @@
 #include "http2/client_session.h"
 #include "http2/server_session.h"
 #include "proxy/byte_queue.h"
+#include "routing/redis_store.h"
 #include "routing/router.h"
 #include "spark/response_scanner.h"
 #include "spark/inspector.h"
@@ -35,6 +36,7 @@ struct ProxyContext {
   std::shared_ptr<const config::Config> config;  // the snapshot this stream started with
   routing::Router* router = nullptr;             // process-wide; outlives every stream
   upstream::PoolSet* pools = nullptr;            // the worker's; outlives its streams
+  routing::RedisAffinityStore* store = nullptr;  // the worker's, with sessions.store: redis
 };
 
 class ProxyStream final : public http2::ServerStreamHandler,
@@ -62,6 +64,11 @@ class ProxyStream final : public http2::ServerStreamHandler,
   enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
 
   void try_route();
+  routing::RouteRequest request() const;
+  void on_store_lookup(std::optional<std::string> backend, const std::string& error);
+  void on_store_claim(const std::string& winner, const std::string& error);
+  // The backend is decided: count the RPC on its session, then connect.
+  void route_ready();
   void connect_upstream();
   // Credentials: the cluster's own token replaces the client's.
   void apply_backend_credentials();
@@ -85,6 +92,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
   const spark::RpcInfo* rpc_ = nullptr;
   http2::HeaderMap upstream_headers_;
   std::string backend_;
+  routing::Principal principal_;
   routing::RouteDecision route_;
 
 

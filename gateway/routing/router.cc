@@ -131,7 +131,8 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
   return {};
 }
 
-grpc::Status Router::route(const config::Config& config, const RouteRequest& req, RouteDecision& out) {
+grpc::Status Router::route(const config::Config& config, const RouteRequest& req, RouteDecision& out,
+                           bool defer_unknown) {
   const auto& env = *req.envelope;
   const auto& principal = *req.principal;
   RequestFacts facts;
@@ -155,10 +156,16 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   }
 
   auto now = Clock::now();
-  const std::string session_key = principal.user + '\xff' + env.session_id;
+  const std::string session_key = Router::session_key(principal.user, env.session_id);
   grpc::Status placement_status;
   SessionRegistry::Placer placer;
-  if (creates_session(req.rpc->rpc)) {
+  bool deferred = false;
+  if (creates_session(req.rpc->rpc) && defer_unknown) {
+    placer = [&](uint64_t&) -> BackendPtr {
+      deferred = true;
+      return nullptr;
+    };
+  } else if (creates_session(req.rpc->rpc)) {
     placer = [&](uint64_t& epoch) {
       auto b = place(*cluster, *backends, session_key, placement_status);
       if (b) epoch = b->epoch.load();
@@ -177,6 +184,11 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
     if (req.rpc->rpc == spark::Rpc::kExecutePlan && env.operation_id) found.session->add_operation(*env.operation_id);
     return {};
   }
+  if (deferred) {
+    out.cluster = cluster;
+    out.ask_store = true;
+    return {};
+  }
   if (!placement_status.ok()) return placement_status;
   // An RPC that creates no session, for a session the gateway does not know: send it
   // where the session would be placed by rendezvous (replicas agree), unregistered. The
@@ -193,6 +205,30 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   out.cluster = cluster;
   out.backend = snap->find(cluster->name, std::string(candidates[static_cast<size_t>(pick)].name));
   return {};
+}
+
+grpc::Status Router::adopt(const config::Config& config, const RouteRequest& req, const std::string& backend,
+                           RouteDecision& out) {
+  const auto& env = *req.envelope;
+  const auto& user = req.principal->user;
+  if (!out.cluster) return {grpc::StatusCode::kInternal, "adopt without a cluster"};
+  auto b = backends_.snapshot()->find(out.cluster->name, backend);
+  if (!b) {
+    return {grpc::StatusCode::kNotFound,
+            "session " + env.session_id + " was placed on backend " + backend + " by another sparkgate replica, and " +
+                backend + " is not part of cluster '" + out.cluster->name + "' here; start a new Spark session"};
+  }
+  out.ask_store = false;
+  auto session = sessions_.adopt(user, env.session_id, out.cluster->name, b, b->epoch.load(), Clock::now());
+  auto status = check_sticky(config, session, out);
+  if (!status.ok()) return status;
+  session->touch(Clock::now());
+  if (req.rpc->rpc == spark::Rpc::kExecutePlan && env.operation_id) session->add_operation(*env.operation_id);
+  return {};
+}
+
+void Router::unplace(const SessionPtr& session) {
+  sessions_.end(session->user_id, session->session_id, EndReason::kReleased, {}, Clock::now());
 }
 
 void Router::learn_server_side_session_id(const SessionPtr& session, const std::string& id) {

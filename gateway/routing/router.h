@@ -44,14 +44,32 @@ struct RouteDecision {
   BackendPtr backend;
   SessionPtr session;  // null when the RPC neither has nor creates a session entry
   bool new_session = false;
+  // Set by route(..., defer_unknown = true) for a session this replica does not know:
+  // the caller asks the shared store, then calls adopt() or route() again.
+  bool ask_store = false;
 };
 
 class Router {
  public:
   explicit Router(BackendRegistry& backends) : backends_(backends) {}
 
-  // Decides where a request goes. On failure returns the status for the client.
-  grpc::Status route(const config::Config& config, const RouteRequest& request, RouteDecision& out);
+  // Decides where a request goes. On failure returns the status for the client. With
+  // `defer_unknown`, a session-creating RPC for an unknown session is not placed: the
+  // decision comes back with ask_store set (and cluster filled in).
+  grpc::Status route(const config::Config& config, const RouteRequest& request, RouteDecision& out,
+                     bool defer_unknown = false);
+  // Registers the request's session on `backend` (a name from the shared store: another
+  // replica placed it) and fills `out` as route() would.
+  grpc::Status adopt(const config::Config& config, const RouteRequest& request, const std::string& backend,
+                     RouteDecision& out);
+  // Drops the local entry of a session that was placed here but lost the race in the
+  // shared store to another replica's placement (nothing was sent to the backend yet).
+  void unplace(const SessionPtr& session);
+
+  // The registry and store key of a session.
+  static std::string session_key(const std::string& user, const std::string& session_id) {
+    return user + '\xff' + session_id;
+  }
 
   // A response carried the backend's server_side_session_id for `session`. A different
   // id than before means the backend lost the session: it is ended, and later calls get

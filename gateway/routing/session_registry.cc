@@ -137,6 +137,13 @@ SessionPtr SessionRegistry::end(const std::string& user_id, const std::string& s
   return session;
 }
 
+void SessionRegistry::clear_tombstone(const std::string& user_id, const std::string& session_id) {
+  auto k = key(user_id, session_id);
+  auto& s = shard_for(k);
+  std::lock_guard lock(s.mu);
+  s.dead.erase(k);
+}
+
 std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono::milliseconds idle,
                                               std::chrono::milliseconds lifetime) {
   std::vector<SessionPtr> out;

@@ -45,6 +45,10 @@ struct Session {
   std::atomic<int32_t> in_flight{0};    // RPCs running now
   std::atomic<uint64_t> rpcs{0};        // RPCs started
 
+  // When the shared store's TTL of this session was last refreshed.
+  Clock::time_point last_store_refresh() const { return Clock::time_point(Clock::duration(store_refresh_ns_.load())); }
+  void set_last_store_refresh(Clock::time_point t) { store_refresh_ns_.store(t.time_since_epoch().count()); }
+
   Clock::time_point last_active() const { return Clock::time_point(Clock::duration(last_active_ns.load())); }
   void touch(Clock::time_point now) { last_active_ns.store(now.time_since_epoch().count()); }
 
@@ -60,6 +64,7 @@ struct Session {
   static constexpr size_t kMaxOperations = 256;
 
  private:
+  std::atomic<int64_t> store_refresh_ns_{0};
   mutable std::mutex mu_;
   std::string server_side_session_id_;
   std::deque<std::string> operations_;
@@ -98,6 +103,9 @@ class SessionRegistry {
   // backend tombstones itself and the client asked for). Returns the entry if it was live.
   SessionPtr end(const std::string& user_id, const std::string& session_id, EndReason reason, std::string detail,
                  Clock::time_point now);
+
+  // Forgets a tombstone (the session turned out to be alive elsewhere).
+  void clear_tombstone(const std::string& user_id, const std::string& session_id);
 
   // Sessions to reap now: idle longer than `idle` (if non-zero) or older than `lifetime`
   // (if non-zero), with no RPC in flight. They are ended (tombstoned) before return; the

@@ -42,7 +42,11 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
       watch_timer_(io_),
       reap_timer_(io_),
       dns_timer_(io_),
-      resolver_(io_) {}
+      resolver_(io_) {
+  const auto& sessions = state.config.load()->sessions;
+  if (sessions.store == config::Sessions::Store::kRedis)
+    store_ = std::make_unique<routing::RedisAffinityStore>(io_.get_executor(), sessions.redis);
+}
 
 ControlPlane::~ControlPlane() { stop(); }
 
@@ -66,6 +70,7 @@ void ControlPlane::stop() {
     dns_timer_.cancel();
     resolver_.cancel();
     pools_.close_all();
+    if (store_) store_->close();
     work_.reset();
   });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -139,9 +144,27 @@ void ControlPlane::reap() {
   auto expired = state_.router.sessions().reap(routing::Clock::now(), cfg->sessions.idle_timeout,
                                                cfg->sessions.max_lifetime);
   for (const auto& s : expired) {
-    spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
-                 s->user_id, s->backend->name());
-    release_on_backend(s);
+    if (!store_) {
+      spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
+                   s->user_id, s->backend->name());
+      release_on_backend(s);
+      continue;
+    }
+    // With a shared store, another replica may have served the session since: its key's
+    // TTL (refreshed on use) tells. Only a session idle on every replica is released.
+    auto key = routing::Router::session_key(s->user_id, s->session_id);
+    store_->ttl(key, [this, s, key](int64_t ttl_ms, const std::string& error) {
+      if (error.empty() && ttl_ms > 0) {
+        spdlog::debug("session {} is idle here but in use through another replica; forgetting it locally",
+                      s->session_id);
+        state_.router.sessions().clear_tombstone(s->user_id, s->session_id);
+        return;
+      }
+      spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
+                   s->user_id, s->backend->name());
+      store_->erase(key);
+      release_on_backend(s);
+    });
   }
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "routing/health_checker.h"
+#include "routing/redis_store.h"
 #include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
 
@@ -53,6 +54,7 @@ class ControlPlane {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   upstream::PoolSet pools_;  // connections for the gateway's own ReleaseSession calls
+  std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
   routing::HealthChecker health_;
   boost::asio::steady_timer watch_timer_;
   boost::asio::steady_timer reap_timer_;

@@ -23,7 +23,12 @@ Worker::Worker(int index, GatewayState& state)
     : index_(index),
       state_(state),
       work_(boost::asio::make_work_guard(io_)),
-      pools_(io_.get_executor(), pool_options(*state.config.load())) {}
+      pools_(io_.get_executor(), pool_options(*state.config.load())) {
+  // The store is chosen at startup: switching it needs a restart.
+  const auto& sessions = state.config.load()->sessions;
+  if (sessions.store == config::Sessions::Store::kRedis)
+    store_ = std::make_unique<routing::RedisAffinityStore>(io_.get_executor(), sessions.redis);
+}
 
 Worker::~Worker() { stop(); }
 
@@ -115,7 +120,7 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport) {
   opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
   auto session = std::make_shared<http2::ServerSession>(
       io_.get_executor(), std::move(transport), opts, [this](http2::ServerSession& s, int32_t id) {
-        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_};
+        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_, store_.get()};
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerSession> weak = session;
@@ -157,6 +162,7 @@ void Worker::stop() {
     sessions_.clear();
     connections_ = 0;
     pools_.close_all();
+    if (store_) store_->close();
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.

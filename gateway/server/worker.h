@@ -14,6 +14,7 @@
 
 #include "http2/server_session.h"
 #include "server/gateway_state.h"
+#include "routing/redis_store.h"
 #include "upstream/conn_pool.h"
 
 namespace sparkgate::server {
@@ -45,6 +46,7 @@ class Worker {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   upstream::PoolSet pools_;
+  std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
   std::unordered_set<std::shared_ptr<http2::ServerSession>> sessions_;
   std::atomic<size_t> connections_{0};
   std::thread thread_;

@@ -168,8 +168,8 @@ void unary_call(http2::ClientSession& session, const std::string& path, const ht
   headers.add(":authority", session.backend());
   headers.add("content-type", "application/grpc");
   headers.add("te", "trailers");
-  // gRPC allows at most 8 digits; in ms that is over a day.
-  headers.add("grpc-timeout", std::to_string(std::min<int64_t>(timeout.count(), 99'999'999)) + "m");
+  // No grpc-timeout: the server would race our own timer with DEADLINE_EXCEEDED, and the
+  // caller's contract is one outcome, "timed out after N ms", at the deadline.
   for (const auto& [name, value] : extra_headers.fields()) headers.add(name, value);
   const int32_t id = session.submit_request(headers, true, call);
   if (id < 0) {

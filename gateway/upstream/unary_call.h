@@ -26,8 +26,8 @@ struct UnaryResult {
 inline constexpr size_t kMaxUnaryResponseBytes = 4u << 20;
 
 // Sends `request_message` (unframed; the 5-byte prefix is added) to `path` on `session`,
-// with :authority = session.backend(), content-type application/grpc, te: trailers,
-// grpc-timeout, then `extra_headers` (e.g. authorization). Response bytes are consumed as
+// with :authority = session.backend(), content-type application/grpc, te: trailers, then
+// `extra_headers` appended as given (e.g. authorization; they must not repeat these). Response bytes are consumed as
 // they arrive; only the first message is kept. After `timeout` the stream is reset
 // (RST_STREAM CANCEL) and the call fails with "timed out after N ms".
 //

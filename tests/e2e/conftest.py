@@ -209,11 +209,15 @@ class SparkServer:
 
 
 class Gateway:
-    """The sparkgate binary in front of one Spark Connect server."""
+    """The sparkgate binary in front of one Spark Connect server, or, with `routing` (the
+    YAML of the `clusters:` and `routes:` sections), in front of whatever that names."""
 
-    def __init__(self, workdir: Path, backend_port: int, log_level: Optional[str] = None):
+    def __init__(self, workdir: Path, backend_port: Optional[int] = None, log_level: Optional[str] = None,
+                 routing: Optional[str] = None):
+        assert (backend_port is None) != (routing is None), "give backend_port or routing"
         self.workdir = workdir
         self.backend_port = backend_port
+        self.routing = routing
         self.log_level = log_level
         self.log = workdir / "gateway.stderr.log"
         self.access_log = workdir / "gateway.stdout.log"
@@ -234,15 +238,17 @@ class Gateway:
             self.port, self.admin_port = free_port(), free_port()
             if self.port == self.admin_port:
                 continue
-            self.config.write_text(
-                "listeners:\n"
-                f"  - address: 127.0.0.1:{self.port}\n"
+            routing = self.routing or (
                 "clusters:\n"
                 "  - name: e2e\n"
                 "    backends:\n"
                 f"      - address: 127.0.0.1:{self.backend_port}\n"
                 "routes:\n"
-                "  - cluster: e2e\n"
+                "  - cluster: e2e\n")
+            self.config.write_text(
+                "listeners:\n"
+                f"  - address: 127.0.0.1:{self.port}\n"
+                f"{routing}"
                 "admin:\n"
                 f"  address: 127.0.0.1:{self.admin_port}\n")
             cmd = [str(GATEWAY_BIN), "--config", str(self.config), "--workers", "2"]
@@ -390,18 +396,15 @@ def gateway(gateway_proc, new_session):
 # Gateway health around every test that used one, and its log on failure
 # ----------------------------------------------------------------------------------------
 
-_GATEWAY_FIXTURES = ("gateway_proc", "reattach_gateway_proc")
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when != "call" and not (report.when == "setup" and report.failed):
         return
-    for name in _GATEWAY_FIXTURES:
-        # funcargs holds every fixture in the test's closure, so `gateway` brings gateway_proc.
-        gw = getattr(item, "funcargs", {}).get(name)
+    # funcargs holds every fixture in the test's closure (`gateway` brings gateway_proc),
+    # including Gateway fixtures that test modules define themselves.
+    for name, gw in list(getattr(item, "funcargs", {}).items()):
         if not isinstance(gw, Gateway):
             continue
         crash = gw.crashed()

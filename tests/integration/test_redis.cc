@@ -453,9 +453,10 @@ TEST_CASE("redis store: two replicas racing to claim the same sessions see one w
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   // Each replica is a thread with its own io_context and store, as two gateway processes
-  // would be; both claim every session in the same order, one round trip at a time, so
-  // their claims interleave at the server.
-  auto replica = [&](const std::string& backend, std::vector<std::string>& won, int& errors) {
+  // would be. Both claim every session, one round trip at a time, in opposite orders:
+  // each wins its first sessions uncontested, and their claims meet head on midway.
+  auto replica = [&](const std::string& backend, bool reverse, std::vector<std::string>& won,
+                     int& errors) {
     asio::io_context io;
     RedisAffinityStore store(io.get_executor(), redis_config(redis->port(), 5000ms));
     bool warm = false;
@@ -463,7 +464,8 @@ TEST_CASE("redis store: two replicas racing to claim the same sessions see one w
     run_until(io, [&] { return warm; });
     ++ready;
     while (!go) std::this_thread::yield();
-    for (int i = 0; i < kSessions; ++i) {
+    for (int n = 0; n < kSessions; ++n) {
+      const int i = reverse ? kSessions - 1 - n : n;
       bool done = false;
       store.claim("race-" + std::to_string(i), backend, 10000ms,
                   [&](const std::string& winner, const std::string& error) {
@@ -478,8 +480,8 @@ TEST_CASE("redis store: two replicas racing to claim the same sessions see one w
   std::vector<std::string> won_b(kSessions);
   int errors_a = 0;
   int errors_b = 0;
-  std::thread ta([&] { replica("backend-a", won_a, errors_a); });
-  std::thread tb([&] { replica("backend-b", won_b, errors_b); });
+  std::thread ta([&] { replica("backend-a", false, won_a, errors_a); });
+  std::thread tb([&] { replica("backend-b", true, won_b, errors_b); });
   while (ready < 2) std::this_thread::sleep_for(1ms);
   go = true;
   ta.join();
