@@ -18,6 +18,7 @@ leaves the module's fixtures with the restarted A.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,17 @@ def error_of(fn) -> SparkConnectGrpcException:
     return info.value
 
 
+def grpc_message(e: SparkConnectGrpcException) -> str:
+    """The grpc-message of an error (PySpark wraps a status without details in the repr
+    of the whole RPC error)."""
+    m = re.search(r'details = "(.*)"', str(e))
+    return m.group(1) if m else str(e)
+
+
+def describe(e: SparkConnectGrpcException) -> str:
+    return f"{e.getGrpcStatusCode().name}: {grpc_message(e)}"
+
+
 def make_view(spark: SparkSession, name: str, rows: int) -> None:
     spark.range(0, rows).createOrReplaceTempView(name)
 
@@ -201,12 +213,12 @@ def test_temp_view_stays_visible_across_calls(session, user, params, server, row
 def test_deny_rule_refuses_with_permission_denied(session):
     mallory = session("mallory")
     e = error_of(lambda: mallory.range(3).collect())
-    assert e.getGrpcStatusCode() == grpc.StatusCode.PERMISSION_DENIED, repr(e)
-    assert DENY_MESSAGE in str(e), repr(e)
+    assert e.getGrpcStatusCode() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
+    assert DENY_MESSAGE in str(e), describe(e)
     # Every RPC is refused, not only ExecutePlan.
     e = error_of(lambda: mallory.conf.get(NAME_KEY))
-    assert e.getGrpcStatusCode() == grpc.StatusCode.PERMISSION_DENIED, repr(e)
-    assert DENY_MESSAGE in str(e), repr(e)
+    assert e.getGrpcStatusCode() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
+    assert DENY_MESSAGE in str(e), describe(e)
 
 
 def _new_session_on(session: Sessions, want: str, deadline: float, notes: List[str]) -> SparkSession:
@@ -218,7 +230,7 @@ def _new_session_on(session: Sessions, want: str, deadline: float, notes: List[s
             if server_of(s) == want:
                 return s
         except SparkConnectGrpcException as e:
-            notes.append(f"{e.getGrpcStatusCode().name}: {e}")
+            notes.append(describe(e))
             s.release_session_on_close = False
         if time.monotonic() > deadline:
             pytest.fail(f"no new session landed on server {want} within the deadline; errors seen: "
@@ -259,13 +271,13 @@ def test_failover_between_backends(session, servers, routing_gateway_proc, tmp_p
     deadline = t_kill + FAILOVER_DEADLINE_S
     while True:
         last = error_of(lambda: server_of(on_a))
-        assert last.getGrpcStatusCode() == grpc.StatusCode.UNAVAILABLE, repr(last)
+        assert last.getGrpcStatusCode() == grpc.StatusCode.UNAVAILABLE, describe(last)
         if "is unhealthy" in str(last):
             break
-        assert time.monotonic() < deadline, f"A was not reported unhealthy; last error: {last!r}"
+        assert time.monotonic() < deadline, f"A was not reported unhealthy; last error: {describe(last)}"
         time.sleep(0.2)
     t_unhealthy = time.monotonic()
-    assert f"backend {backend_a}" in str(last), repr(last)
+    assert f"backend {backend_a}" in str(last), describe(last)
 
     # With A ejected, every new session goes to B. A holds on_a and the sessions that
     # failed above; B holds on_b and first_b. Before this loop ends B holds more, so
@@ -304,8 +316,8 @@ def test_failover_between_backends(session, servers, routing_gateway_proc, tmp_p
     # The old session on A is gone with the old process: NOT_FOUND, not a silent new session.
     for _ in range(2):
         e = error_of(lambda: server_of(on_a))
-        assert e.getGrpcStatusCode() == grpc.StatusCode.NOT_FOUND, repr(e)
-        assert "was lost" in str(e), repr(e)
+        assert e.getGrpcStatusCode() == grpc.StatusCode.NOT_FOUND, describe(e)
+        assert "was lost" in str(e), describe(e)
     # The session on B has worked throughout.
     assert view_count(on_b, "fo_v") == 13
     assert server_of(on_b) == "B"

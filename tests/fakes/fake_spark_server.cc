@@ -9,7 +9,8 @@
 // Usage:
 //   fake_spark_server --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]
 //                     [--tls-cert FILE --tls-key FILE] [--health SERVING|NOT_SERVING]
-// Listens on 127.0.0.1:P (P = 0: the kernel picks) with h2c, or with TLS (ALPN h2) when
+//                     [--host 127.0.0.N]
+// Listens on 127.0.0.1:P (or --host, another loopback address; P = 0: the kernel picks) with h2c, or with TLS (ALPN h2) when
 // --tls-cert and --tls-key (PEM) are given; prints "READY <port>" on stdout once
 // serving, and exits 0 on SIGTERM/SIGINT (in-flight calls get 200 ms). Message sizes are
 // unlimited.
@@ -46,7 +47,9 @@
 //   initial:  every request header whose name starts with "x-echo-", unchanged
 //   trailing: x-fake-method, x-fake-request-bytes, x-fake-request-messages,
 //             x-fake-request-sha256 (hex, over all request message bytes concatenated),
-//             x-fake-saw-timeout: 1 (only if the call had a deadline)
+//             x-fake-saw-timeout: 1 (only if the call had a deadline),
+//             x-fake-authorization: the request's authorization header (only if present;
+//             lets tests check which credential reached the backend)
 #include <grpcpp/alarm.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
@@ -241,6 +244,9 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
       if (k.rfind("x-echo-", 0) == 0) {
         ctx_->AddInitialMetadata(std::string(k), std::string(value.data(), value.size()));
       }
+      if (k == "authorization") {
+        ctx_->AddTrailingMetadata("x-fake-authorization", std::string(value.data(), value.size()));
+      }
     }
   }
 
@@ -422,7 +428,7 @@ class FakeService final : public grpc::CallbackGenericService {
 [[noreturn]] void usage(const char* argv0) {
   std::cerr << "usage: " << argv0
             << " --port P [--max-concurrent-streams N] [--goaway-grace-ms MS]"
-               " [--tls-cert FILE --tls-key FILE] [--health SERVING|NOT_SERVING]\n";
+               " [--tls-cert FILE --tls-key FILE] [--health SERVING|NOT_SERVING] [--host 127.0.0.N]\n";
   std::exit(2);
 }
 
@@ -434,6 +440,7 @@ int main(int argc, char** argv) {
   int goaway_grace_ms = 5000;
   std::string tls_cert;
   std::string tls_key;
+  std::string host = "127.0.0.1";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) usage(argv[0]);
@@ -451,6 +458,10 @@ int main(int argc, char** argv) {
       } else {
         usage(argv[0]);
       }
+    } else if (arg == "--host") {
+      // Loopback only: tests never listen beyond this machine.
+      if (text.rfind("127.", 0) != 0) usage(argv[0]);
+      host = text;
     } else if (arg == "--port") {
       port = value;
     } else if (arg == "--max-concurrent-streams") {
@@ -498,7 +509,7 @@ int main(int argc, char** argv) {
   FakeService service;
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), credentials, &selected_port);
+  builder.AddListeningPort(host + ":" + std::to_string(port), credentials, &selected_port);
   builder.RegisterCallbackGenericService(&service);
   builder.SetMaxReceiveMessageSize(-1);
   builder.SetMaxSendMessageSize(-1);
@@ -507,7 +518,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || selected_port == 0) {
-    std::cerr << "fake_spark_server: cannot listen on 127.0.0.1:" << port << "\n";
+    std::cerr << "fake_spark_server: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
   std::cout << "READY " << selected_port << std::endl;

@@ -635,6 +635,75 @@ int line_of(const std::string& text, const std::string& marker) {
   return -1;
 }
 
+// ---- TLS material ----
+
+// The openssl CLI, found on PATH (Child uses execv, which does not search).
+std::string openssl_bin() {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  std::string d;
+  while (std::getline(dirs, d, ':')) {
+    const std::string candidate = (d.empty() ? "." : d) + "/openssl";
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  throw std::runtime_error("the openssl CLI is not on PATH (Debian package 'openssl')");
+}
+
+void openssl(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
+  args.insert(args.begin(), openssl_bin());
+  const RunResult r = run_to_exit(dir, "openssl-" + tag, args);
+  if (r.exit_code != 0) {
+    throw std::runtime_error("openssl " + tag + " failed (exit " + std::to_string(r.exit_code) +
+                             "): " + r.stderr_text);
+  }
+}
+
+// A throwaway CA, a server certificate it signed for DNS:localhost and IP:127.0.0.1, and
+// an unrelated key that matches no certificate. All P-256, valid for a day.
+TestPki::TestPki() {
+    const auto file = [&](const char* name) { return (dir.path() / name).string(); };
+    ca_cert = file("ca.pem");
+    server_cert = file("server.pem");
+    server_key = file("server.key");
+    other_key = file("other.key");
+    other_ca_cert = file("other-ca.pem");
+    const std::vector<std::string> ec_key = {"-newkey", "ec", "-pkeyopt",
+                                             "ec_paramgen_curve:prime256v1", "-nodes"};
+    std::vector<std::string> ca_args = {"req", "-x509", "-days", "1", "-subj",
+                                        "/CN=sparkgate-itest-ca", "-keyout", file("ca.key"),
+                                        "-out", ca_cert, "-addext",
+                                        "basicConstraints=critical,CA:TRUE", "-addext",
+                                        "keyUsage=critical,keyCertSign,cRLSign"};
+    ca_args.insert(ca_args.begin() + 1, ec_key.begin(), ec_key.end());
+    openssl(dir, "ca", ca_args);
+    std::vector<std::string> other_ca_args = {"req", "-x509", "-days", "1", "-subj", "/CN=sparkgate-itest-other-ca",
+                                              "-keyout", file("other-ca.key"), "-out", other_ca_cert};
+    other_ca_args.insert(other_ca_args.begin() + 1, ec_key.begin(), ec_key.end());
+    openssl(dir, "other-ca", other_ca_args);
+
+    std::vector<std::string> csr_args = {"req", "-new", "-subj", "/CN=localhost", "-keyout",
+                                         server_key, "-out", file("server.csr")};
+    csr_args.insert(csr_args.begin() + 1, ec_key.begin(), ec_key.end());
+    openssl(dir, "csr", csr_args);
+
+    const std::string ext = dir.write("server.ext",
+                                      "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                      "basicConstraints=CA:FALSE\n"
+                                      "keyUsage=critical,digitalSignature\n"
+                                      "extendedKeyUsage=serverAuth\n");
+    openssl(dir, "sign",
+            {"x509", "-req", "-days", "1", "-in", file("server.csr"), "-CA", ca_cert, "-CAkey",
+             file("ca.key"), "-set_serial", "2", "-extfile", ext, "-out", server_cert});
+
+    openssl(dir, "other-key", {"genpkey", "-algorithm", "EC", "-pkeyopt",
+                               "ec_paramgen_curve:P-256", "-out", other_key});
+    ca_pem = read_file(ca_cert);
+    if (ca_pem.find("BEGIN CERTIFICATE") == std::string::npos) {
+      throw std::runtime_error("openssl wrote no CA certificate to " + ca_cert);
+    }
+}
+
+
 // ---- Redis ----
 
 std::string redis_server_bin() {

@@ -288,6 +288,29 @@ RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vec
 // 1-based number of the first line of `text` that contains `marker`, or -1.
 int line_of(const std::string& text, const std::string& marker);
 
+// ---- TLS material ----
+
+// The openssl CLI, found on PATH (Child uses execv, which does not search).
+std::string openssl_bin();
+// Runs `openssl args...` in `dir`; throws with its stderr if it fails.
+void openssl(const TempDir& dir, const std::string& tag, std::vector<std::string> args);
+
+// A throwaway CA, a server certificate it signed for DNS:localhost and IP:127.0.0.1, an
+// unrelated second CA (the "wrong" one) and a key that matches no certificate. All P-256,
+// valid for a day, generated with the openssl CLI at construction.
+struct TestPki {
+  TestPki();
+  TempDir dir;
+  std::string ca_cert;        // path
+  std::string other_ca_cert;  // path
+  std::string server_cert;    // path
+  std::string server_key;     // path
+  std::string other_key;      // path
+  std::string ca_pem;         // contents of ca_cert
+  // Arguments that make the fake backend serve TLS with the server certificate.
+  std::vector<std::string> fake_args() const { return {"--tls-cert", server_cert, "--tls-key", server_key}; }
+};
+
 // ---- Redis ----
 
 // Path of redis-server: the first one on PATH, else /usr/bin/redis-server. Throws

@@ -162,65 +162,6 @@ class SilentListener {
 
 // ---- TLS material -----------------------------------------------------------------------
 
-std::string openssl_bin() {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(dirs, d, ':')) {
-    const std::string candidate = (d.empty() ? "." : d) + "/openssl";
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  throw std::runtime_error("the openssl CLI is not on PATH (Debian package 'openssl')");
-}
-
-void openssl(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
-  args.insert(args.begin(), openssl_bin());
-  const RunResult r = run_to_exit(dir, "openssl-" + tag, args);
-  if (r.exit_code != 0) {
-    throw std::runtime_error("openssl " + tag + " failed (exit " + std::to_string(r.exit_code) +
-                             "): " + r.stderr_text);
-  }
-}
-
-// A CA, a server certificate it signed for DNS:localhost and IP:127.0.0.1, and an
-// unrelated second CA (the "wrong" one). P-256, valid for a day.
-struct UpstreamPki {
-  TempDir dir;
-  std::string ca_cert;
-  std::string other_ca_cert;
-  std::string server_cert;
-  std::string server_key;
-
-  UpstreamPki() {
-    const auto file = [&](const char* name) { return (dir.path() / name).string(); };
-    ca_cert = file("ca.pem");
-    other_ca_cert = file("other-ca.pem");
-    server_cert = file("server.pem");
-    server_key = file("server.key");
-    const auto make_ca = [&](const std::string& tag, const std::string& cert, const std::string& key) {
-      openssl(dir, tag,
-              {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-x509", "-days", "1",
-               "-subj", "/CN=sparkgate-health-" + tag, "-keyout", key, "-out", cert, "-addext",
-               "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
-    };
-    make_ca("ca", ca_cert, file("ca.key"));
-    make_ca("other-ca", other_ca_cert, file("other-ca.key"));
-    openssl(dir, "csr",
-            {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-new", "-subj",
-             "/CN=localhost", "-keyout", server_key, "-out", file("server.csr")});
-    const std::string ext = dir.write("server.ext",
-                                      "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                      "basicConstraints=CA:FALSE\n"
-                                      "keyUsage=critical,digitalSignature\n"
-                                      "extendedKeyUsage=serverAuth\n");
-    openssl(dir, "sign",
-            {"x509", "-req", "-days", "1", "-in", file("server.csr"), "-CA", ca_cert, "-CAkey", file("ca.key"),
-             "-set_serial", "7", "-extfile", ext, "-out", server_cert});
-  }
-
-  std::vector<std::string> fake_args() const { return {"--tls-cert", server_cert, "--tls-key", server_key}; }
-};
-
 // ---- direct sessions ----------------------------------------------------------------------
 
 struct Connected {
@@ -457,7 +398,7 @@ TEST_CASE("health checker: follows config changes (enabled: false, backend remov
 // ---- upstream TLS -------------------------------------------------------------------------
 
 TEST_CASE("upstream tls: ClientSession verifies the certificate, the name and ALPN") {
-  UpstreamPki pki;
+  TestPki pki;
   FakeServer fake(pki.fake_args());
   IoThread io;
   const auto context = [&](const std::string& ca) {
@@ -533,7 +474,7 @@ TEST_CASE("upstream tls: ClientSession verifies the certificate, the name and AL
 }
 
 TEST_CASE("upstream tls: context cache and PoolSet pools per TLS setting") {
-  UpstreamPki pki;
+  TestPki pki;
   upstream::TlsContextCache cache;
   std::string error;
   const config::UpstreamTls a{pki.ca_cert, "localhost", "", ""};
@@ -579,7 +520,7 @@ TEST_CASE("upstream tls: context cache and PoolSet pools per TLS setting") {
 }
 
 TEST_CASE("health checker: probes over upstream tls, and names a certificate failure") {
-  UpstreamPki pki;
+  TestPki pki;
   FakeServer fake(std::vector<std::string>{"--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--health",
                                            "SERVING"});
   const std::string hc = "{interval: 100ms, timeout: 80ms, unhealthy_threshold: 2, healthy_threshold: 2}";

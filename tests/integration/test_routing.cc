@@ -459,3 +459,90 @@ TEST_CASE("routing: with the redis store down, sessions are placed locally and k
 }
 
 }  // namespace sparkgate::itest
+
+namespace sparkgate::itest {
+
+TEST_CASE("routing: a cluster's credentials replace the client's; other clusters pass the client's through") {
+  FakeServer secured, open;
+  setenv("SPARKGATE_ITEST_BACKEND_TOKEN", "backend-secret-1", 1);
+  GatewayOptions o;
+  o.backends = {secured.address()};
+  o.clusters_yaml = "clusters:\n" +
+                    cluster_yaml("secured", {secured.address()},
+                                 "    credentials: {token_env: SPARKGATE_ITEST_BACKEND_TOKEN}\n") +
+                    cluster_yaml("open", {open.address()}) +
+                    "routes:\n  - match: {users: [alice]}\n    cluster: secured\n  - cluster: open\n";
+  Gateway gw(o);
+  unsetenv("SPARKGATE_ITEST_BACKEND_TOKEN");
+  auto ch = make_channel(gw.address());
+  CallOptions with_token;
+  with_token.metadata = {{"authorization", "Bearer client-token"}, {"authentication", "Bearer scala-token"}};
+  auto r = call(ch, "Config", {config_request("c1", "alice")}, with_token);
+  REQUIRE(r.status.ok());
+  CHECK(r.trailer("x-fake-authorization") == "Bearer backend-secret-1");
+  auto s = call(ch, "Config", {config_request("c2", "bob")}, with_token);
+  REQUIRE(s.status.ok());
+  CHECK(s.trailer("x-fake-authorization") == "Bearer client-token");
+  // The secret never reaches the log.
+  CHECK(gw.stderr_text().find("backend-secret-1") == std::string::npos);
+}
+
+TEST_CASE("routing: dns discovery adds new addresses and drains vanished ones") {
+  // Three fakes on one port at three loopback addresses stand for the pods behind a
+  // headless Service; the hosts file stands for its DNS records.
+  const uint16_t port = free_port();
+  FakeServer p1({"--host", "127.0.0.11"}, port), p2({"--host", "127.0.0.12"}, port);
+  auto id_of = [&](const std::string& host) {
+    auto s = config_call(make_channel(host + ":" + std::to_string(port)), "probe");
+    REQUIRE(s.status.ok());
+    return s.ssid;
+  };
+  const auto id1 = id_of("127.0.0.11"), id2 = id_of("127.0.0.12");
+  TempDir dir;
+  const std::string hosts = dir.write("hosts", "127.0.0.11 spark.itest\n");
+  GatewayOptions o;
+  o.backends = {"127.0.0.11:" + std::to_string(port)};
+  o.clusters_yaml = "clusters:\n  - name: pods\n    dns: spark.itest:" + std::to_string(port) +
+                    "\n    dns_refresh: 100ms\nroutes:\n  - cluster: pods\n";
+  o.extra_args = {"--hosts-file", hosts};
+  Gateway gw(o);
+  auto ch = make_channel(gw.address());
+  REQUIRE(wait_until([&] { return config_call(ch, "first").status.ok(); }, 5s));
+  CHECK(config_call(ch, "first").ssid == id1);
+  // A second pod appears: new sessions use it (least_sessions).
+  dir.write("hosts", "127.0.0.11 spark.itest\n127.0.0.12 spark.itest\n");
+  REQUIRE(wait_until([&] { return config_call(ch, "second-" + std::to_string(std::rand())).ssid == id2; }, 5s));
+  // The first pod leaves DNS: its session keeps it, new sessions avoid it.
+  dir.write("hosts", "127.0.0.12 spark.itest\n");
+  std::this_thread::sleep_for(500ms);
+  CHECK(config_call(ch, "first").ssid == id1);
+  for (int i = 0; i < 10; ++i) CHECK(config_call(ch, "later" + std::to_string(i)).ssid == id2);
+  // Once that session is released, the vanished address goes for good.
+  REQUIRE(call(ch, "ReleaseSession", {request_for("ReleaseSession", "first")}).status.ok());
+  std::this_thread::sleep_for(300ms);
+  CHECK(config_call(ch, "first").ssid == id2);  // a new session with the old id
+}
+
+TEST_CASE("routing: TLS to the backends, verified against the cluster's CA") {
+  TestPki pki;
+  FakeServer tls_fake(pki.fake_args());
+  GatewayOptions o;
+  o.backends = {tls_fake.address()};
+  const std::string tls_cluster = "    tls: {ca: " + pki.ca_cert + ", server_name: localhost}\n";
+  o.clusters_yaml = "clusters:\n" + cluster_yaml("secure", {tls_fake.address()}, tls_cluster) +
+                    cluster_yaml("wrong-ca", {tls_fake.address()},
+                                 "    tls: {ca: " + pki.other_ca_cert + "}\n    health_check: {enabled: false}\n") +
+                    "routes:\n  - match: {users: [mallory]}\n    cluster: wrong-ca\n  - cluster: secure\n";
+  Gateway gw(o);
+  auto ch = make_channel(gw.address());
+  CallOptions twenty;
+  twenty.metadata = {{"x-fake-messages", "20"}};
+  auto ok = call(ch, "ExecutePlan", {execute_plan_request("t1")}, twenty);
+  CHECK(ok.status.ok());
+  CHECK(ok.responses.size() == 20);
+  auto bad = config_call(ch, "t2", "mallory");
+  CHECK(bad.status.error_code() == ::grpc::StatusCode::UNAVAILABLE);
+  CHECK(bad.status.error_message().find("certificate verify failed") != std::string::npos);
+}
+
+}  // namespace sparkgate::itest
