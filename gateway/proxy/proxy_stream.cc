@@ -408,8 +408,14 @@ void ProxyStream::scan_response(const uint8_t* data, size_t n, uint64_t chunk_st
   resp_scanned_bytes_ += before - resp_scanner_->remaining();
   if (!resp_scanner_->finished()) return;
   resp_scanned_ = true;
-  if (!resp_scanner_->failed() && route_.session)
-    ctx_.router->learn_server_side_session_id(route_.session, resp_scanner_->server_side_session_id());
+  if (resp_scanner_->failed() || !route_.session) return;
+  ctx_.router->learn_server_side_session_id(route_.session, resp_scanner_->server_side_session_id());
+  if (rpc_->rpc == spark::Rpc::kCloneSession) {
+    // Registered before the response reaches the client, so its first call on the clone
+    // already finds it.
+    ctx_.router->session_cloned(route_.session, resp_scanner_->new_session_id(),
+                                resp_scanner_->new_server_side_session_id());
+  }
 }
 
 void ProxyStream::on_response_trailers(http2::HeaderMap trailers) {

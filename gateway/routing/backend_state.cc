@@ -16,13 +16,22 @@ void BackendState::set_unhealthy_reason(std::string reason) {
   reason_ = std::move(reason);
 }
 
+// A refused connection means nothing listens on the address: the Spark process is gone.
+void BackendState::note_refused(const std::string& reason) {
+  if (reason.find("onnection refused") != std::string::npos) refused_while_out_ = true;
+}
+
 bool BackendState::report_failure(uint32_t threshold, const std::string& reason) {
   if (threshold == 0) return false;
-  uint32_t n = consecutive_failures_.fetch_add(1) + 1;
+  uint32_t n = consecutive_passive_failures_.fetch_add(1) + 1;
+  if (!healthy.load()) {
+    note_refused(reason);
+    return false;
+  }
   if (n < threshold) return false;
-  bool was = healthy.exchange(false);
-  if (!was) return false;
-  was_unreachable_ = true;
+  if (!healthy.exchange(false)) return false;
+  refused_while_out_ = false;
+  note_refused(reason);
   consecutive_probe_successes_ = 0;
   set_unhealthy_reason(std::to_string(n) + " consecutive failures of live traffic, last: " + reason);
   spdlog::warn("backend {} of cluster {} ejected: {}", name_, cluster_, unhealthy_reason());
@@ -31,29 +40,34 @@ bool BackendState::report_failure(uint32_t threshold, const std::string& reason)
 
 bool BackendState::probe_failed(uint32_t threshold, const std::string& reason) {
   consecutive_probe_successes_ = 0;
-  uint32_t n = consecutive_failures_.fetch_add(1) + 1;
+  uint32_t n = consecutive_probe_failures_.fetch_add(1) + 1;
   if (!healthy.load()) {
+    note_refused(reason);
     set_unhealthy_reason("health check failed: " + reason);
     return false;
   }
   if (n < threshold) return false;
-  healthy = false;
-  was_unreachable_ = true;
+  if (!healthy.exchange(false)) return false;
+  refused_while_out_ = false;
+  note_refused(reason);
   set_unhealthy_reason("health check failed " + std::to_string(n) + " times, last: " + reason);
   spdlog::warn("backend {} of cluster {} is unhealthy: {}", name_, cluster_, unhealthy_reason());
   return true;
 }
 
 bool BackendState::probe_succeeded(uint32_t threshold) {
-  consecutive_failures_ = 0;
+  consecutive_probe_failures_ = 0;
   if (healthy.load()) return false;
   uint32_t n = consecutive_probe_successes_.fetch_add(1) + 1;
   if (n < threshold) return false;
   consecutive_probe_successes_ = 0;
-  if (was_unreachable_.exchange(false)) epoch.fetch_add(1);
+  consecutive_passive_failures_ = 0;
+  bool restarted = refused_while_out_.exchange(false);
+  if (restarted) epoch.fetch_add(1);
   set_unhealthy_reason({});
   healthy = true;
-  spdlog::info("backend {} of cluster {} is healthy again", name_, cluster_);
+  spdlog::info("backend {} of cluster {} is healthy again{}", name_, cluster_,
+               restarted ? " (it refused connections while out: its earlier sessions are lost)" : "");
   return true;
 }
 

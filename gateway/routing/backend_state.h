@@ -40,8 +40,10 @@ class BackendState {
   // Health: starts healthy so that a fresh gateway serves at once; the checker and
   // passive ejection move it.
   std::atomic<bool> healthy{true};
-  // Increments each time the backend returns to healthy after being unreachable: its
-  // Spark sessions from before are presumed lost (the process most likely restarted).
+  // Increments each time the backend returns to healthy after connections to it were
+  // refused while it was out (nothing listened: the process was gone), so its Spark
+  // sessions from before are lost. A backend that only stalled (timeouts) keeps its epoch,
+  // and a restart the checker missed is caught by the server-side session id instead.
   std::atomic<uint64_t> epoch{0};
   // Live sessions placed here (maintained by the session registry).
   std::atomic<int64_t> sessions{0};
@@ -57,12 +59,11 @@ class BackendState {
   void set_unhealthy_reason(std::string reason);
 
   // Passive ejection: live traffic reports outcomes. Returns true when this call moved
-  // the backend to unhealthy.
+  // the backend to unhealthy. Counted apart from the probes.
   bool report_failure(uint32_t threshold, const std::string& reason);
-  void report_success() { consecutive_failures_.store(0); }
+  void report_success() { consecutive_passive_failures_.store(0); }
 
-  // Active health checks.
-  // Each returns true when the call changed `healthy`.
+  // Active health checks. Each returns true when the call changed `healthy`.
   bool probe_failed(uint32_t threshold, const std::string& reason);
   bool probe_succeeded(uint32_t threshold);
 
@@ -70,9 +71,12 @@ class BackendState {
   std::string cluster_;
   config::Endpoint address_;
   std::string name_;
-  std::atomic<uint32_t> consecutive_failures_{0};
+  void note_refused(const std::string& reason);
+
+  std::atomic<uint32_t> consecutive_passive_failures_{0};
+  std::atomic<uint32_t> consecutive_probe_failures_{0};
   std::atomic<uint32_t> consecutive_probe_successes_{0};
-  std::atomic<bool> was_unreachable_{false};
+  std::atomic<bool> refused_while_out_{false};
   mutable std::mutex reason_mu_;
   std::string reason_;
 };

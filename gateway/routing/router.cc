@@ -107,8 +107,8 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
   if (b->epoch.load() != session->backend_epoch) {
     Tombstone t{EndReason::kBackendLost,
                 "was lost: its backend " + b->name() +
-                    " became unreachable and came back since the session started, and a restarted Spark Connect "
-                    "server keeps no sessions",
+                    " went down (it refused connections) and came back since the session started, and a restarted "
+                    "Spark Connect server keeps no sessions",
                 now};
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
     return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
@@ -117,7 +117,8 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
     auto why = b->unhealthy_reason();
     return {grpc::StatusCode::kUnavailable, "backend " + b->name() + " of session " + session->session_id +
                                                 " is unhealthy" + (why.empty() ? "" : " (" + why + ")") +
-                                                "; the session stays on it, calls resume if it recovers"};
+                                                "; the session stays pinned to it: calls resume if the backend "
+                                                "recovers with its sessions, and fail if it restarted"};
   }
   out.cluster = config.find_cluster(session->cluster);
   if (!out.cluster) {
@@ -242,6 +243,14 @@ void Router::learn_server_side_session_id(const SessionPtr& session, const std::
                     " no longer has it (the server-side session id changed from " + old + " to " + id +
                     ", so the backend restarted)",
                 Clock::now());
+}
+
+void Router::session_cloned(const SessionPtr& source, const std::string& new_session_id,
+                            const std::string& new_server_side_session_id) {
+  if (new_session_id.empty()) return;
+  auto clone = sessions_.adopt(source->user_id, new_session_id, source->cluster, source->backend,
+                               source->backend_epoch, Clock::now());
+  clone->learn_server_side_session_id(new_server_side_session_id);
 }
 
 void Router::session_released(const SessionPtr& session) {

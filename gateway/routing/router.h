@@ -75,6 +75,10 @@ class Router {
   // id than before means the backend lost the session: it is ended, and later calls get
   // a clear error.
   void learn_server_side_session_id(const SessionPtr& session, const std::string& id);
+  // CloneSession of `source` created `new_session_id` on the same backend: register it
+  // there (with its server-side id, if the response carried one).
+  void session_cloned(const SessionPtr& source, const std::string& new_session_id,
+                      const std::string& new_server_side_session_id);
   // A ReleaseSession for the session succeeded on its backend.
   void session_released(const SessionPtr& session);
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "spark_view.pb.h"
+
 namespace sparkgate::spark {
 
 namespace {
@@ -23,7 +25,12 @@ int read_varint(const uint8_t* p, const uint8_t* end, uint64_t& out) {
 ResponseScanner::ResponseScanner(const RpcInfo& rpc, uint64_t message_length)
     : session_field_(rpc.response_session_field),
       server_session_field_(rpc.response_server_session_field),
-      message_length_(message_length) {}
+      message_length_(message_length) {
+  if (rpc.rpc == Rpc::kCloneSession) {
+    new_session_field_ = view::CloneSessionResponse::kNewSessionIdFieldNumber;
+    new_server_session_field_ = view::CloneSessionResponse::kNewServerSideSessionIdFieldNumber;
+  }
+}
 
 // header_ holds the start of a field. Returns how many of its bytes the field header
 // (tag, and the varint value or length) takes; 0 if more bytes are needed or on error.
@@ -63,6 +70,9 @@ size_t ResponseScanner::parse_header() {
   if (wire == 2 && field_remaining_ <= kMaxIdBytes) {
     if (field == session_field_) target_ = &session_id_;
     else if (field == server_session_field_) target_ = &server_side_session_id_;
+    else if (new_session_field_ != 0 && field == new_session_field_) target_ = &new_session_id_;
+    else if (new_server_session_field_ != 0 && field == new_server_session_field_)
+      target_ = &new_server_side_session_id_;
   }
   if (target_) target_->clear();
   state_ = field_remaining_ == 0 ? State::kHeader : target_ ? State::kCapture : State::kSkip;

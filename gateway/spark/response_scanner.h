@@ -26,6 +26,9 @@ class ResponseScanner {
   uint64_t remaining() const { return message_length_ - consumed_; }
   const std::string& session_id() const { return session_id_; }
   const std::string& server_side_session_id() const { return server_side_session_id_; }
+  // CloneSession only: the new session and its server-side id.
+  const std::string& new_session_id() const { return new_session_id_; }
+  const std::string& new_server_side_session_id() const { return new_server_side_session_id_; }
 
  private:
   enum class State { kHeader, kSkip, kCapture };
@@ -33,6 +36,8 @@ class ResponseScanner {
 
   int session_field_;
   int server_session_field_;
+  int new_session_field_ = 0;
+  int new_server_session_field_ = 0;
   uint64_t message_length_;
   uint64_t consumed_ = 0;
   State state_ = State::kHeader;
@@ -42,6 +47,8 @@ class ResponseScanner {
   bool failed_ = false;
   std::string session_id_;
   std::string server_side_session_id_;
+  std::string new_session_id_;
+  std::string new_server_side_session_id_;
 };
 
 }  // namespace sparkgate::spark

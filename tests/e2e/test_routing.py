@@ -22,6 +22,7 @@ import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Dict, Iterator, List, Optional
 
 import grpc
@@ -238,6 +239,22 @@ def _new_session_on(session: Sessions, want: str, deadline: float, notes: List[s
         time.sleep(0.1)
 
 
+def _ejection_delay(gw: Gateway, backend: str, since: float) -> Optional[float]:
+    """Seconds from `since` (wall clock) to the gateway's first log line after it that takes
+    `backend` of cluster `both` out of service; None if there is none. For the report only:
+    the log's timestamps are local wall-clock time with millisecond resolution."""
+    pattern = re.compile(r"^(\S+) warning backend " + re.escape(backend) +
+                         r" of cluster both (?:ejected|is unhealthy)", re.M)
+    for m in pattern.finditer(gw.log_text()):
+        try:
+            at = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+        except ValueError:
+            return None
+        if at >= since - 0.01:
+            return at - since
+    return None
+
+
 def test_failover_between_backends(session, servers, routing_gateway_proc, tmp_path_factory, capsys):
     a = servers["A"]
     port_a = a.port
@@ -259,6 +276,7 @@ def test_failover_between_backends(session, servers, routing_gateway_proc, tmp_p
     os.killpg(a.proc.pid, signal.SIGKILL)
     a.proc.wait(timeout=10)
     t_kill = time.monotonic()
+    wall_kill = time.time()
 
     # New sessions go to B and work.
     first_b = _new_session_on(session, "B", t_kill + FAILOVER_DEADLINE_S, notes)
@@ -322,10 +340,13 @@ def test_failover_between_backends(session, servers, routing_gateway_proc, tmp_p
     assert view_count(on_b, "fo_v") == 13
     assert server_of(on_b) == "B"
 
+    ejected = _ejection_delay(routing_gateway_proc, backend_a, wall_kill)
     with capsys.disabled():
         print(f"\n[failover] kill A -> first new session working on B: {t_first_b - t_kill:.2f}s "
               f"(errors on the way: {len(kill_errors)})"
-              f"\n[failover] kill A -> old A session told 'is unhealthy': {t_unhealthy - t_kill:.2f}s"
+              f"\n[failover] kill A -> gateway log ejects A from cluster both: "
+              f"{'n/a' if ejected is None else f'{ejected:.2f}s'}; old A session answered 'is unhealthy' "
+              f"by {t_unhealthy - t_kill:.2f}s (polled after the step above)"
               f"\n[failover] restart A -> first new session on A: {t_first_a - t_restart:.2f}s "
               f"(A listening after {t_listening - t_restart:.2f}s, then {t_first_a - t_listening:.2f}s; "
               f"errors on the way: {len(notes)})")

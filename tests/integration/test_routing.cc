@@ -546,3 +546,37 @@ TEST_CASE("routing: TLS to the backends, verified against the cluster's CA") {
 }
 
 }  // namespace sparkgate::itest
+
+namespace sparkgate::itest {
+
+TEST_CASE("routing: CloneSession places the clone on the source session's backend") {
+  FakeServer a, b;
+  GatewayOptions o;
+  o.backends = {a.address()};
+  o.clusters_yaml = "clusters:\n" + cluster_yaml("spark", {a.address(), b.address()}) + "routes:\n  - cluster: spark\n";
+  Gateway gw(o);
+  auto ch = make_channel(gw.address());
+  auto src = config_call(ch, "src");
+  REQUIRE(src.status.ok());
+  // least_sessions would put the next new session on the other backend; clones must not.
+  for (const std::string wanted : {"dst-1", ""}) {
+    sparkgate::view::CloneSessionRequest req;
+    req.set_session_id("src");
+    req.mutable_user_context()->set_user_id("alice");
+    if (!wanted.empty()) req.set_new_session_id(wanted);
+    auto r = call(ch, "CloneSession", {req.SerializeAsString()});
+    REQUIRE(r.status.ok());
+    REQUIRE(r.responses.size() == 1);
+    sparkgate::view::CloneSessionResponse resp;
+    REQUIRE(resp.ParseFromString(r.responses[0]));
+    const std::string clone = resp.new_session_id();
+    REQUIRE(!clone.empty());
+    if (!wanted.empty()) CHECK(clone == wanted);
+    CHECK(config_call(ch, clone).ssid == src.ssid);
+    CHECK(call(ch, "ExecutePlan", {execute_plan_request(clone)}).status.ok());
+  }
+  // And an unrelated new session does go to the other backend.
+  CHECK(config_call(ch, "fresh").ssid != src.ssid);
+}
+
+}  // namespace sparkgate::itest

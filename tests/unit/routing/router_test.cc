@@ -199,3 +199,32 @@ TEST_CASE("router: dns-discovered backends join and leave") {
   backends.prune();
   CHECK_FALSE(backends.snapshot()->find("c", kept));
 }
+
+TEST_CASE("router: a backend that only stalled keeps its sessions; one that refused connections lost them") {
+  auto cfg = load(kTwo);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto s = route(router, *cfg, "u", "s");
+  auto b = s.d.backend;
+  // Probe timeouts (a long GC pause, say): out, then back with the same epoch.
+  CHECK_FALSE(b->probe_failed(2, "no answer to Health/Check: timed out after 400 ms"));
+  CHECK(b->probe_failed(2, "no answer to Health/Check: timed out after 400 ms"));
+  CHECK(route(router, *cfg, "u", "s").status.code == grpc::StatusCode::kUnavailable);
+  CHECK_FALSE(b->probe_succeeded(2));
+  CHECK(b->probe_succeeded(2));
+  auto resumed = route(router, *cfg, "u", "s");
+  CHECK(resumed.status.ok());
+  CHECK(resumed.backend() == b->name());
+  // Live traffic and probes count apart: two live failures and one probe failure with
+  // thresholds of 3 eject nobody.
+  CHECK_FALSE(b->report_failure(3, "Connection refused"));
+  CHECK_FALSE(b->report_failure(3, "Connection refused"));
+  CHECK_FALSE(b->probe_failed(3, "cannot connect: Connection refused"));
+  CHECK(b->healthy.load());
+  CHECK(b->report_failure(3, "Connection refused"));
+  CHECK(b->probe_succeeded(1));
+  auto lost = route(router, *cfg, "u", "s");
+  CHECK(lost.status.code == grpc::StatusCode::kNotFound);
+  CHECK(lost.status.message.find("refused connections") != std::string::npos);
+}
