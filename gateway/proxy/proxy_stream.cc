@@ -275,6 +275,35 @@ void ProxyStream::route_ready() {
   connect_upstream();
 }
 
+bool ProxyStream::replace_new_session(const std::string& error) {
+  // Only a session created by this very call, placed here by this replica, and only once:
+  // nothing has reached any backend yet, so placing it elsewhere is safe.
+  if (replaced_ || !route_.new_session || !route_.session || route_.session->rpcs.load() != 1) return false;
+  // With a shared store the placement was already claimed for every replica to see.
+  if (ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis) return false;
+  replaced_ = true;
+  auto failed = route_.backend;
+  auto cluster = route_.cluster;
+  route_.session->in_flight.fetch_sub(1);
+  ctx_.router->unplace(route_.session);
+  route_ = {};
+  auto req = request();
+  req.avoid = failed.get();
+  auto status = ctx_.router->route(*ctx_.config, req, route_);
+  if (!status.ok() || !route_.backend || route_.backend == failed) {
+    if (route_.session) ctx_.router->unplace(route_.session);
+    route_ = {};
+    route_.cluster = cluster;  // for the message
+    route_.backend = failed;
+    backend_ = failed->name();
+    return false;
+  }
+  spdlog::info("backend {} is unreachable ({}); new session {} placed on {} instead", failed->name(), error,
+               scanner_->envelope().session_id, route_.backend->name());
+  route_ready();
+  return true;
+}
+
 void ProxyStream::apply_backend_credentials() {
   if (!route_.cluster->credentials) return;
   upstream_headers_.remove("authorization");
@@ -289,6 +318,7 @@ void ProxyStream::connect_upstream() {
     if (self->phase_ != Phase::kConnecting) return;  // the client went away meanwhile
     if (!session) {
       self->route_.backend->report_failure(self->route_.cluster->health_check.passive_failures, error);
+      if (self->replace_new_session(error)) return;
       self->reply_local(grpc::StatusCode::kUnavailable,
                         "backend " + self->backend_ + " is unreachable: " + error);
       return;
@@ -482,7 +512,8 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   bool was_forwarding = phase_ == Phase::kForwarding || phase_ == Phase::kConnecting;
   phase_ = Phase::kLocalReply;
   final_status_ = std::to_string(static_cast<int>(code));
-  spdlog::debug("rpc={} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-", backend_label(),
+  spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-",
+                scanner_ ? scanner_->envelope().describe() : std::string("session=-"), backend_label(),
                 grpc::status_name(code), message);
   if (was_forwarding) cancel_upstream();
   consume_downstream(req_buf_.size());

@@ -69,6 +69,9 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void on_store_claim(const std::string& winner, const std::string& error);
   // The backend is decided: count the RPC on its session, then connect.
   void route_ready();
+  // The backend of a session this call just created cannot be reached: place the session
+  // on another backend of the cluster. False if that is not possible.
+  bool replace_new_session(const std::string& error);
   void connect_upstream();
   // Credentials: the cluster's own token replaces the client's.
   void apply_backend_credentials();
@@ -94,6 +97,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
   std::string backend_;
   routing::Principal principal_;
   routing::RouteDecision route_;
+  bool replaced_ = false;
 
 
   // Request direction.

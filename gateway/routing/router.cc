@@ -47,12 +47,12 @@ std::string ended_session_message(const std::string& session_id, const Tombstone
 }
 
 BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
-                         grpc::Status& status) {
+                         const BackendState* avoid, grpc::Status& status) {
   std::vector<Candidate> candidates;
   std::vector<const BackendPtr*> index;
   bool any_accepting = false;
   for (const auto& b : backends.backends) {
-    if (!b->accepts_sessions()) continue;
+    if (!b->accepts_sessions() || b.get() == avoid) continue;
     any_accepting = true;
     uint32_t max = b->max_sessions.load();
     int64_t n = b->sessions.load();
@@ -168,7 +168,7 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
     };
   } else if (creates_session(req.rpc->rpc)) {
     placer = [&](uint64_t& epoch) {
-      auto b = place(*cluster, *backends, session_key, placement_status);
+      auto b = place(*cluster, *backends, session_key, req.avoid, placement_status);
       if (b) epoch = b->epoch.load();
       return b;
     };

@@ -37,6 +37,8 @@ struct RouteRequest {
   const spark::Envelope* envelope = nullptr;
   const http2::HeaderMap* headers = nullptr;
   const Principal* principal = nullptr;
+  // A backend that a new session must not be placed on (it just failed to connect).
+  const BackendState* avoid = nullptr;
 };
 
 struct RouteDecision {
@@ -88,7 +90,7 @@ class Router {
  private:
   // Picks a backend of `cluster` for a new session keyed `key`, or null with `status`.
   BackendPtr place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
-                   grpc::Status& status);
+                   const BackendState* avoid, grpc::Status& status);
   grpc::Status check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out);
 
   BackendRegistry& backends_;

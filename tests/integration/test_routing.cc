@@ -580,3 +580,30 @@ TEST_CASE("routing: CloneSession places the clone on the source session's backen
 }
 
 }  // namespace sparkgate::itest
+
+namespace sparkgate::itest {
+
+TEST_CASE("routing: a new session whose backend cannot be reached is placed on another one") {
+  FakeServer live;
+  auto live_id = ssid_of_fake(live);
+  const std::string dead = "127.0.0.1:" + std::to_string(free_port());
+  GatewayOptions o;
+  o.backends = {live.address()};
+  // No health checks and no passive ejection: the dead backend stays "healthy", so
+  // placement keeps choosing it, and every such session must move on its first call.
+  o.clusters_yaml = "clusters:\n" +
+                    cluster_yaml("spark", {dead, live.address()},
+                                 "    health_check: {enabled: false, passive_failures: 0}\n") +
+                    "routes:\n  - cluster: spark\n";
+  o.log_level = "info";
+  Gateway gw(o);
+  auto ch = make_channel(gw.address());
+  for (int i = 0; i < 10; ++i) {
+    auto s = config_call(ch, "m" + std::to_string(i));
+    CHECK(s.status.ok());
+    CHECK(s.ssid == live_id);
+  }
+  CHECK(gw.stderr_text().find("placed on " + live.address() + " instead") != std::string::npos);
+}
+
+}  // namespace sparkgate::itest
