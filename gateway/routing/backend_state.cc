@@ -163,6 +163,9 @@ void BackendRegistry::rebuild_locked() {
       }
     }
   }
+  for (const auto& [key, state] : states_) {
+    if (!next.count(key)) state->retired = true;
+  }
   states_ = std::move(next);
   snapshot_.store(snap);
 }

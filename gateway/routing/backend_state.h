@@ -36,6 +36,8 @@ class BackendState {
   std::atomic<bool> config_drain{false};  // `drain: true` in the config
   std::atomic<bool> admin_drain{false};   // drained through the admin API
   std::atomic<bool> dns_gone{false};      // discovered, and no longer in DNS
+  // Left the config (or DNS, after draining): its sessions cannot follow it anywhere.
+  std::atomic<bool> retired{false};
 
   // Health: starts healthy so that a fresh gateway serves at once; the checker and
   // passive ejection move it.

@@ -94,10 +94,9 @@ BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& 
 }
 
 grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out) {
-  auto snap = backends_.snapshot();
   const auto& b = session->backend;
   auto now = Clock::now();
-  if (snap->find(session->cluster, b->name()) != b) {
+  if (b->retired.load()) {
     Tombstone t{EndReason::kBackendRemoved,
                 "was on backend " + b->name() + ", which is no longer part of cluster '" + session->cluster + "'",
                 now};
@@ -157,7 +156,6 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   }
 
   auto now = Clock::now();
-  const std::string session_key = Router::session_key(principal.user, env.session_id);
   grpc::Status placement_status;
   SessionRegistry::Placer placer;
   bool deferred = false;
@@ -168,7 +166,8 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
     };
   } else if (creates_session(req.rpc->rpc)) {
     placer = [&](uint64_t& epoch) {
-      auto b = place(*cluster, *backends, session_key, req.avoid, placement_status);
+      auto b = place(*cluster, *backends, Router::session_key(principal.user, env.session_id), req.avoid,
+                     placement_status);
       if (b) epoch = b->epoch.load();
       return b;
     };
@@ -198,7 +197,7 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   for (const auto& b : backends->backends) {
     if (b->healthy.load()) candidates.push_back({b->name(), b->weight.load(), 0});
   }
-  int pick = pick_rendezvous(candidates, session_key);
+  int pick = pick_rendezvous(candidates, Router::session_key(principal.user, env.session_id));
   if (pick < 0) {
     return {grpc::StatusCode::kUnavailable,
             "cluster '" + cluster->name + "' has no healthy backend: " + describe_unavailable(*backends)};

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "config/config_loader.h"
+#include "server/io_thread.h"
 #include "spark/requests.h"
 #include "upstream/unary_call.h"
 
@@ -73,11 +74,8 @@ void ControlPlane::stop() {
     if (store_) store_->close();
     work_.reset();
   });
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!io_.stopped() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  io_.stop();
-  thread_.join();
+  // Give closing connections a moment to flush, then stop whatever is still pending.
+  stop_and_join(io_, thread_);
 }
 
 void ControlPlane::request_reload(const std::string& why) {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/proxy_stream.h"
+#include "server/io_thread.h"
 
 namespace sparkgate::server {
 
@@ -166,11 +167,7 @@ void Worker::stop() {
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!io_.stopped() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  io_.stop();
-  thread_.join();
+  stop_and_join(io_, thread_);
 }
 
 }  // namespace sparkgate::server
