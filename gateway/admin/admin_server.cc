@@ -83,9 +83,13 @@ awaitable<void> AdminServer::serve(boost::asio::ip::tcp::socket socket) {
       bool ready = hooks_.ready && hooks_.ready();
       res.result(ready ? http::status::ok : http::status::service_unavailable);
       res.body() = ready ? "ready\n" : "not ready (draining)\n";
+    } else if (target == "/metrics" && hooks_.metrics) {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "text/plain; version=0.0.4");
+      res.body() = hooks_.metrics();
     } else {
       res.result(http::status::not_found);
-      res.body() = "unknown admin path " + target + " (try /healthz or /readyz)\n";
+      res.body() = "unknown admin path " + target + " (try /healthz, /readyz or /metrics)\n";
     }
     res.prepare_payload();
     auto [wec, wn] = co_await http::async_write(stream, res, boost::asio::as_tuple(use_awaitable));

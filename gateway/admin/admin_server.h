@@ -1,4 +1,4 @@
-// The admin HTTP listener (Boost.Beast): /healthz and /readyz. Runs on its own thread so
+// The admin HTTP listener (Boost.Beast): /healthz, /readyz and /metrics. Runs on its own thread so
 // that a slow admin client never delays the data path. Binds where the config says; the
 // default is loopback.
 #pragma once
@@ -16,6 +16,8 @@ namespace sparkgate::admin {
 struct AdminHooks {
   // True once the gateway can serve traffic; false while draining.
   std::function<bool()> ready;
+  // The Prometheus text exposition for /metrics.
+  std::function<std::string()> metrics;
 };
 
 class AdminServer {

@@ -98,14 +98,14 @@ void ControlPlane::reload(const std::string& why) {
   if (!next.config) {
     for (const auto& e : next.errors) spdlog::error("reload rejected: {}", e.to_string());
     spdlog::error("configuration reload ({}) failed; still running the previous configuration", why);
-    state_.reloads_failed.fetch_add(1);
+    state_.metrics.reloads_failed().Increment();
     return;
   }
   // Listener, admin and TLS listener changes need a restart; routes, clusters, limits and
   // sessions apply to new streams at once. In-flight streams keep their snapshot.
   state_.config.store(next.config);
   state_.router.backends().apply_config(next.config);
-  state_.reloads_ok.fetch_add(1);
+  state_.metrics.reloads_succeeded().Increment();
   spdlog::info("configuration reloaded from {} ({})", options_.config_path, why);
 }
 

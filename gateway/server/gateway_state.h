@@ -9,6 +9,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "config/config.h"
+#include "observe/metrics.h"
 #include "routing/router.h"
 
 namespace sparkgate::server {
@@ -18,8 +19,7 @@ struct GatewayState {
   std::atomic<std::shared_ptr<const config::Config>> config;
   routing::BackendRegistry backends;
   routing::Router router{backends};
-  std::atomic<uint64_t> reloads_ok{0};
-  std::atomic<uint64_t> reloads_failed{0};
+  observe::Metrics metrics;
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};

@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
     }
     pool.push_back(std::move(w));
   }
-  admin::AdminServer admin(cfg->admin.address, {[&state] { return !state.draining.load(); }});
+  admin::AdminServer admin(cfg->admin.address, {[&state] { return !state.draining.load(); },
+                                                [&state] { return state.metrics.render(); }});
   {
     std::string error;
     if (!admin.start(error)) {

@@ -635,6 +635,60 @@ int line_of(const std::string& text, const std::string& marker) {
   return -1;
 }
 
+// ---- admin HTTP ----
+
+// GET http://127.0.0.1:port<path> over a plain socket (HTTP/1.1, Connection: close).
+HttpAnswer http_get(uint16_t port, const std::string& path) {
+  HttpAnswer out;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    out.error = "socket() failed";
+    return out;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    out.error = std::string("connect: ") + strerror(errno);
+    close(fd);
+    return out;
+  }
+  const std::string request =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    out.error = "send failed";
+    close(fd);
+    return out;
+  }
+  std::string response;
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    pollfd pfd{fd, POLLIN, 0};
+    if (left.count() <= 0 || poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
+      out.error = "timed out";
+      break;
+    }
+    char buf[4096];
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
+  if (response.rfind("HTTP/1.", 0) == 0 && response.size() >= 12) {
+    out.status = std::atoi(response.substr(9, 3).c_str());
+  } else if (out.error.empty()) {
+    out.error = "no HTTP status line in '" + response + "'";
+  }
+  const size_t body = response.find("\r\n\r\n");
+  if (body != std::string::npos) out.body = response.substr(body + 4);
+  return out;
+}
+
 // ---- TLS material ----
 
 // The openssl CLI, found on PATH (Child uses execv, which does not search).

@@ -288,6 +288,17 @@ RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vec
 // 1-based number of the first line of `text` that contains `marker`, or -1.
 int line_of(const std::string& text, const std::string& marker);
 
+// ---- admin HTTP ----
+
+struct HttpAnswer {
+  int status = 0;     // 0: no status line (see error)
+  std::string body;
+  std::string error;  // connect/send failure or timeout
+};
+
+// GET http://127.0.0.1:port<path> over a plain socket (HTTP/1.1, Connection: close).
+HttpAnswer http_get(uint16_t port, const std::string& path);
+
 // ---- TLS material ----
 
 // The openssl CLI, found on PATH (Child uses execv, which does not search).
