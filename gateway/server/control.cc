@@ -203,14 +203,18 @@ void ControlPlane::schedule_dns() {
     if (ec) return;
     auto cfg = state_.config.load();
     auto now = std::chrono::steady_clock::now();
+    bool any_dns = false;
     for (const auto& c : cfg->clusters) {
-      if (!c.dns || dns_busy_[c.name]) continue;
+      if (!c.dns) continue;
+      any_dns = true;
+      if (dns_busy_[c.name]) continue;
       auto& due = dns_due_[c.name];
       if (now < due) continue;
       due = now + c.dns_refresh;
       refresh_dns(c);
     }
-    state_.router.backends().prune();
+    // Vanished addresses leave once their last session has ended.
+    if (any_dns) state_.router.backends().prune();
     schedule_dns();
   });
 }
