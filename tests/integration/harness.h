@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -287,6 +288,12 @@ RunResult run_to_exit(const TempDir& dir, const std::string& tag, const std::vec
 
 // 1-based number of the first line of `text` that contains `marker`, or -1.
 int line_of(const std::string& text, const std::string& marker);
+
+// 0 if a TCP connect to 127.0.0.1:port succeeds, else its errno (ECONNREFUSED, ...).
+int tcp_connect_errno(uint16_t port);
+
+// Polls `cond` every 10 ms until it holds or `limit` passes; its final value.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit);
 
 // ---- admin HTTP ----
 

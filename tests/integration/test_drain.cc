@@ -29,18 +29,7 @@ std::string describe(const HttpAnswer& a) {
 }
 
 // True if a TCP connect to 127.0.0.1:port is refused.
-bool connect_refused(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool refused = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
-                       errno == ECONNREFUSED;
-  close(fd);
-  return refused;
-}
+bool connect_refused(uint16_t port) { return tcp_connect_errno(port) == ECONNREFUSED; }
 
 }  // namespace
 

@@ -58,15 +58,6 @@ struct IoThread {
   }
 };
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
-
 // ---- configs --------------------------------------------------------------------------
 
 struct ClusterSpec {

@@ -63,15 +63,6 @@ std::string cluster_yaml(const std::string& name, const std::vector<std::string>
   return y;
 }
 
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
-
 }  // namespace
 
 TEST_CASE("routing: 1000 sessions spread evenly over three backends; every RPC sticks") {
