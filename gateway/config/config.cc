@@ -16,6 +16,25 @@ std::string_view placement_name(Placement p) {
   return "?";
 }
 
+std::string_view cert_identity_name(CertIdentity c) {
+  switch (c) {
+    case CertIdentity::kSubjectCn: return "subject_cn";
+    case CertIdentity::kSanDns: return "san_dns";
+    case CertIdentity::kSanEmail: return "san_email";
+    case CertIdentity::kSanUri: return "san_uri";
+  }
+  return "?";
+}
+
+std::string_view identity_mode_name(Identity::Mode m) {
+  switch (m) {
+    case Identity::Mode::kOff: return "off";
+    case Identity::Mode::kEnforce: return "enforce";
+    case Identity::Mode::kRewrite: return "rewrite";
+  }
+  return "?";
+}
+
 bool StringMatcher::matches(std::string_view value) const {
   if (regex) return std::regex_match(value.begin(), value.end(), *regex);
   return value == text;

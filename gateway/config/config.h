@@ -13,6 +13,12 @@
 #include <utility>
 #include <vector>
 
+#include "policy/principal.h"
+
+namespace sparkgate::policy {
+class JwtKeySet;
+}
+
 namespace sparkgate::config {
 
 // A host:port pair as written in the config ("127.0.0.1:15001", "[::1]:15001",
@@ -27,6 +33,12 @@ struct Endpoint {
 struct TlsFiles {
   std::string cert;  // PEM certificate chain (absolute path after loading)
   std::string key;   // PEM private key (absolute path after loading)
+  // mTLS: PEM CA bundle that client certificates must chain to (absolute path); empty:
+  // client certificates are not requested.
+  std::string client_ca;
+  // With client_ca set: a client without a certificate is refused in the handshake
+  // (true), or admitted and authenticated by other means (false).
+  bool require_client_cert = true;
 };
 
 struct Listener {
@@ -127,6 +139,95 @@ struct Sessions {
   Redis redis;  // used when store is kRedis
 };
 
+// ---- Authentication (auth:) -----------------------------------------------------------
+
+// A static bearer token: only its SHA-256 is kept.
+struct StaticToken {
+  std::string sha256;  // 32 raw bytes
+  policy::Principal principal;  // method "token"
+  int line = 0;        // where it was defined, for logs
+};
+
+// One trusted JWT issuer.
+struct JwtIssuer {
+  std::string issuer;                  // the required `iss`
+  std::vector<std::string> audiences;  // `aud` must contain one of them; empty: not checked
+  std::vector<std::string> algorithms; // allowed `alg` values, from HS256, RS256, ES256
+  std::chrono::seconds leeway{60};     // clock skew allowed on exp and nbf
+  std::string user_claim = "sub";
+  std::string groups_claim = "groups";  // a string array (or one string)
+  std::string tenant_claim = "tenant";
+  // Verification keys, loaded (and validated) with the config: PEM public keys or
+  // certificates, a JWKS file, and/or an HMAC secret. Never null after loading.
+  std::shared_ptr<const policy::JwtKeySet> keys;
+  std::vector<std::string> key_sources;  // "file /etc/keys/a.pem", "jwks /etc/jwks.json", "secret env X"
+};
+
+enum class CertIdentity { kSubjectCn, kSanDns, kSanEmail, kSanUri };
+std::string_view cert_identity_name(CertIdentity c);
+
+struct Mtls {
+  CertIdentity user_from = CertIdentity::kSubjectCn;
+  // Optional: the subject's OU values become groups, its O the tenant.
+  bool groups_from_ou = false;
+  bool tenant_from_o = false;
+};
+
+struct Auth {
+  std::vector<StaticToken> tokens;
+  std::vector<JwtIssuer> jwt;
+  std::optional<Mtls> mtls;
+  // Requests without any credential are admitted with the user_id they carry
+  // (principal method "anonymous"). A wrong credential is still refused.
+  bool anonymous = false;
+  // Pass the client's authorization/authentication header on to the backend when the
+  // cluster has no credentials of its own. Default: true without auth, false with it.
+  bool forward_client_credentials = true;
+
+  // Any authentication configured at all.
+  bool enabled() const { return !tokens.empty() || !jwt.empty() || mtls.has_value(); }
+};
+
+// ---- Identity (identity:) ----------------------------------------------------------------
+
+struct Identity {
+  // off: the request's user_id is passed on as it is; enforce: it must equal the
+  // principal's user (else PERMISSION_DENIED); rewrite: the gateway writes the principal
+  // into user_context. Default: enforce when auth is enabled, off otherwise.
+  enum class Mode { kOff, kEnforce, kRewrite } mode = Mode::kOff;
+};
+std::string_view identity_mode_name(Identity::Mode m);
+
+// ---- Quotas (quotas:) --------------------------------------------------------------------
+
+// Limits at one level (default, a group, a tenant, a user). Unset fields inherit from
+// the less specific levels; 0 means unlimited.
+struct QuotaLimits {
+  std::optional<uint32_t> max_sessions;               // live sessions per user
+  std::optional<uint32_t> max_concurrent_operations;  // ExecutePlan/ReattachExecute in flight per user
+  std::optional<double> requests_per_second;          // token bucket refill per user
+  std::optional<uint32_t> burst;                      // bucket size (default: max(1, rate))
+  std::optional<uint64_t> max_artifact_bytes;         // AddArtifacts bytes per session
+  std::optional<uint64_t> max_message_bytes;          // largest gRPC message, either direction
+};
+
+struct Quotas {
+  QuotaLimits defaults;
+  std::vector<std::pair<std::string, QuotaLimits>> groups;
+  std::vector<std::pair<std::string, QuotaLimits>> tenants;
+  std::vector<std::pair<std::string, QuotaLimits>> users;
+  // memory: per gateway replica; redis: sessions, concurrency and rate are global.
+  enum class Store { kMemory, kRedis } store = Store::kMemory;
+  Redis redis;
+  enum class OnStoreFailure { kAllow, kDeny } on_store_failure = OnStoreFailure::kAllow;
+
+  bool any() const {
+    return !groups.empty() || !tenants.empty() || !users.empty() || defaults.max_sessions ||
+           defaults.max_concurrent_operations || defaults.requests_per_second || defaults.max_artifact_bytes ||
+           defaults.max_message_bytes;
+  }
+};
+
 struct Admin {
   Endpoint address{"127.0.0.1", 9901};
 };
@@ -167,6 +268,9 @@ struct Config {
   std::vector<Cluster> clusters;
   std::vector<Route> routes;
   Sessions sessions;
+  Auth auth;
+  Identity identity;
+  Quotas quotas;
   Admin admin;
   Limits limits;
   Http2 http2;

@@ -13,251 +13,12 @@
 #include <set>
 #include <sstream>
 
+#include "config/walker.h"
 #include "spark/rpc.h"
 
 namespace sparkgate::config {
 namespace {
-
-// Collects errors with line numbers while walking the YAML tree. Walking continues after
-// an error so that one run reports every problem in the file.
-class Walker {
- public:
-  Walker(std::string file, std::string base_dir)
-      : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
-
-  std::vector<ConfigError>& errors() { return errors_; }
-
-  void error(const YAML::Node& at, const std::string& reason) {
-    int line = at.IsDefined() ? at.Mark().line + 1 : 0;
-    if (line < 0) line = 0;
-    errors_.push_back({file_, line, reason});
-  }
-
-  // Rejects keys of `map` not in `allowed`; `where` names the section for the message.
-  bool check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
-                  const std::string& where) {
-    if (!map.IsMap()) {
-      error(map, where + " must be a mapping");
-      return false;
-    }
-    for (const auto& kv : map) {
-      auto key = kv.first.as<std::string>("");
-      if (!allowed.count(key)) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        error(kv.first, "unknown key '" + key + "' in " + where + " (allowed: " + list + ")");
-      }
-    }
-    return true;
-  }
-
-  bool get_string(const YAML::Node& n, const std::string& what, std::string& out) {
-    if (!n.IsScalar()) {
-      error(n, what + " must be a string");
-      return false;
-    }
-    out = n.Scalar();
-    return true;
-  }
-
-  bool get_endpoint(const YAML::Node& n, const std::string& what, Endpoint& out) {
-    std::string text;
-    if (!get_string(n, what, text)) return false;
-    std::string reason;
-    if (!parse_endpoint(text, out, reason)) {
-      error(n, what + " '" + text + "': " + reason);
-      return false;
-    }
-    return true;
-  }
-
-  // Integers with an optional binary unit: 1048576, "1MiB", "64KiB", "128 MiB".
-  bool get_bytes(const YAML::Node& n, const std::string& what, uint64_t& out) {
-    if (!n.IsScalar()) {
-      error(n, what + " must be a size (bytes, or a number with KiB/MiB/GiB)");
-      return false;
-    }
-    std::string s = n.Scalar();
-    s.erase(std::remove(s.begin(), s.end(), ' '), s.end());
-    uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-    if (ec != std::errc() || ptr == s.data()) {
-      error(n, what + " '" + n.Scalar() + "' is not a size");
-      return false;
-    }
-    std::string unit(ptr, static_cast<size_t>(s.data() + s.size() - ptr));
-    uint64_t mul = 1;
-    if (unit.empty() || unit == "B") mul = 1;
-    else if (unit == "KiB") mul = 1ull << 10;
-    else if (unit == "MiB") mul = 1ull << 20;
-    else if (unit == "GiB") mul = 1ull << 30;
-    else {
-      error(n, what + " '" + n.Scalar() + "': unknown unit '" + unit + "' (use B, KiB, MiB or GiB)");
-      return false;
-    }
-    if (value > (UINT64_MAX / mul)) {
-      error(n, what + " '" + n.Scalar() + "' is too large");
-      return false;
-    }
-    out = value * mul;
-    return true;
-  }
-
-  // "500ms", "5s", "2m", or a bare number of milliseconds.
-  bool get_duration(const YAML::Node& n, const std::string& what, std::chrono::milliseconds& out) {
-    if (!n.IsScalar()) {
-      error(n, what + " must be a duration such as 500ms, 5s or 2m");
-      return false;
-    }
-    const std::string& s = n.Scalar();
-    uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-    if (ec != std::errc() || ptr == s.data()) {
-      error(n, what + " '" + s + "' is not a duration (examples: 500ms, 5s, 2m)");
-      return false;
-    }
-    std::string unit(ptr, static_cast<size_t>(s.data() + s.size() - ptr));
-    if (unit.empty() || unit == "ms") out = std::chrono::milliseconds(value);
-    else if (unit == "s") out = std::chrono::seconds(value);
-    else if (unit == "m") out = std::chrono::minutes(value);
-    else if (unit == "h") out = std::chrono::hours(value);
-    else {
-      error(n, what + " '" + s + "': unknown unit '" + unit + "' (use ms, s, m or h)");
-      return false;
-    }
-    return true;
-  }
-
-  template <typename T>
-  bool get_bounded(const YAML::Node& n, const std::string& what, uint64_t lo, uint64_t hi, T& out,
-                   bool is_size) {
-    uint64_t v = 0;
-    if (is_size) {
-      if (!get_bytes(n, what, v)) return false;
-    } else {
-      if (!n.IsScalar()) {
-        error(n, what + " must be an integer");
-        return false;
-      }
-      const std::string& s = n.Scalar();
-      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec != std::errc() || ptr != s.data() + s.size()) {
-        error(n, what + " '" + s + "' is not an integer");
-        return false;
-      }
-    }
-    if (v < lo || v > hi) {
-      error(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                   " (got " + std::to_string(v) + ")");
-      return false;
-    }
-    out = static_cast<T>(v);
-    return true;
-  }
-
-  bool get_bool(const YAML::Node& n, const std::string& what, bool& out) {
-    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, out)) {
-      error(n, what + " must be true or false");
-      return false;
-    }
-    return true;
-  }
-
-  bool get_duration_at_least(const YAML::Node& n, const std::string& what, std::chrono::milliseconds min,
-                             std::chrono::milliseconds& out) {
-    std::chrono::milliseconds v{};
-    if (!get_duration(n, what, v)) return false;
-    if (v < min) {
-      error(n, what + " must be at least " + std::to_string(min.count()) + "ms (got " + n.Scalar() + ")");
-      return false;
-    }
-    out = v;
-    return true;
-  }
-
-  // An endpoint that will be dialled, so port 0 is meaningless.
-  bool get_dial_endpoint(const YAML::Node& n, const std::string& what, Endpoint& out) {
-    Endpoint e;
-    if (!get_endpoint(n, what, e)) return false;
-    if (e.port == 0) {
-      error(n, what + " '" + n.Scalar() + "' needs a non-zero port");
-      return false;
-    }
-    out = e;
-    return true;
-  }
-
-  // Calls fn(node, value) for a single string or for each string of a list; empty strings
-  // are errors. Returns false if anything was wrong.
-  bool for_each_string(const YAML::Node& n, const std::string& what,
-                       const std::function<void(const YAML::Node&, const std::string&)>& fn) {
-    auto one = [&](const YAML::Node& item) {
-      std::string s;
-      if (!get_string(item, what + " entries", s)) return false;
-      if (s.empty()) {
-        error(item, what + " must not contain an empty string");
-        return false;
-      }
-      fn(item, s);
-      return true;
-    };
-    if (n.IsScalar()) return one(n);
-    if (!n.IsSequence()) {
-      error(n, what + " must be a string or a list of strings");
-      return false;
-    }
-    bool ok = true;
-    for (const auto& item : n) ok = one(item) && ok;
-    return ok;
-  }
-
-  bool get_string_list(const YAML::Node& n, const std::string& what, std::vector<std::string>& out) {
-    return for_each_string(n, what, [&](const YAML::Node&, const std::string& s) { out.push_back(s); });
-  }
-
-  // A full-match ECMAScript regex; `what` names the field for the message.
-  bool get_regex(const YAML::Node& n, const std::string& what, StringMatcher& out) {
-    std::string pattern;
-    if (!get_string(n, what, pattern)) return false;
-    try {
-      out.regex = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      error(n, "bad regex '" + pattern + "' in " + what + ": " + e.what());
-      return false;
-    }
-    out.text = pattern;
-    return true;
-  }
-
-  // A non-empty path, resolved against the config directory, that can be read.
-  bool get_readable_path(const YAML::Node& n, const std::string& what, std::string& out) {
-    std::string p;
-    if (!get_string(n, what, p)) return false;
-    if (p.empty()) {
-      error(n, what + " must not be empty");
-      return false;
-    }
-    out = resolve_path(p);
-    return check_readable(n, what, out);
-  }
-
-  std::string resolve_path(const std::string& p) const {
-    std::filesystem::path path(p);
-    if (path.is_absolute()) return p;
-    return (std::filesystem::path(base_dir_) / path).lexically_normal().string();
-  }
-
-  bool check_readable(const YAML::Node& n, const std::string& what, const std::string& path) {
-    std::ifstream f(path);
-    if (!f) error(n, what + " '" + path + "' cannot be read");
-    return static_cast<bool>(f);
-  }
-
- private:
-  std::string file_;
-  std::string base_dir_;
-  std::vector<ConfigError> errors_;
-};
+using detail::Walker;
 
 void load_listeners(Walker& w, const YAML::Node& node, Config& cfg) {
   if (!node.IsSequence() || node.size() == 0) {
@@ -273,7 +34,7 @@ void load_listeners(Walker& w, const YAML::Node& node, Config& cfg) {
     }
     w.get_endpoint(item["address"], "listener address", l.address);
     if (const auto tls = item["tls"]) {
-      if (w.check_keys(tls, {"cert", "key"}, "listener tls")) {
+      if (w.check_keys(tls, {"cert", "key", "client_ca", "require_client_cert"}, "listener tls")) {
         TlsFiles files;
         if (!tls["cert"] || !tls["key"]) {
           w.error(tls, "listener tls needs both cert and key");
@@ -283,6 +44,12 @@ void load_listeners(Walker& w, const YAML::Node& node, Config& cfg) {
           files.key = w.resolve_path(files.key);
           w.check_readable(tls["cert"], "tls cert", files.cert);
           w.check_readable(tls["key"], "tls key", files.key);
+          if (tls["client_ca"]) w.get_readable_path(tls["client_ca"], "listener tls client_ca", files.client_ca);
+          if (tls["require_client_cert"]) {
+            w.get_bool(tls["require_client_cert"], "listener tls require_client_cert", files.require_client_cert);
+            if (!tls["client_ca"])
+              w.error(tls["require_client_cert"], "listener tls require_client_cert needs client_ca");
+          }
           l.tls = files;
         }
       }
@@ -367,48 +134,8 @@ void load_upstream_tls(Walker& w, const YAML::Node& n, Cluster& c) {
 // Secrets: no message below may contain the token itself.
 void load_credentials(Walker& w, const YAML::Node& n, Cluster& c) {
   if (!w.check_keys(n, {"token_env", "token_file"}, "cluster credentials")) return;
-  const auto env = n["token_env"];
-  const auto file = n["token_file"];
-  if (env && file) {
-    w.error(file, "cluster credentials take one of token_env and token_file, not both");
-    return;
-  }
-  if (!env && !file) {
-    w.error(n, "cluster credentials need token_env or token_file");
-    return;
-  }
   Credentials cr;
-  if (env) {
-    std::string name;
-    if (!w.get_string(env, "credentials.token_env", name)) return;
-    if (name.empty()) {
-      w.error(env, "credentials.token_env must name an environment variable");
-      return;
-    }
-    const char* value = std::getenv(name.c_str());
-    if (value == nullptr || *value == '\0') {
-      w.error(env, "credentials.token_env: environment variable '" + name + "' is not set or is empty");
-      return;
-    }
-    cr.token = value;
-    cr.source = "env " + name;
-  } else {
-    std::string path;
-    if (!w.get_readable_path(file, "credentials.token_file", path)) return;
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    cr.token = ss.str();
-    // Files written by editors and `echo` end in a newline that is not part of the token.
-    auto end = cr.token.find_last_not_of(" \t\r\n");
-    cr.token.erase(end == std::string::npos ? 0 : end + 1);
-    if (cr.token.empty()) {
-      w.error(file, "credentials.token_file '" + path + "' is empty");
-      return;
-    }
-    cr.source = "file " + path;
-  }
-  c.credentials = std::move(cr);
+  if (w.read_secret(n, "cluster credentials", "token", cr.token, cr.source)) c.credentials = std::move(cr);
 }
 
 void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
@@ -561,6 +288,21 @@ void load_routes(Walker& w, const YAML::Node& node, Config& cfg) {
   }
 }
 
+}  // namespace
+
+void detail::load_redis(Walker& w, const YAML::Node& redis, const std::string& where, Redis& out) {
+  if (!w.check_keys(redis, {"address", "key_prefix", "timeout"}, where)) return;
+  if (redis["address"]) w.get_dial_endpoint(redis["address"], where + ".address", out.address);
+  if (const auto prefix = redis["key_prefix"]) {
+    if (w.get_string(prefix, where + ".key_prefix", out.key_prefix) && out.key_prefix.empty())
+      w.error(prefix, where + ".key_prefix must not be empty");
+  }
+  if (redis["timeout"])
+    w.get_duration_at_least(redis["timeout"], where + ".timeout", std::chrono::milliseconds(10), out.timeout);
+}
+
+namespace {
+
 void load_sessions(Walker& w, const YAML::Node& n, Sessions& s) {
   if (!w.check_keys(n, {"idle_timeout", "max_lifetime", "store", "redis"}, "sessions")) return;
   if (n["idle_timeout"]) w.get_duration(n["idle_timeout"], "sessions.idle_timeout", s.idle_timeout);
@@ -573,17 +315,7 @@ void load_sessions(Walker& w, const YAML::Node& n, Sessions& s) {
       else w.error(store, "sessions.store '" + text + "' is not one of memory, redis");
     }
   }
-  if (const auto redis = n["redis"]) {
-    if (!w.check_keys(redis, {"address", "key_prefix", "timeout"}, "sessions.redis")) return;
-    if (redis["address"]) w.get_dial_endpoint(redis["address"], "sessions.redis.address", s.redis.address);
-    if (const auto prefix = redis["key_prefix"]) {
-      if (w.get_string(prefix, "sessions.redis.key_prefix", s.redis.key_prefix) && s.redis.key_prefix.empty())
-        w.error(prefix, "sessions.redis.key_prefix must not be empty");
-    }
-    if (redis["timeout"])
-      w.get_duration_at_least(redis["timeout"], "sessions.redis.timeout", std::chrono::milliseconds(10),
-                              s.redis.timeout);
-  }
+  if (const auto redis = n["redis"]) detail::load_redis(w, redis, "sessions.redis", s.redis);
 }
 
 void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
@@ -591,8 +323,8 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
     w.error(root, "the configuration must be a YAML mapping with listeners, clusters and routes");
     return;
   }
-  w.check_keys(root, {"listeners", "clusters", "routes", "sessions", "admin", "limits", "http2", "upstream", "drain",
-                     "log"},
+  w.check_keys(root, {"listeners", "clusters", "routes", "sessions", "auth", "identity", "quotas", "admin", "limits",
+                     "http2", "upstream", "drain", "log"},
                "the top level");
   for (const char* required : {"listeners", "clusters", "routes"}) {
     if (!root[required]) w.error(root, std::string("missing required key '") + required + "'");
@@ -601,6 +333,10 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
   if (root["clusters"]) load_clusters(w, root["clusters"], cfg);
   if (root["routes"]) load_routes(w, root["routes"], cfg);
   if (root["sessions"]) load_sessions(w, root["sessions"], cfg.sessions);
+  // auth before identity: identity's default depends on whether auth is on.
+  detail::load_auth(w, root["auth"], cfg);
+  detail::load_identity(w, root["identity"], cfg);
+  detail::load_quotas(w, root["quotas"], cfg);
 
   if (const auto admin = root["admin"]) {
     if (w.check_keys(admin, {"address"}, "admin") && admin["address"])

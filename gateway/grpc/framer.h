@@ -44,6 +44,8 @@ class Framer {
   // The last message's declared length (valid after the first prefix).
   const MessageHeader& last_header() const { return last_; }
   uint64_t max_message_bytes() const { return max_message_bytes_; }
+  // Lowers or raises the limit for the messages whose prefix comes next.
+  void set_max_message_bytes(uint64_t limit) { max_message_bytes_ = limit; }
 
  private:
   uint64_t max_message_bytes_;

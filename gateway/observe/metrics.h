@@ -6,8 +6,12 @@
 #include <prometheus/family.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "policy/auth_result.h"
 
 namespace sparkgate::observe {
 
@@ -19,6 +23,17 @@ class Metrics {
   prometheus::Counter& reloads_succeeded() { return reloads_succeeded_; }
   prometheus::Counter& reloads_failed() { return reloads_failed_; }
 
+  // sparkgate_auth_failures_total{reason}: refused credentials, by AuthFailure label.
+  prometheus::Counter& auth_failure(policy::AuthFailure reason);
+
+  // Quotas, in the order of the labels of sparkgate_quota_rejections_total{quota}.
+  enum class Quota { kMaxSessions, kMaxConcurrentOperations, kRequestsPerSecond, kMaxArtifactBytes, kMaxMessageBytes };
+  static std::string_view quota_name(Quota q);
+  prometheus::Counter& quota_rejection(Quota q) { return *quota_rejections_[static_cast<size_t>(q)]; }
+
+  // sparkgate_identity_rejections_total: requests whose user_id was not the principal's.
+  prometheus::Counter& identity_rejections() { return identity_rejections_; }
+
   // The Prometheus text exposition of every family.
   std::string render() const;
 
@@ -27,6 +42,10 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_succeeded_;
   prometheus::Counter& reloads_failed_;
+  static constexpr size_t kAuthReasons = static_cast<size_t>(policy::AuthFailure::kBadCertificate) + 1;
+  std::array<prometheus::Counter*, kAuthReasons> auth_failures_{};
+  std::array<prometheus::Counter*, 5> quota_rejections_{};
+  prometheus::Counter& identity_rejections_;
 };
 
 }  // namespace sparkgate::observe

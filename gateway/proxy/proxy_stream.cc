@@ -4,7 +4,10 @@
 
 #include <algorithm>
 
+#include "policy/authenticator.h"
+#include "policy/redis_quotas.h"
 #include "routing/router.h"
+#include "spark/user_context.h"
 #include "upstream/conn_pool.h"
 
 namespace sparkgate::proxy {
@@ -26,6 +29,16 @@ http2::HeaderMap trailers_only(grpc::StatusCode code, const std::string& message
 }
 
 std::string http2_error_name(uint32_t code) { return nghttp2_http2_strerror(code); }
+
+// "2.5" rather than "2.500000".
+std::string format_rate(double v) {
+  std::string s = std::to_string(v);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+bool is_operation(spark::Rpc rpc) { return rpc == spark::Rpc::kExecutePlan || rpc == spark::Rpc::kReattachExecute; }
 }  // namespace
 
 ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context)
@@ -34,6 +47,12 @@ ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, Pr
       ctx_(std::move(context)),
       req_framer_(ctx_.config->limits.max_message_bytes),
       resp_framer_(ctx_.config->limits.max_message_bytes) {}
+
+ProxyStream::~ProxyStream() {
+  // on_stream_closed normally released it; this is the backstop for the process-wide
+  // counter (a Redis lease expires on its own).
+  if (op_held_ && op_lease_.empty() && ctx_.quotas) ctx_.quotas->end_operation(principal_.user);
+}
 
 std::string ProxyStream::backend_label() const { return backend_.empty() ? "-" : backend_; }
 
@@ -74,6 +93,33 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     upstream_headers_.add(name, value);
   }
   upstream_headers_.add("te", "trailers");
+  const auto& cfg = *ctx_.config;
+  if (cfg.auth.enabled()) {
+    auto r = policy::authenticate(cfg.auth, headers, ctx_.peer_cert.get(), std::chrono::system_clock::now());
+    if (!r.ok()) {
+      if (ctx_.metrics) ctx_.metrics->auth_failure(r.failure).Increment();
+      spdlog::info("rpc={} peer={}: authentication failed ({}): {}", rpc_->name,
+                   downstream_ ? downstream_->peer() : std::string("-"), policy::auth_failure_label(r.failure),
+                   r.message);
+      reply_local(grpc::StatusCode::kUnauthenticated, r.message);
+      return;
+    }
+    principal_ = std::move(r.principal);
+  }
+  if (!cfg.auth.forward_client_credentials) {
+    // The client's credential was for the gateway; the backend gets the cluster's own
+    // (apply_backend_credentials) or none.
+    upstream_headers_.remove("authorization");
+    upstream_headers_.remove("authentication");
+  }
+  if (principal_.verified()) {
+    // Known before any body byte: the message size quota applies to the first message too.
+    quota_ = policy::resolve_quota(cfg.quotas, principal_);
+    if (quota_.max_message_bytes && quota_.max_message_bytes < cfg.limits.max_message_bytes) {
+      req_framer_.set_max_message_bytes(quota_.max_message_bytes);
+      resp_framer_.set_max_message_bytes(quota_.max_message_bytes);
+    }
+  }
   phase_ = Phase::kInspecting;
   if (end_stream) {
     reply_local(grpc::StatusCode::kInvalidArgument, "the request has no message");
@@ -97,10 +143,7 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
   req_offset_ += n;
   if (err == grpc::FramerError::kTooLarge) {
     consume_downstream(n);
-    reply_local(grpc::StatusCode::kResourceExhausted,
-                "request message of " + std::to_string(req_framer_.last_header().length) +
-                    " bytes exceeds the gateway limit of " + std::to_string(ctx_.config->limits.max_message_bytes) +
-                    " bytes (limits.max_message_bytes)");
+    reply_too_large("request", req_framer_);
     return;
   }
   if (err == grpc::FramerError::kBadFlag) {
@@ -131,6 +174,9 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
     }
   }
   req_buf_.append(data, n);
+  if (route_.session && !backend_.empty() && quota_.max_artifact_bytes && rpc_->rpc == spark::Rpc::kAddArtifacts &&
+      !count_artifact_bytes())
+    return;
   if (phase_ == Phase::kInspecting) {
     try_route();
   } else if (phase_ == Phase::kForwarding) {
@@ -184,11 +230,192 @@ void ProxyStream::try_route() {
     reply_local(grpc::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
     return;
   }
-  principal_.user = env.user_id;
+  if (!principal_.verified()) {
+    // No authentication (or anonymous): the request's own user_id is all there is.
+    principal_.user = env.user_id;
+    quota_ = policy::resolve_quota(ctx_.config->quotas, principal_);
+    if (quota_.max_message_bytes && quota_.max_message_bytes < ctx_.config->limits.max_message_bytes) {
+      req_framer_.set_max_message_bytes(quota_.max_message_bytes);
+      resp_framer_.set_max_message_bytes(quota_.max_message_bytes);
+      if (req_framer_.last_header().length > quota_.max_message_bytes) {
+        reply_too_large("request", req_framer_);
+        return;
+      }
+    }
+  }
+  if (!apply_identity()) return;
+  admit_rate();
+}
+
+bool ProxyStream::apply_identity() {
+  const auto mode = ctx_.config->identity.mode;
+  if (mode == config::Identity::Mode::kOff || !principal_.verified()) return true;
+  const auto& env = scanner_->envelope();
+  if (mode == config::Identity::Mode::kEnforce) {
+    if (env.user_id == principal_.user) return true;
+    if (ctx_.metrics) ctx_.metrics->identity_rejections().Increment();
+    spdlog::info("rpc={} session={}: user_id '{}' refused for authenticated user '{}' ({})", rpc_->name,
+                 env.session_id, env.user_id, principal_.user, principal_.method);
+    reply_local(grpc::StatusCode::kPermissionDenied,
+                "user_id '" + env.user_id + "' does not match authenticated user '" + principal_.user + "'");
+    return false;
+  }
+  // Rewrite: the head of the stream (prefix + first message so far) is still held here,
+  // unforwarded. Splice the principal into user_context; every other byte stays.
+  if (env.user_id == principal_.user && env.user_name == principal_.user) return true;
+  std::string head(req_buf_.size(), '\0');
+  req_buf_.read(reinterpret_cast<uint8_t*>(head.data()), head.size());
+  auto spliced = spark::splice_user_context(head, scanner_->user_context_spans(), principal_.user, principal_.user);
+  if (!spliced.ok()) {
+    req_buf_.append(reinterpret_cast<const uint8_t*>(head.data()), head.size());
+    reply_local(grpc::StatusCode::kInvalidArgument, "cannot rewrite user_context of " + std::string(rpc_->name) +
+                                                        ": " + spliced.error);
+    return false;
+  }
+  req_buf_.append(reinterpret_cast<const uint8_t*>(spliced.head.data()), spliced.head.size());
+  if (spliced.delta < 0) consume_downstream(static_cast<size_t>(-spliced.delta));
+  else added_request_bytes_ += static_cast<size_t>(spliced.delta);
+  spdlog::debug("rpc={} session={}: user_context user_id '{}' rewritten to '{}'", rpc_->name, env.session_id,
+                env.user_id, principal_.user);
+  return true;
+}
+
+void ProxyStream::reply_quota(observe::Metrics::Quota quota, const std::string& message) {
+  if (ctx_.metrics) ctx_.metrics->quota_rejection(quota).Increment();
+  spdlog::info("rpc={} user={}: {}", rpc_ ? rpc_->name : "-", principal_.user, message);
+  reply_local(grpc::StatusCode::kResourceExhausted, message);
+}
+
+void ProxyStream::reply_too_large(const char* direction, const grpc::Framer& framer) {
+  const uint64_t limit = framer.max_message_bytes();
+  std::string msg = std::string(direction) + " message of " + std::to_string(framer.last_header().length) + " bytes";
+  if (std::string_view(direction) == "response") msg += " from backend " + backend_;
+  if (quota_.max_message_bytes && limit == quota_.max_message_bytes &&
+      limit < ctx_.config->limits.max_message_bytes) {
+    reply_quota(observe::Metrics::Quota::kMaxMessageBytes,
+                msg + " exceeds quota max_message_bytes (" + std::to_string(limit) + ") of user '" +
+                    principal_.user + "'");
+    return;
+  }
+  reply_local(grpc::StatusCode::kResourceExhausted,
+              msg + " exceeds the gateway limit of " + std::to_string(limit) + " bytes (limits.max_message_bytes)");
+}
+
+bool ProxyStream::count_artifact_bytes() {
+  // The request body as received, gRPC framing included.
+  const uint64_t n = req_offset_ - artifact_bytes_counted_;
+  artifact_bytes_counted_ = req_offset_;
+  uint64_t total = route_.session->artifact_bytes.fetch_add(n) + n;
+  if (total <= quota_.max_artifact_bytes) return true;
+  reply_quota(observe::Metrics::Quota::kMaxArtifactBytes,
+              "quota max_artifact_bytes (" + std::to_string(quota_.max_artifact_bytes) + ") exceeded by session " +
+                  route_.session->session_id + " of user '" + principal_.user + "': " + std::to_string(total) +
+                  " bytes uploaded with AddArtifacts");
+  return false;
+}
+
+bool ProxyStream::quota_store_ok(const policy::QuotaDecision& d) {
+  if (!d.store_failed) return true;
+  if (ctx_.config->quotas.on_store_failure == config::Quotas::OnStoreFailure::kAllow) {
+    spdlog::warn("quota store unavailable ({}); admitting {} of user '{}' (quotas.on_store_failure: allow)", d.error,
+                 rpc_->name, principal_.user);
+    return true;
+  }
+  spdlog::warn("quota store unavailable ({}); refusing {} of user '{}' (quotas.on_store_failure: deny)", d.error,
+               rpc_->name, principal_.user);
+  reply_local(grpc::StatusCode::kUnavailable, "sparkgate cannot check quotas: the quota store is unavailable (" +
+                                                  d.error + ") and quotas.on_store_failure is deny");
+  return false;
+}
+
+void ProxyStream::admit_rate() {
+  if (quota_.requests_per_second <= 0) {
+    admit_operation();
+    return;
+  }
+  auto message = [this] {
+    return "quota requests_per_second (" + format_rate(quota_.requests_per_second) + ", burst " +
+           std::to_string(quota_.burst) + ") exceeded by user '" + principal_.user + "'";
+  };
+  if (ctx_.redis_quotas) {
+    phase_ = Phase::kConnecting;
+    ctx_.redis_quotas->try_request(principal_.user, quota_.requests_per_second, quota_.burst,
+                                   [self = shared_from_this(), message](const policy::QuotaDecision& d) {
+                                     if (self->phase_ != Phase::kConnecting) return;
+                                     if (!self->quota_store_ok(d)) return;
+                                     if (!d.allowed) {
+                                       self->reply_quota(observe::Metrics::Quota::kRequestsPerSecond, message());
+                                       return;
+                                     }
+                                     self->admit_operation();
+                                   });
+    return;
+  }
+  if (!ctx_.quotas->try_request(principal_.user, quota_.requests_per_second, quota_.burst, policy::Clock::now())) {
+    reply_quota(observe::Metrics::Quota::kRequestsPerSecond, message());
+    return;
+  }
+  admit_operation();
+}
+
+void ProxyStream::admit_operation() {
+  if (!is_operation(rpc_->rpc) || quota_.max_concurrent_operations == 0) {
+    route_request();
+    return;
+  }
+  const uint32_t max = quota_.max_concurrent_operations;
+  auto message = [this, max] {
+    return "quota max_concurrent_operations (" + std::to_string(max) + ") reached for user '" + principal_.user +
+           "': wait for a running query to finish";
+  };
+  if (ctx_.redis_quotas) {
+    phase_ = Phase::kConnecting;
+    ctx_.redis_quotas->try_begin_operation(
+        principal_.user, max,
+        [self = shared_from_this(), message](const policy::QuotaDecision& d, const std::string& lease) {
+          if (self->phase_ != Phase::kConnecting) {
+            // The client left while Redis answered: give the slot back at once.
+            if (d.allowed && !lease.empty()) self->ctx_.redis_quotas->end_operation(self->principal_.user, lease);
+            return;
+          }
+          if (!self->quota_store_ok(d)) return;
+          if (!d.allowed) {
+            self->reply_quota(observe::Metrics::Quota::kMaxConcurrentOperations, message());
+            return;
+          }
+          if (!lease.empty()) {
+            self->op_held_ = true;
+            self->op_lease_ = lease;
+          }
+          self->route_request();
+        });
+    return;
+  }
+  if (!ctx_.quotas->try_begin_operation(principal_.user, max)) {
+    reply_quota(observe::Metrics::Quota::kMaxConcurrentOperations, message());
+    return;
+  }
+  op_held_ = true;
+  route_request();
+}
+
+void ProxyStream::release_operation() {
+  if (!op_held_) return;
+  op_held_ = false;
+  if (!op_lease_.empty()) {
+    if (ctx_.redis_quotas) ctx_.redis_quotas->end_operation(principal_.user, op_lease_);
+    op_lease_.clear();
+  } else if (ctx_.quotas) {
+    ctx_.quotas->end_operation(principal_.user);
+  }
+}
+
+void ProxyStream::route_request() {
+  const auto& env = scanner_->envelope();
   const bool shared_store = ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis;
   auto status = ctx_.router->route(*ctx_.config, request(), route_, shared_store);
   if (!status.ok()) {
-    reply_local(status.code, status.message);
+    reply_route_error(status);
     return;
   }
   if (!route_.ask_store) {
@@ -204,7 +431,18 @@ void ProxyStream::try_route() {
 }
 
 routing::RouteRequest ProxyStream::request() const {
-  return {rpc_, &scanner_->envelope(), &upstream_headers_, &principal_};
+  routing::RouteRequest r{rpc_, &scanner_->envelope(), &upstream_headers_, &principal_};
+  // With quotas in Redis the session quota is checked there (admit_new_session).
+  if (!ctx_.redis_quotas) r.max_user_sessions = quota_.max_sessions;
+  return r;
+}
+
+void ProxyStream::reply_route_error(const grpc::Status& status) {
+  if (route_.over_session_quota) {
+    reply_quota(observe::Metrics::Quota::kMaxSessions, status.message);
+    return;
+  }
+  reply_local(status.code, status.message);
 }
 
 void ProxyStream::on_store_lookup(std::optional<std::string> backend, const std::string& error) {
@@ -220,7 +458,7 @@ void ProxyStream::on_store_lookup(std::optional<std::string> backend, const std:
     status = ctx_.router->route(*ctx_.config, request(), route_);
   }
   if (!status.ok()) {
-    reply_local(status.code, status.message);
+    reply_route_error(status);
     return;
   }
   if (backend || !error.empty() || !route_.session) {
@@ -252,22 +490,64 @@ void ProxyStream::on_store_claim(const std::string& winner, const std::string& e
   route_ready();
 }
 
+void ProxyStream::admit_new_session() {
+  session_quota_checked_ = true;
+  phase_ = Phase::kConnecting;
+  const uint32_t max = quota_.max_sessions;
+  ctx_.redis_quotas->try_add_session(
+      principal_.user, route_.session->session_id, max, session_quota_ttl(),
+      [self = shared_from_this(), max](const policy::QuotaDecision& d) {
+        if (self->phase_ != Phase::kConnecting) return;
+        if (d.store_failed || d.allowed) {
+          if (!self->quota_store_ok(d)) {
+            self->ctx_.router->unplace(self->route_.session);
+            self->route_.session.reset();
+            return;
+          }
+          self->route_ready();
+          return;
+        }
+        self->ctx_.router->unplace(self->route_.session);
+        self->route_.session.reset();
+        self->reply_quota(observe::Metrics::Quota::kMaxSessions,
+                          "quota max_sessions (" + std::to_string(max) + ") reached for user '" +
+                              self->principal_.user +
+                              "' across the gateway replicas; stop one (spark.stop()) or wait until an idle one "
+                              "expires");
+      });
+}
+
+std::chrono::milliseconds ProxyStream::session_quota_ttl() const {
+  // A session counts until it is released or would be reaped as idle.
+  auto ttl = ctx_.config->sessions.idle_timeout;
+  return ttl.count() > 0 ? ttl : std::chrono::milliseconds(std::chrono::hours(24));
+}
+
 void ProxyStream::route_ready() {
+  if (route_.session && route_.new_session && !session_quota_checked_ && ctx_.redis_quotas &&
+      quota_.max_sessions > 0) {
+    admit_new_session();
+    return;
+  }
   const auto& env = scanner_->envelope();
   backend_ = route_.backend->name();
   if (route_.session) {
     route_.session->in_flight.fetch_add(1);
     route_.session->rpcs.fetch_add(1);
-    if (ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis) {
-      // Keep the shared entry alive while the session is used; at most every tenth of
-      // its TTL, so that a busy session costs Redis almost nothing.
+    const bool shared_store = ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis;
+    const bool shared_quota = ctx_.redis_quotas && quota_.max_sessions > 0;
+    if (shared_store || shared_quota) {
+      // Keep the shared entries alive while the session is used; at most every tenth of
+      // their TTL, so that a busy session costs Redis almost nothing.
       auto ttl = ctx_.config->sessions.idle_timeout;
       auto now = routing::Clock::now();
       if (now - route_.session->last_store_refresh() > ttl / 10) {
         route_.session->set_last_store_refresh(now);
-        ctx_.store->refresh(routing::Router::session_key(principal_.user, env.session_id), ttl);
+        if (shared_store) ctx_.store->refresh(routing::Router::session_key(principal_.user, env.session_id), ttl);
+        if (shared_quota) ctx_.redis_quotas->refresh_session(principal_.user, env.session_id, session_quota_ttl());
       }
     }
+    if (quota_.max_artifact_bytes && rpc_->rpc == spark::Rpc::kAddArtifacts && !count_artifact_bytes()) return;
   }
   spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
                 route_.new_session ? " (new session)" : "");
@@ -343,7 +623,7 @@ ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* da
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   size_t n = req_buf_.read(buf, length);
-  consume_downstream(n);
+  consume_request_bytes(n);
   if (req_buf_.empty()) {
     if (req_end_) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -357,9 +637,10 @@ ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* da
 
 void ProxyStream::on_stream_closed(uint32_t error_code) {
   // Whatever the client sent that never left is returned to the connection window.
-  consume_downstream(req_buf_.size());
+  consume_request_bytes(req_buf_.size());
   req_buf_.release();
   downstream_ = nullptr;
+  release_operation();
   if (!upstream_done_ && upstream_open_) {
     spdlog::debug("rpc={} backend={}: client ended the stream early ({}); cancelling upstream",
                   rpc_ ? rpc_->name : "-", backend_label(), http2_error_name(error_code));
@@ -371,6 +652,7 @@ void ProxyStream::on_stream_closed(uint32_t error_code) {
   if (route_.session) {
     if (phase_ != Phase::kDone && rpc_->rpc == spark::Rpc::kReleaseSession && final_status_ == "0") {
       ctx_.router->session_released(route_.session);
+      if (ctx_.redis_quotas) ctx_.redis_quotas->remove_session(principal_.user, route_.session->session_id);
       if (ctx_.store && ctx_.config->sessions.store == config::Sessions::Store::kRedis)
         ctx_.store->erase(routing::Router::session_key(principal_.user, route_.session->session_id));
     }
@@ -419,10 +701,7 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
   if (resp_scanner_ && !resp_scanned_) scan_response(data, n, chunk_start);
   if (err == grpc::FramerError::kTooLarge) {
     consume_upstream(n);
-    reply_local(grpc::StatusCode::kResourceExhausted,
-                "response message of " + std::to_string(resp_framer_.last_header().length) +
-                    " bytes from backend " + backend_ + " exceeds the gateway limit of " +
-                    std::to_string(ctx_.config->limits.max_message_bytes) + " bytes (limits.max_message_bytes)");
+    reply_too_large("response", resp_framer_);
     return;
   }
   resp_buf_.append(data, n);
@@ -516,7 +795,7 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
                 scanner_ ? scanner_->envelope().describe() : std::string("session=-"), backend_label(),
                 grpc::status_name(code), message);
   if (was_forwarding) cancel_upstream();
-  consume_downstream(req_buf_.size());
+  consume_request_bytes(req_buf_.size());
   req_buf_.release();
   if (!downstream_) return;
   if (!resp_headers_sent_) {
@@ -558,6 +837,12 @@ void ProxyStream::cancel_upstream() {
   upstream_open_ = false;
   upstream_done_ = true;
   if (auto up = upstream_.lock()) up->reset_stream(up_id_, NGHTTP2_CANCEL);
+}
+
+void ProxyStream::consume_request_bytes(size_t n) {
+  size_t ours = std::min(n, added_request_bytes_);
+  added_request_bytes_ -= ours;
+  consume_downstream(n - ours);
 }
 
 void ProxyStream::consume_downstream(size_t n) {

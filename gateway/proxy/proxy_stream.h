@@ -19,6 +19,9 @@
 #include "grpc/status.h"
 #include "http2/client_session.h"
 #include "http2/server_session.h"
+#include "observe/metrics.h"
+#include "policy/peer_certificate.h"
+#include "policy/quota.h"
 #include "proxy/byte_queue.h"
 #include "routing/redis_store.h"
 #include "routing/router.h"
@@ -29,6 +32,10 @@
 namespace sparkgate::upstream {
 class PoolSet;
 }
+namespace sparkgate::policy {
+class RedisQuotas;
+struct QuotaDecision;
+}
 
 namespace sparkgate::proxy {
 
@@ -37,6 +44,11 @@ struct ProxyContext {
   routing::Router* router = nullptr;             // process-wide; outlives every stream
   upstream::PoolSet* pools = nullptr;            // the worker's; outlives its streams
   routing::RedisAffinityStore* store = nullptr;  // the worker's, with sessions.store: redis
+  observe::Metrics* metrics = nullptr;           // process-wide
+  policy::LocalQuotas* quotas = nullptr;         // process-wide (quotas.store: memory)
+  policy::RedisQuotas* redis_quotas = nullptr;   // the worker's, with quotas.store: redis
+  // The connection's verified client certificate (mTLS), or null.
+  std::shared_ptr<const policy::PeerCertificate> peer_cert;
 };
 
 class ProxyStream final : public http2::ServerStreamHandler,
@@ -51,6 +63,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void on_request_data(const uint8_t* data, size_t n) override;
   void on_request_end() override;
   void on_stream_closed(uint32_t error_code) override;
+  ~ProxyStream() override;
   ssize_t read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) override;
 
   // ClientStreamHandler (upstream events)
@@ -64,6 +77,30 @@ class ProxyStream final : public http2::ServerStreamHandler,
   enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
 
   void try_route();
+  // Policy, in order: identity (enforce or rewrite user_context), then quota admission
+  // (rate, concurrent operations), then routing. Quota checks against Redis are
+  // asynchronous; each step continues with the next.
+  bool apply_identity();
+  void admit_rate();
+  void admit_operation();
+  void on_quota_decision(const policy::QuotaDecision& d, observe::Metrics::Quota quota, const std::string& what);
+  void route_request();
+  // The session quota of a new session held in Redis (quotas.store: redis).
+  void admit_new_session();
+  void reply_quota(observe::Metrics::Quota quota, const std::string& message);
+  void reply_too_large(const char* direction, const grpc::Framer& framer);
+  void reply_route_error(const grpc::Status& status);
+  // False (and the RPC answered) when a Redis quota check failed and
+  // quotas.on_store_failure is deny.
+  bool quota_store_ok(const policy::QuotaDecision& d);
+  // Adds the AddArtifacts bytes received since the last call to the session's total;
+  // false (and the RPC answered) past the max_artifact_bytes quota.
+  bool count_artifact_bytes();
+  std::chrono::milliseconds session_quota_ttl() const;
+  void release_operation();
+  // Request bytes held in req_buf_ that leave it (forwarded or dropped): returns them to
+  // the client's window, minus what the gateway itself added by rewriting user_context.
+  void consume_request_bytes(size_t n);
   routing::RouteRequest request() const;
   void on_store_lookup(std::optional<std::string> backend, const std::string& error);
   void on_store_claim(const std::string& winner, const std::string& error);
@@ -96,8 +133,17 @@ class ProxyStream final : public http2::ServerStreamHandler,
   http2::HeaderMap upstream_headers_;
   std::string backend_;
   routing::Principal principal_;
+  policy::EffectiveQuota quota_;
   routing::RouteDecision route_;
   bool replaced_ = false;
+  bool session_quota_checked_ = false;
+  // A concurrent-operation slot is held (ExecutePlan, ReattachExecute) ...
+  bool op_held_ = false;
+  std::string op_lease_;  // ... and its Redis lease, with quotas.store: redis
+  // Bytes the user_context rewrite added to req_buf_: forwarded, but never received from
+  // the client, so not returned to its window.
+  size_t added_request_bytes_ = 0;
+  uint64_t artifact_bytes_counted_ = 0;
 
 
   // Request direction.

@@ -172,7 +172,15 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
       return b;
     };
   }
-  auto found = sessions_.find_or_create(principal.user, env.session_id, cluster->name, placer, now);
+  auto found =
+      sessions_.find_or_create(principal.user, env.session_id, cluster->name, placer, now, req.max_user_sessions);
+  if (found.over_user_limit) {
+    out.over_session_quota = true;
+    return {grpc::StatusCode::kResourceExhausted,
+            "quota max_sessions (" + std::to_string(req.max_user_sessions) + ") reached for user '" + principal.user +
+                "': " + std::to_string(sessions_.user_sessions(principal.user)) +
+                " live sessions; stop one (spark.stop()) or wait until an idle one expires"};
+  }
   if (found.tombstone) {
     return {grpc::StatusCode::kNotFound, ended_session_message(env.session_id, *found.tombstone)};
   }

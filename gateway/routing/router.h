@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "grpc/status.h"
 #include "http2/header_map.h"
+#include "policy/principal.h"
 #include "routing/backend_state.h"
 #include "routing/placement.h"
 #include "routing/session_registry.h"
@@ -25,12 +26,8 @@
 
 namespace sparkgate::routing {
 
-// Who is asking. Until authentication exists the user is the request's user_id.
-struct Principal {
-  std::string user;
-  std::vector<std::string> groups;
-  std::string tenant;
-};
+// Who is asking: authenticated (policy/), or without auth the request's own user_id.
+using Principal = policy::Principal;
 
 struct RouteRequest {
   const spark::RpcInfo* rpc = nullptr;
@@ -39,6 +36,9 @@ struct RouteRequest {
   const Principal* principal = nullptr;
   // A backend that a new session must not be placed on (it just failed to connect).
   const BackendState* avoid = nullptr;
+  // The principal's max_sessions quota (0: unlimited): a new session beyond it is
+  // refused with RESOURCE_EXHAUSTED.
+  uint32_t max_user_sessions = 0;
 };
 
 struct RouteDecision {
@@ -49,6 +49,8 @@ struct RouteDecision {
   // Set by route(..., defer_unknown = true) for a session this replica does not know:
   // the caller asks the shared store, then calls adopt() or route() again.
   bool ask_store = false;
+  // Set when route() refused a new session over the principal's max_sessions quota.
+  bool over_session_quota = false;
 };
 
 class Router {

@@ -79,9 +79,28 @@ void SessionRegistry::bury_locked(Shard& s, const std::string& k, Tombstone t) {
   s.dead[k] = std::move(t);
 }
 
+void SessionRegistry::count_user_locked_shard(const std::string& user_id, int delta) {
+  std::lock_guard lock(users_.mu);
+  if (delta > 0) {
+    users_.live[user_id] += static_cast<uint32_t>(delta);
+    return;
+  }
+  auto it = users_.live.find(user_id);
+  if (it == users_.live.end()) return;
+  auto d = static_cast<uint32_t>(-delta);
+  if (it->second <= d) users_.live.erase(it);
+  else it->second -= d;
+}
+
+uint32_t SessionRegistry::user_sessions(const std::string& user_id) const {
+  std::lock_guard lock(users_.mu);
+  auto it = users_.live.find(user_id);
+  return it == users_.live.end() ? 0 : it->second;
+}
+
 SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_id, const std::string& session_id,
                                                        const std::string& cluster, const Placer& place,
-                                                       Clock::time_point now) {
+                                                       Clock::time_point now, uint32_t max_per_user) {
   auto k = key(user_id, session_id);
   auto& s = shard_for(k);
   std::lock_guard lock(s.mu);
@@ -91,9 +110,27 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
     s.dead.erase(it);
   }
   if (!place) return {};
+  if (max_per_user > 0) {
+    // Reserve the user's slot before placing, so that two workers creating sessions for
+    // one user at once cannot both take the last one.
+    std::lock_guard ulock(users_.mu);
+    auto& n = users_.live[user_id];
+    if (n >= max_per_user) {
+      if (n == 0) users_.live.erase(user_id);
+      Found f;
+      f.over_user_limit = true;
+      return f;
+    }
+    ++n;
+  } else {
+    count_user_locked_shard(user_id, +1);
+  }
   uint64_t epoch = 0;
   BackendPtr backend = place(epoch);
-  if (!backend) return {};
+  if (!backend) {
+    count_user_locked_shard(user_id, -1);
+    return {};
+  }
   auto session = std::make_shared<Session>(user_id, session_id, cluster, backend, epoch, now);
   backend->sessions.fetch_add(1);
   s.live.emplace(std::move(k), session);
@@ -110,6 +147,7 @@ SessionPtr SessionRegistry::adopt(const std::string& user_id, const std::string&
   s.dead.erase(k);
   auto session = std::make_shared<Session>(user_id, session_id, cluster, backend, epoch, now);
   backend->sessions.fetch_add(1);
+  count_user_locked_shard(user_id, +1);
   s.live.emplace(std::move(k), session);
   return session;
 }
@@ -126,14 +164,18 @@ SessionPtr SessionRegistry::end(const std::string& user_id, const std::string& s
                                 std::string detail, Clock::time_point now) {
   auto k = key(user_id, session_id);
   auto& s = shard_for(k);
-  std::lock_guard lock(s.mu);
   SessionPtr session;
-  if (auto it = s.live.find(k); it != s.live.end()) {
-    session = it->second;
-    s.live.erase(it);
-    session->backend->sessions.fetch_sub(1);
+  {
+    std::lock_guard lock(s.mu);
+    if (auto it = s.live.find(k); it != s.live.end()) {
+      session = it->second;
+      s.live.erase(it);
+      session->backend->sessions.fetch_sub(1);
+      count_user_locked_shard(user_id, -1);
+    }
+    if (reason != EndReason::kReleased) bury_locked(s, k, Tombstone{reason, std::move(detail), now});
   }
-  if (reason != EndReason::kReleased) bury_locked(s, k, Tombstone{reason, std::move(detail), now});
+  notify_end(session, reason);
   return session;
 }
 
@@ -147,6 +189,7 @@ void SessionRegistry::clear_tombstone(const std::string& user_id, const std::str
 std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono::milliseconds idle,
                                               std::chrono::milliseconds lifetime) {
   std::vector<SessionPtr> out;
+  std::vector<EndReason> reasons;
   if (idle.count() == 0 && lifetime.count() == 0) return out;
   for (auto& s : shards_) {
     std::lock_guard lock(s.mu);
@@ -173,12 +216,15 @@ std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono
       }
       t.detail += "; sparkgate released it on backend " + session->backend->name();
       session->backend->sessions.fetch_sub(1);
+      count_user_locked_shard(session->user_id, -1);
       out.push_back(session);
+      reasons.push_back(t.reason);
       std::string k = it->first;
       it = s.live.erase(it);
       bury_locked(s, k, std::move(t));
     }
   }
+  for (size_t i = 0; i < out.size(); ++i) notify_end(out[i], reasons[i]);
   return out;
 }
 

@@ -44,6 +44,7 @@ struct Session {
   std::atomic<int64_t> last_active_ns;  // Clock ticks (ns) of the last RPC start or end
   std::atomic<int32_t> in_flight{0};    // RPCs running now
   std::atomic<uint64_t> rpcs{0};        // RPCs started
+  std::atomic<uint64_t> artifact_bytes{0};  // AddArtifacts request bytes (max_artifact_bytes quota)
 
   // When the shared store's TTL of this session was last refreshed.
   Clock::time_point last_store_refresh() const { return Clock::time_point(Clock::duration(store_refresh_ns_.load())); }
@@ -83,14 +84,27 @@ class SessionRegistry {
   struct Found {
     SessionPtr session;                 // set if the session is live
     std::optional<Tombstone> tombstone;  // set if it ended recently
+    // Set when the session is new and its user already has `max_per_user` live sessions;
+    // nothing was placed or registered.
+    bool over_user_limit = false;
   };
   // Looks the session up; if unknown (and not tombstoned) and `place` is given, calls it
   // under the shard lock to choose a backend and registers the new session (so two
   // workers never place one session twice). `place` returns null with `error` set when
-  // no backend can take it; then nothing is registered.
+  // no backend can take it; then nothing is registered. With `max_per_user` > 0, a new
+  // session is refused (over_user_limit) while the user has that many live sessions.
   using Placer = std::function<BackendPtr(uint64_t& epoch)>;
   Found find_or_create(const std::string& user_id, const std::string& session_id, const std::string& cluster,
-                       const Placer& place, Clock::time_point now);
+                       const Placer& place, Clock::time_point now, uint32_t max_per_user = 0);
+
+  // Live sessions of `user_id` (the max_sessions quota).
+  uint32_t user_sessions(const std::string& user_id) const;
+
+  // Called after a session left the registry for any reason (released, expired, lost,
+  // closed), outside every registry lock, on the thread that ended it. Set once at
+  // start-up, before any traffic.
+  using EndListener = std::function<void(const SessionPtr&, EndReason)>;
+  void set_end_listener(EndListener fn) { end_listener_ = std::move(fn); }
 
   // Registers a session whose backend was decided elsewhere (e.g. by a shared store).
   // Returns the live entry (an existing one wins).
@@ -135,7 +149,19 @@ class SessionRegistry {
   Shard& shard_for(const std::string& key) const;
   void bury_locked(Shard& s, const std::string& key, Tombstone t);
 
+  // Per-user live session counts; locked after (inside) a shard lock, never before.
+  struct UserCounts {
+    mutable std::mutex mu;
+    std::unordered_map<std::string, uint32_t> live;
+  };
+  void count_user_locked_shard(const std::string& user_id, int delta);
+  void notify_end(const SessionPtr& session, EndReason reason) const {
+    if (end_listener_ && session) end_listener_(session, reason);
+  }
+
   mutable std::array<Shard, kShards> shards_;
+  UserCounts users_;
+  EndListener end_listener_;
 };
 
 }  // namespace sparkgate::routing

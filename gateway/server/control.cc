@@ -47,6 +47,21 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
   const auto& sessions = state.config.load()->sessions;
   if (sessions.store == config::Sessions::Store::kRedis)
     store_ = std::make_unique<routing::RedisAffinityStore>(io_.get_executor(), sessions.redis);
+  const auto& quotas = state.config.load()->quotas;
+  if (quotas.store == config::Quotas::Store::kRedis) {
+    quota_releaser_ = std::make_shared<QuotaReleaser>();
+    quota_releaser_->quotas = std::make_unique<policy::RedisQuotas>(io_.get_executor(), quotas.redis);
+    // Idle-expired sessions are left to expire in Redis on their own (their score is the
+    // last use plus idle_timeout on whichever replica served them last); the rest end for
+    // good and leave the count now.
+    state.router.sessions().set_end_listener(
+        [r = quota_releaser_, ex = io_.get_executor()](const routing::SessionPtr& s, routing::EndReason why) {
+          if (why == routing::EndReason::kExpiredIdle || !r->alive.load()) return;
+          boost::asio::post(ex, [r, user = s->user_id, sid = s->session_id] {
+            if (r->alive.load()) r->quotas->remove_session(user, sid);
+          });
+        });
+  }
 }
 
 ControlPlane::~ControlPlane() { stop(); }
@@ -72,6 +87,10 @@ void ControlPlane::stop() {
     resolver_.cancel();
     pools_.close_all();
     if (store_) store_->close();
+    if (quota_releaser_) {
+      quota_releaser_->alive = false;
+      quota_releaser_->quotas->stop();
+    }
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.
@@ -139,6 +158,8 @@ void ControlPlane::schedule_reap() {
 
 void ControlPlane::reap() {
   auto cfg = state_.config.load();
+  // Rate buckets refill to full after a while; forgetting them then changes nothing.
+  state_.quotas.prune(policy::Clock::now(), std::chrono::minutes(10));
   auto expired = state_.router.sessions().reap(routing::Clock::now(), cfg->sessions.idle_timeout,
                                                cfg->sessions.max_lifetime);
   for (const auto& s : expired) {

@@ -15,6 +15,7 @@
 
 #include "routing/health_checker.h"
 #include "routing/redis_store.h"
+#include "policy/redis_quotas.h"
 #include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
 
@@ -55,6 +56,12 @@ class ControlPlane {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   upstream::PoolSet pools_;  // connections for the gateway's own ReleaseSession calls
   std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
+  // With quotas.store: redis, sessions that end for good leave the user's global count.
+  struct QuotaReleaser {
+    std::atomic<bool> alive{true};
+    std::unique_ptr<policy::RedisQuotas> quotas;
+  };
+  std::shared_ptr<QuotaReleaser> quota_releaser_;
   routing::HealthChecker health_;
   boost::asio::steady_timer watch_timer_;
   boost::asio::steady_timer reap_timer_;

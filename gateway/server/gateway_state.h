@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "observe/metrics.h"
+#include "policy/quota.h"
 #include "routing/router.h"
 
 namespace sparkgate::server {
@@ -20,6 +21,7 @@ struct GatewayState {
   routing::BackendRegistry backends;
   routing::Router router{backends};
   observe::Metrics metrics;
+  policy::LocalQuotas quotas;  // per-user rate buckets and operation counts (quotas.store: memory)
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};

@@ -43,6 +43,28 @@ std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config:
     return nullptr;
   }
   SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, nullptr);
+  if (!files.client_ca.empty()) {
+    // mTLS: ask for a certificate chaining to client_ca; its identity is read after the
+    // handshake (policy/peer_certificate). Without require_client_cert a client may
+    // still connect without one and authenticate with a token.
+    if (SSL_CTX_load_verify_locations(ctx->native_handle(), files.client_ca.c_str(), nullptr) != 1) {
+      error = "cannot load client CA " + files.client_ca;
+      return nullptr;
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(files.client_ca.c_str());
+    if (names == nullptr) {
+      error = "client CA " + files.client_ca + " holds no certificate";
+      return nullptr;
+    }
+    SSL_CTX_set_client_CA_list(ctx->native_handle(), names);
+    int mode = SSL_VERIFY_PEER;
+    if (files.require_client_cert) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx->native_handle(), mode, nullptr);
+    SSL_CTX_set_verify_depth(ctx->native_handle(), 8);
+    // Session resumption would skip the certificate on later connections.
+    SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx->native_handle(), 0);
+  }
   return ctx;
 }
 

@@ -29,6 +29,9 @@ Worker::Worker(int index, GatewayState& state)
   const auto& sessions = state.config.load()->sessions;
   if (sessions.store == config::Sessions::Store::kRedis)
     store_ = std::make_unique<routing::RedisAffinityStore>(io_.get_executor(), sessions.redis);
+  const auto& quotas = state.config.load()->quotas;
+  if (quotas.store == config::Quotas::Store::kRedis)
+    redis_quotas_ = std::make_unique<policy::RedisQuotas>(io_.get_executor(), quotas.redis);
 }
 
 Worker::~Worker() { stop(); }
@@ -105,14 +108,17 @@ void Worker::accept(size_t i) {
                                spdlog::debug("worker {}: TLS handshake failed: {}", index_, hec.message());
                                return;
                              }
-                             start_session(std::make_unique<http2::TlsTransport>(std::move(*holder)));
+                             auto peer = policy::read_peer_certificate((*holder)->native_handle());
+                             start_session(std::make_unique<http2::TlsTransport>(std::move(*holder)),
+                                           std::move(peer));
                            });
     }
     accept(i);
   });
 }
 
-void Worker::start_session(std::unique_ptr<http2::Transport> transport) {
+void Worker::start_session(std::unique_ptr<http2::Transport> transport,
+                           std::shared_ptr<const policy::PeerCertificate> peer_cert) {
   auto cfg = state_.config.load();
   http2::ServerSessionOptions opts;
   opts.stream_window_bytes = cfg->http2.stream_window_bytes;
@@ -120,8 +126,9 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport) {
   opts.max_concurrent_streams = cfg->http2.max_concurrent_streams;
   opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
   auto session = std::make_shared<http2::ServerSession>(
-      io_.get_executor(), std::move(transport), opts, [this](http2::ServerSession& s, int32_t id) {
-        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_, store_.get()};
+      io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerSession& s, int32_t id) {
+        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_,        store_.get(),
+                                &state_.metrics,       &state_.quotas, redis_quotas_.get(), peer_cert};
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerSession> weak = session;
@@ -164,6 +171,7 @@ void Worker::stop() {
     connections_ = 0;
     pools_.close_all();
     if (store_) store_->close();
+    if (redis_quotas_) redis_quotas_->stop();
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.

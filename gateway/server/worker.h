@@ -14,6 +14,8 @@
 
 #include "http2/server_session.h"
 #include "server/gateway_state.h"
+#include "policy/peer_certificate.h"
+#include "policy/redis_quotas.h"
 #include "routing/redis_store.h"
 #include "upstream/conn_pool.h"
 
@@ -38,7 +40,8 @@ class Worker {
 
  private:
   void accept(size_t listener_index);
-  void start_session(std::unique_ptr<http2::Transport> transport);
+  void start_session(std::unique_ptr<http2::Transport> transport,
+                     std::shared_ptr<const policy::PeerCertificate> peer_cert = nullptr);
 
   int index_;
   GatewayState& state_;
@@ -47,6 +50,7 @@ class Worker {
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   upstream::PoolSet pools_;
   std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
+  std::unique_ptr<policy::RedisQuotas> redis_quotas_;   // with quotas.store: redis
   std::unordered_set<std::shared_ptr<http2::ServerSession>> sessions_;
   std::atomic<size_t> connections_{0};
   std::thread thread_;

@@ -53,6 +53,7 @@ bool EnvelopeScanner::feed(std::span<const uint8_t> chunk) {
       case State::kHeader: {
         // header_ holds bytes of a field header that earlier chunks left unfinished; they
         // are already counted in consumed_.
+        if (header_.empty()) header_start_ = consumed_;
         size_t take = std::min(kMaxHeaderBytes - header_.size(), chunk.size() - pos);
         header_.append(reinterpret_cast<const char*>(chunk.data() + pos), take);
         if (!parse_header()) {
@@ -156,6 +157,11 @@ bool EnvelopeScanner::parse_header() {
     if (payload > max_field_bytes_)
       return fail("envelope field " + std::to_string(field) + " is " + std::to_string(payload) +
                   " bytes, more than the " + std::to_string(max_field_bytes_) + " allowed");
+    if (field == kUserContextField) {
+      if (user_context_spans_.size() >= kMaxUserContextSpans)
+        return fail("user_context appears more than " + std::to_string(kMaxUserContextSpans) + " times");
+      user_context_spans_.push_back({header_start_, static_cast<uint64_t>(used) + payload});
+    }
     capture_.clear();
     state_ = State::kCapture;
   }

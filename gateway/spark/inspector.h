@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "spark/rpc.h"
 
@@ -25,9 +26,19 @@ struct Envelope {
   std::string describe() const;
 };
 
+// Where one top-level field lies in the message payload.
+struct FieldSpan {
+  uint64_t offset;  // offset of the tag's first byte within the message payload
+  uint64_t length;  // tag + length varint + payload
+};
+
 // One per stream; single-threaded; owned by the stream's proxy pipeline.
 class EnvelopeScanner {
  public:
+  // A request that writes user_context more often than this is an error (a real client
+  // writes it once; the splice needs every occurrence).
+  static constexpr size_t kMaxUserContextSpans = 16;
+
   // `message_length` is the payload length from the gRPC prefix. Envelope fields longer
   // than `max_field_bytes` are an error.
   EnvelopeScanner(const RpcInfo& rpc, uint64_t message_length, uint32_t max_field_bytes = 64u << 10);
@@ -52,6 +63,10 @@ class EnvelopeScanner {
   const std::string& error() const { return error_; }
   uint64_t consumed() const { return consumed_; }
   uint64_t remaining() const { return message_length_ - consumed_; }
+  // Every top-level user_context (field 2) occurrence whose header has been scanned, in
+  // message order. A span is recorded as soon as its header is parsed, so its payload may
+  // not have been fed yet. At most kMaxUserContextSpans entries.
+  const std::vector<FieldSpan>& user_context_spans() const { return user_context_spans_; }
 
  private:
   enum class State { kHeader, kSkip, kCapture };
@@ -66,6 +81,7 @@ class EnvelopeScanner {
   uint64_t consumed_ = 0;
   State state_ = State::kHeader;
   std::string header_;      // partial tag + varint/length bytes (at most 15)
+  uint64_t header_start_ = 0;  // payload offset of header_'s first byte
   uint64_t field_remaining_ = 0;
   int field_number_ = 0;
   std::string capture_;
@@ -75,6 +91,7 @@ class EnvelopeScanner {
   bool seen_client_type_ = false;
   bool seen_operation_ = false;
   Envelope envelope_;
+  std::vector<FieldSpan> user_context_spans_;
   std::string error_;
 };
 

@@ -8,20 +8,30 @@ Environment:
   SPARKGATE_BIN          the gateway binary (default <repo>/build/gateway/sparkgate)
   SPARKGATE_SERVER_VENV  the virtualenv holding PyPI pyspark (default <repo>/.venv/server)
   SPARKGATE_E2E_LOG_LEVEL  --log-level for the main gateway (e.g. debug; default: its own)
+
+TLS and authentication: `CertAuthority` makes a throwaway CA and certificates with the
+`openssl` CLI; `Gateway(tls=True)` serves its listener with a certificate for
+127.0.0.1/localhost signed by it (`gateway.ca_path`), `Gateway(extra_yaml=...)` appends
+top-level YAML (auth:, identity:, quotas:), `token_sha256` gives the `sha256:<hex>` form of a
+token for `auth.tokens`, and `tls_session` connects PySpark trusting a given CA.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
+import shutil
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -208,17 +218,149 @@ class SparkServer:
             stop_process_group(self.proc)
 
 
+# ----------------------------------------------------------------------------------------
+# TLS: a throwaway certificate authority (openssl CLI), and PySpark clients that trust it
+# ----------------------------------------------------------------------------------------
+
+def token_sha256(token: str) -> str:
+    """The `sha256:<hex>` form of a bearer token, as `auth.tokens[].sha256` takes it."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the openssl CLI is missing (Debian package openssl)", pytrace=False)
+    done = subprocess.run([openssl, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        pytest.fail(f"openssl {' '.join(args)} failed ({done.returncode}):\n"
+                    f"{done.stdout.decode(errors='replace')}", pytrace=False)
+
+
+class CertAuthority:
+    """A certificate authority made at test time with the openssl CLI (P-256 keys, valid
+    for two days), which issues server and client certificates into any directory."""
+
+    _shared: Optional["CertAuthority"] = None
+
+    def __init__(self, directory: Path, name: str = "sparkgate e2e test CA"):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cert = self.dir / "ca.pem"
+        self.key = self.dir / "ca.key"
+        self._serial = 0
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(self.key), "-out", str(self.cert), "-days", "2", "-subj", f"/CN={name}",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
+
+    @classmethod
+    def shared(cls) -> "CertAuthority":
+        """One CA for the whole test process (in a temporary directory removed at exit), so
+        that every TLS gateway is trusted through the same CA file."""
+        if cls._shared is None:
+            directory = Path(tempfile.mkdtemp(prefix="sparkgate-e2e-ca-"))
+            atexit.register(shutil.rmtree, directory, True)
+            cls._shared = cls(directory)
+        return cls._shared
+
+    def issue(self, directory: Path, name: str, subject: str, extensions: Sequence[str]) -> Tuple[Path, Path]:
+        """Issues `<directory>/<name>.pem` and `<name>.key` for `subject` ("/CN=x/O=y")
+        with the given X.509v3 extension lines; returns (cert, key)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key, csr = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
+        ext = directory / f"{name}.ext"
+        ext.write_text("".join(line + "\n" for line in extensions))
+        self._serial += 1
+        _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(key), "-out", str(csr), "-subj", subject, cwd=directory)
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
+                 "-set_serial", str(int(time.time() * 1000) * 1000 + self._serial), "-days", "2",
+                 "-extfile", str(ext), "-out", str(cert), cwd=directory)
+        return cert, key
+
+    def issue_server(self, directory: Path, name: str = "server") -> Tuple[Path, Path]:
+        """A server certificate for 127.0.0.1 and localhost."""
+        return self.issue(directory, name, "/CN=127.0.0.1", [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=serverAuth",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+
+    def issue_client(self, directory: Path, name: str, common_name: str, org_units: Sequence[str] = (),
+                     organization: Optional[str] = None, san: Optional[str] = None) -> Tuple[Path, Path]:
+        """A client certificate with CN `common_name` (and OU/O/SAN if given)."""
+        subject = (f"/CN={common_name}" + "".join(f"/OU={ou}" for ou in org_units)
+                   + (f"/O={organization}" if organization else ""))
+        extensions = ["basicConstraints=critical,CA:FALSE",
+                      "keyUsage=critical,digitalSignature,keyEncipherment",
+                      "extendedKeyUsage=clientAuth"]
+        if san:
+            extensions.append(f"subjectAltName={san}")
+        return self.issue(directory, name, subject, extensions)
+
+
+def tls_channel_builder(url: str, ca_path: Optional[Path] = None,
+                        client_cert: Optional[Tuple[Path, Path]] = None):
+    """A PySpark DefaultChannelBuilder for `url` whose TLS channels trust `ca_path` (and
+    present `client_cert` = (cert, key) if given) instead of grpc's default roots. Use it
+    with SparkSession.builder.channelBuilder(...). Only channels that are secure anyway
+    (token= or use_ssl=true in `url`) change; the host must not be `localhost`, for which
+    PySpark uses local (non-TLS) credentials when only a token is given."""
+    import grpc
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    root = Path(ca_path).read_bytes() if ca_path else None
+    chain = Path(client_cert[0]).read_bytes() if client_cert else None
+    private_key = Path(client_cert[1]).read_bytes() if client_cert else None
+
+    class _CATrustingChannelBuilder(DefaultChannelBuilder):
+        def toChannel(self) -> grpc.Channel:
+            if not self.secure or (not self.use_ssl and self.host == "localhost"):
+                return super().toChannel()
+            creds = grpc.ssl_channel_credentials(root_certificates=root, private_key=private_key,
+                                                 certificate_chain=chain)
+            if self.token is not None:
+                creds = grpc.composite_channel_credentials(
+                    creds, grpc.access_token_call_credentials(self.token))
+            return self._secure_channel(self.endpoint, creds)
+
+    return _CATrustingChannelBuilder(url)
+
+
+def tls_session(url: str, ca_path: Optional[Path] = None, client_cert: Optional[Tuple[Path, Path]] = None):
+    """A new SparkSession (builder.create()) for `url` that trusts `ca_path`."""
+    from pyspark.sql.connect.session import SparkSession  # channelBuilder() is Connect-only
+    return SparkSession.builder.channelBuilder(tls_channel_builder(url, ca_path, client_cert)).create()
+
+
 class Gateway:
     """The sparkgate binary in front of one Spark Connect server, or, with `routing` (the
-    YAML of the `clusters:` and `routes:` sections), in front of whatever that names."""
+    YAML of the `clusters:` and `routes:` sections), in front of whatever that names.
+
+    `tls`: the listener serves TLS with a certificate for 127.0.0.1/localhost issued by
+    `ca` (default: the process-wide CertAuthority.shared()); `ca_path` is that CA's PEM.
+    `tls_extra`: more entries of the listener's tls mapping, e.g. "client_ca: /x.pem,
+    require_client_cert: false". `extra_yaml`: top-level YAML appended to the config
+    (auth:, identity:, quotas: ...)."""
 
     def __init__(self, workdir: Path, backend_port: Optional[int] = None, log_level: Optional[str] = None,
-                 routing: Optional[str] = None):
+                 routing: Optional[str] = None, tls: bool = False, extra_yaml: str = "",
+                 ca: Optional[CertAuthority] = None, tls_extra: str = ""):
         assert (backend_port is None) != (routing is None), "give backend_port or routing"
         self.workdir = workdir
         self.backend_port = backend_port
         self.routing = routing
         self.log_level = log_level
+        self.tls = tls
+        self.tls_extra = tls_extra
+        self.extra_yaml = extra_yaml
+        self.ca: Optional[CertAuthority] = (ca or CertAuthority.shared()) if tls else None
+        self.cert_path: Optional[Path] = None
+        self.key_path: Optional[Path] = None
         self.log = workdir / "gateway.stderr.log"
         self.access_log = workdir / "gateway.stdout.log"
         self.config = workdir / "sparkgate.yaml"
@@ -232,6 +374,16 @@ class Gateway:
             pytest.fail(f"gateway binary {GATEWAY_BIN} is missing (build it, or set SPARKGATE_BIN)",
                         pytrace=False)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        tls_yaml = ""
+        if self.ca is not None:
+            if self.cert_path is None:
+                self.cert_path, self.key_path = self.ca.issue_server(self.workdir / "tls")
+            extra = f", {self.tls_extra}" if self.tls_extra else ""
+            tls_yaml = (f"    tls: {{cert: {json.dumps(str(self.cert_path))}, "
+                        f"key: {json.dumps(str(self.key_path))}{extra}}}\n")
+        extra_yaml = self.extra_yaml
+        if extra_yaml and not extra_yaml.endswith("\n"):
+            extra_yaml += "\n"
         # The free ports are found by binding and closing; another process may grab one in
         # between, so a failed start is retried on fresh ports.
         for attempt in range(3):
@@ -248,9 +400,11 @@ class Gateway:
             self.config.write_text(
                 "listeners:\n"
                 f"  - address: 127.0.0.1:{self.port}\n"
+                f"{tls_yaml}"
                 f"{routing}"
                 "admin:\n"
-                f"  address: 127.0.0.1:{self.admin_port}\n")
+                f"  address: 127.0.0.1:{self.admin_port}\n"
+                f"{extra_yaml}")
             cmd = [str(GATEWAY_BIN), "--config", str(self.config), "--workers", "2"]
             if self.log_level:
                 cmd += ["--log-level", self.log_level]
@@ -273,6 +427,11 @@ class Gateway:
     @property
     def url(self) -> str:
         return f"sc://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Optional[Path]:
+        """The PEM of the CA that issued the listener's certificate (None without tls)."""
+        return self.ca.cert if self.ca is not None else None
 
     def crashed(self) -> Optional[str]:
         """A description of how the gateway died, if it died before stop()."""
@@ -343,9 +502,12 @@ class SessionFactory:
     def __init__(self):
         self.sessions: List = []
 
-    def __call__(self, url: str):
+    def __call__(self, url: str, ca_path: Optional[Path] = None):
         from pyspark.sql import SparkSession
-        s = SparkSession.builder.remote(url).create()
+        if ca_path is not None:
+            s = tls_session(url, ca_path)
+        else:
+            s = SparkSession.builder.remote(url).create()
         self.sessions.append(s)
         return s
 

@@ -397,9 +397,9 @@ routes:
   CHECK(has_error(r, 21, "health_check.timeout (1000ms) must be shorter than health_check.interval (1000ms)"));
   CHECK(has_error(r, 22, "unknown key 'jitter' in health_check"));
   CHECK(has_error(r, 23, "cluster 'c' needs a non-empty list of backends, or dns"));
-  CHECK(has_error(r, 26, "credentials take one of token_env and token_file, not both"));
+  CHECK(has_error(r, 26, "cluster credentials: give one of token_env and token_file, not both"));
   CHECK(has_error(r, 28, "cluster dns 'd.svc:0' needs a non-zero port"));
-  CHECK(has_error(r, 29, "credentials need token_env or token_file"));
+  CHECK(has_error(r, 29, "cluster credentials: give token_env or token_file"));
   CHECK(r.errors.size() == 15);
 }
 
