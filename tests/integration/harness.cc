@@ -237,6 +237,10 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
   if (options.tls) {
     y << "    tls:\n      cert: " << options.tls->cert << "\n      key: " << options.tls->key
       << "\n";
+    if (!options.tls_client_ca.empty()) y << "      client_ca: " << options.tls_client_ca << "\n";
+    if (options.tls_require_client_cert) {
+      y << "      require_client_cert: " << (*options.tls_require_client_cert ? "true" : "false") << "\n";
+    }
   }
   if (!options.clusters_yaml.empty()) {
     y << options.clusters_yaml;
@@ -354,6 +358,20 @@ std::shared_ptr<grpc::Channel> make_tls_channel(const std::string& address,
   args.SetSslTargetNameOverride(target_name);
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = root_certs;
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+}
+
+std::shared_ptr<grpc::Channel> make_mtls_channel(const std::string& address,
+                                                 const std::string& root_certs,
+                                                 const std::string& target_name,
+                                                 const std::string& cert_pem,
+                                                 const std::string& key_pem) {
+  grpc::ChannelArguments args = channel_args(true);
+  args.SetSslTargetNameOverride(target_name);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = root_certs;
+  ssl.pem_cert_chain = cert_pem;
+  ssl.pem_private_key = key_pem;
   return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
 }
 
@@ -595,6 +613,29 @@ std::string request_for(std::string_view rpc, const std::string& session_id) {
   throw std::invalid_argument("unknown rpc " + std::string(rpc));
 }
 
+std::string pb_len_field(uint32_t field, std::string_view bytes) {
+  std::string out;
+  append_len_field(out, field, bytes);
+  return out;
+}
+
+std::string pb_varint_field(uint32_t field, uint64_t value) {
+  std::string out;
+  append_varint(out, static_cast<uint64_t>(field) << 3);
+  append_varint(out, value);
+  return out;
+}
+
+std::string with_user(const std::string& request, const std::string& user) {
+  const std::string alice = pb_len_field(2, pb_len_field(1, "alice"));
+  const size_t at = request.find(alice);
+  if (at == std::string::npos) throw std::invalid_argument("the request has no user_context for alice");
+  // A top-level field: its length may change without touching any other byte.
+  std::string out = request;
+  out.replace(at, alice.size(), pb_len_field(2, pb_len_field(1, user)));
+  return out;
+}
+
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -769,6 +810,52 @@ TestPki::TestPki() {
     }
 }
 
+ClientCert issue_client_cert(const TestPki& pki, const std::string& tag, const std::string& subject,
+                             const std::string& san, bool from_other_ca) {
+  const auto file = [&](const std::string& name) { return (pki.dir.path() / name).string(); };
+  ClientCert out;
+  out.cert = file("client-" + tag + ".pem");
+  out.key = file("client-" + tag + ".key");
+  openssl(pki.dir, "client-csr-" + tag,
+          {"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-subj", subject, "-keyout", out.key, "-out", file("client-" + tag + ".csr")});
+  std::string ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=clientAuth\n";
+  if (!san.empty()) ext += "subjectAltName=" + san + "\n";
+  const std::string ext_file = pki.dir.write("client-" + tag + ".ext", ext);
+  const std::string ca = from_other_ca ? pki.other_ca_cert : pki.ca_cert;
+  const std::string ca_key = file(from_other_ca ? "other-ca.key" : "ca.key");
+  openssl(pki.dir, "client-sign-" + tag,
+          {"x509", "-req", "-days", "1", "-in", file("client-" + tag + ".csr"), "-CA", ca, "-CAkey",
+           ca_key, "-CAcreateserial", "-extfile", ext_file, "-out", out.cert});
+  out.cert_pem = read_file(out.cert);
+  out.key_pem = read_file(out.key);
+  if (out.cert_pem.find("BEGIN CERTIFICATE") == std::string::npos) {
+    throw std::runtime_error("openssl wrote no client certificate to " + out.cert);
+  }
+  return out;
+}
+
+// ---- metrics ----
+
+std::optional<double> metric_value(const std::string& exposition, const std::string& series) {
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
+      return std::strtod(line.c_str() + series.size() + 1, nullptr);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<double> scrape_metric(uint16_t admin_port, const std::string& series) {
+  const HttpAnswer a = http_get(admin_port, "/metrics");
+  if (a.status != 200) return std::nullopt;
+  return metric_value(a.body, series);
+}
 
 // ---- Redis ----
 

@@ -124,6 +124,10 @@ struct GatewayOptions {
   // Appended to the generated config as is (top-level sections such as `sessions:`).
   std::string extra_yaml;
   std::vector<std::string> extra_args;  // appended to the gateway's command line
+  // mTLS on the listener (only with `tls`): written as tls.client_ca and
+  // tls.require_client_cert when set; empty / unset leaves them out of the config.
+  std::string tls_client_ca;
+  std::optional<bool> tls_require_client_cert;
 };
 
 // Options for a gateway in front of the single backend `address`.
@@ -180,6 +184,14 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool bdp
 std::shared_ptr<grpc::Channel> make_tls_channel(const std::string& address,
                                                 const std::string& root_certs,
                                                 const std::string& target_name);
+
+// Like make_tls_channel, and the client presents the certificate chain `cert_pem` with
+// the private key `key_pem` (both PEM contents, not paths).
+std::shared_ptr<grpc::Channel> make_mtls_channel(const std::string& address,
+                                                 const std::string& root_certs,
+                                                 const std::string& target_name,
+                                                 const std::string& cert_pem,
+                                                 const std::string& key_pem);
 
 // "/spark.connect.SparkConnectService/<rpc>"
 std::string method_path(std::string_view rpc);
@@ -274,6 +286,15 @@ std::string reattach_request(const std::string& session_id, const std::string& o
 // Any of the 12 RPC names; a minimal valid request for it.
 std::string request_for(std::string_view rpc, const std::string& session_id);
 
+// Protobuf wire format by hand, for tests that must control every byte of a request:
+// a length-delimited field (tag, length, bytes) and a varint field.
+std::string pb_len_field(uint32_t field, std::string_view bytes);
+std::string pb_varint_field(uint32_t field, uint64_t value);
+// `request` (as built by request_for / execute_plan_request, whose user_context is
+// {user_id: "alice"}) with that user_context replaced by {user_id: `user`}. Throws
+// std::invalid_argument if the request holds no such user_context.
+std::string with_user(const std::string& request, const std::string& user);
+
 // The whole file, or "" if it cannot be read.
 std::string read_file(const std::filesystem::path& path);
 
@@ -328,6 +349,30 @@ struct TestPki {
   // Arguments that make the fake backend serve TLS with the server certificate.
   std::vector<std::string> fake_args() const { return {"--tls-cert", server_cert, "--tls-key", server_key}; }
 };
+
+// A client certificate (P-256 key, valid for a day, extendedKeyUsage clientAuth) issued
+// with the openssl CLI into pki.dir. `subject` is in openssl's -subj form, e.g.
+// "/CN=alice/OU=etl/O=acme"; `san` (optional) is a subjectAltName value such as
+// "DNS:alice.test,email:alice@test". `from_other_ca` signs it with TestPki's unrelated
+// second CA instead of the trusted one. `tag` names the files; use a new one per
+// certificate. Throws std::runtime_error if openssl fails.
+struct ClientCert {
+  std::string cert;      // path
+  std::string key;       // path
+  std::string cert_pem;  // contents of cert
+  std::string key_pem;   // contents of key
+};
+ClientCert issue_client_cert(const TestPki& pki, const std::string& tag, const std::string& subject,
+                             const std::string& san = "", bool from_other_ca = false);
+
+// ---- metrics ----
+
+// The value of one series in a Prometheus text exposition, e.g.
+// metric_value(body, "sparkgate_auth_failures_total{reason=\"missing\"}"); nullopt if
+// the series is absent. `series` must be written exactly as the exposition writes it.
+std::optional<double> metric_value(const std::string& exposition, const std::string& series);
+// The same, read from GET /metrics on the admin port; nullopt also if the GET fails.
+std::optional<double> scrape_metric(uint16_t admin_port, const std::string& series);
 
 // ---- Redis ----
 

@@ -501,3 +501,161 @@ routes:
   CHECK(r.errors.size() == 5);
   CHECK(all_errors(r).find("hunter2") == std::string::npos);
 }
+
+// ---- auth, identity, quotas -------------------------------------------------------------
+
+namespace {
+const std::string kHashA = "sha256:" + std::string(64, 'a');
+const std::string kHashB = "sha256:" + std::string(64, 'b');
+}  // namespace
+
+TEST_CASE("auth, identity and quotas load with their defaults") {
+  TempDir dir;
+  dir.write("tokens.yaml", "tokens:\n  - {sha256: \"" + kHashB + "\", user: bob}\n");
+  std::string y = std::string(kMinimal) + R"(auth:
+  tokens:
+    - sha256: ")" + kHashA + R"("
+      user: alice
+      groups: [analysts, etl]
+      tenant: acme
+  tokens_file: tokens.yaml
+quotas:
+  default: {max_sessions: 5, requests_per_second: 2.5, max_artifact_bytes: 1GiB}
+  groups: {etl: {max_sessions: 20}}
+  tenants: {acme: {burst: 40}}
+  users: {alice: {max_concurrent_operations: 3, max_message_bytes: 8MiB}}
+)";
+  auto r = load_config_string(y, "a.yaml", dir.path.string());
+  INFO(all_errors(r));
+  REQUIRE(r.config);
+  const auto& c = *r.config;
+  REQUIRE(c.auth.tokens.size() == 2);
+  CHECK(c.auth.tokens[0].sha256 == std::string(32, '\xaa'));
+  CHECK(c.auth.tokens[0].principal.user == "alice");
+  CHECK(c.auth.tokens[0].principal.groups == std::vector<std::string>{"analysts", "etl"});
+  CHECK(c.auth.tokens[0].principal.tenant == "acme");
+  CHECK(c.auth.tokens[0].principal.method == "token");
+  CHECK(c.auth.tokens[1].principal.user == "bob");
+  CHECK(c.auth.enabled());
+  CHECK_FALSE(c.auth.anonymous);
+  CHECK_FALSE(c.auth.forward_client_credentials);  // with auth on
+  CHECK(c.identity.mode == Identity::Mode::kEnforce);
+  CHECK(c.quotas.defaults.max_sessions == 5u);
+  CHECK(c.quotas.defaults.requests_per_second == 2.5);
+  CHECK(c.quotas.defaults.max_artifact_bytes == (1ull << 30));
+  REQUIRE(c.quotas.users.size() == 1);
+  CHECK(c.quotas.users[0].second.max_message_bytes == (8ull << 20));
+  CHECK(c.quotas.store == Quotas::Store::kMemory);
+  CHECK(c.quotas.on_store_failure == Quotas::OnStoreFailure::kAllow);
+
+  auto plain = load_config_string(kMinimal, "min.yaml");
+  REQUIRE(plain.config);
+  CHECK_FALSE(plain.config->auth.enabled());
+  CHECK(plain.config->auth.forward_client_credentials);  // a transparent proxy without auth
+  CHECK(plain.config->identity.mode == Identity::Mode::kOff);
+  CHECK_FALSE(plain.config->quotas.any());
+}
+
+TEST_CASE("auth errors carry file, line and reason, and never echo a token") {
+  TempDir dir;
+  dir.write("tokens.yaml", "- {sha256: \"" + kHashA + "\"}\n- {sha256: bad, user: x}\n");
+  std::string y = std::string(kMinimal) + R"(auth:
+  tokens:
+    - {sha256: "my-secret-token-value", user: alice}
+    - {sha256: ")" + kHashA + R"(", user: alice}
+    - {sha256: ")" + kHashA + R"(", user: carol}
+    - {user: dave}
+    - {sha256: ")" + kHashB + R"(", user: ""}
+  tokens_file: tokens.yaml
+  jwt:
+    - issuer: https://idp
+    - issuer: https://idp2
+      algorithms: [none]
+      secret_env: SPARKGATE_TEST_UNSET_JWT
+  anonymous: maybe
+identity:
+  mode: sometimes
+)";
+  unsetenv("SPARKGATE_TEST_UNSET_JWT");
+  auto r = load_config_string(y, "a.yaml", dir.path.string());
+  INFO(all_errors(r));
+  CHECK_FALSE(r.config);
+  CHECK(has_error(r, 13, "auth.tokens.sha256 must be \"sha256:\" followed by 64 hex digits"));
+  CHECK(has_error(r, 15, "the same token hash is already defined (line 14)"));
+  CHECK(has_error(r, 16, "needs sha256"));
+  CHECK(has_error(r, 17, "auth.tokens.user must not be empty"));
+  CHECK(has_error(r, 20, "needs keys, jwks_file, or secret_env/secret_file"));
+  CHECK(has_error(r, 22, "'none' is not one of HS256, RS256, ES256"));
+  CHECK(has_error(r, 23, "environment variable 'SPARKGATE_TEST_UNSET_JWT' is not set"));
+  CHECK(has_error(r, 24, "auth.anonymous 'maybe' is not one of allow, deny"));
+  CHECK(has_error(r, 26, "identity.mode 'sometimes' is not one of enforce, rewrite, off"));
+  // Errors inside the tokens file name that file.
+  bool file_error = false;
+  for (const auto& e : r.errors) {
+    if (e.file == (dir.path / "tokens.yaml").string() && e.line == 1 && e.reason.find("needs a user") != std::string::npos)
+      file_error = true;
+    CHECK(e.reason.find("my-secret-token-value") == std::string::npos);
+  }
+  CHECK(file_error);
+}
+
+TEST_CASE("identity and mtls need what they rely on") {
+  std::string y = std::string(kMinimal) + R"(auth:
+  mtls: {user_from: subject_cn}
+identity:
+  mode: rewrite
+)";
+  auto r = load_config_string(y, "a.yaml");
+  INFO(all_errors(r));
+  CHECK(has_error(r, 12, "auth.mtls needs a listener with tls.client_ca"));
+
+  std::string y2 = std::string(kMinimal) + R"(identity:
+  mode: enforce
+)";
+  auto r2 = load_config_string(y2, "b.yaml");
+  INFO(all_errors(r2));
+  CHECK(has_error(r2, 12, "identity.mode enforce needs authentication"));
+}
+
+TEST_CASE("quota errors carry the line and the reason") {
+  std::string y = std::string(kMinimal) + R"(quotas:
+  default: {max_sessions: -1, requests_per_second: fast, burst: 0}
+  users: {alice: {max_message_bytes: 3GiB, max_things: 2}}
+  groups: [etl]
+  store: disk
+  on_store_failure: panic
+)";
+  auto r = load_config_string(y, "q.yaml");
+  INFO(all_errors(r));
+  CHECK_FALSE(r.config);
+  CHECK(has_error(r, 12, "quotas.default.max_sessions"));
+  CHECK(has_error(r, 12, "quotas.default.requests_per_second must be a number"));
+  CHECK(has_error(r, 12, "quotas.default.burst must be between 1 and"));
+  CHECK(has_error(r, 13, "quotas.users.alice.max_message_bytes must be between"));
+  CHECK(has_error(r, 13, "unknown key 'max_things' in quotas.users.alice"));
+  CHECK(has_error(r, 14, "quotas.groups must map names to limits"));
+  CHECK(has_error(r, 15, "quotas.store 'disk' is not one of memory, redis"));
+  CHECK(has_error(r, 16, "quotas.on_store_failure 'panic' is not one of allow, deny"));
+}
+
+TEST_CASE("listener client_ca for mTLS") {
+  TempDir dir;
+  dir.write("c.pem", "x");
+  dir.write("k.pem", "x");
+  dir.write("ca.pem", "x");
+  const char* y = R"(listeners:
+  - address: 127.0.0.1:15001
+    tls: {cert: c.pem, key: k.pem, client_ca: ca.pem, require_client_cert: false}
+  - address: 127.0.0.1:15003
+    tls: {cert: c.pem, key: k.pem, require_client_cert: true}
+clusters:
+  - name: local
+    backends: [{address: "127.0.0.1:15002"}]
+routes:
+  - cluster: local
+)";
+  auto r = load_config_string(y, "l.yaml", dir.path.string());
+  INFO(all_errors(r));
+  CHECK(has_error(r, 5, "require_client_cert needs client_ca"));
+  REQUIRE(r.errors.size() == 1);
+}
