@@ -79,6 +79,8 @@ EffectiveQuota resolve_quota(const config::Quotas& q, const Principal& p) {
 bool TokenBucket::try_take(double rate, uint32_t burst, Clock::time_point now) {
   if (!(rate > 0)) return true;
   const double capacity = burst > 0 ? static_cast<double>(burst) : std::max(1.0, std::ceil(rate));
+  rate_ = rate;
+  capacity_ = capacity;
   if (!used_) {
     used_ = true;
     tokens_ = capacity;
@@ -91,6 +93,12 @@ bool TokenBucket::try_take(double rate, uint32_t burst, Clock::time_point now) {
   if (tokens_ + kTokenSlack < 1.0) return false;
   tokens_ = std::max(0.0, tokens_ - 1.0);
   return true;
+}
+
+bool TokenBucket::full_at(Clock::time_point now) const {
+  if (!used_) return true;
+  double elapsed = now > last_ ? std::chrono::duration<double>(now - last_).count() : 0.0;
+  return tokens_ + rate_ * elapsed >= capacity_;
 }
 
 // ---- LocalQuotas ----
@@ -140,7 +148,8 @@ void LocalQuotas::prune(Clock::time_point now, Clock::duration idle) {
     std::lock_guard lock(s.mu);
     for (auto it = s.users.begin(); it != s.users.end();) {
       UserState& u = it->second;
-      if (u.bucket.used() && now - u.bucket.last_update() >= idle) u.bucket = TokenBucket{};
+      // Only a bucket that has refilled completely: a forgotten bucket comes back full.
+      if (u.bucket.used() && now - u.bucket.last_update() >= idle && u.bucket.full_at(now)) u.bucket = TokenBucket{};
       if (!u.bucket.used() && u.in_flight == 0) {
         it = s.users.erase(it);
       } else {

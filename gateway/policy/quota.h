@@ -62,11 +62,16 @@ class TokenBucket {
   // The latest `now` seen; Clock::time_point{} if never used.
   Clock::time_point last_update() const { return last_; }
   bool used() const { return used_; }
+  // True when the bucket would be full at `now` under the rate and burst of its last use:
+  // forgetting it then gives the user nothing extra.
+  bool full_at(Clock::time_point now) const;
 
  private:
   double tokens_ = 0;
   Clock::time_point last_{};
   bool used_ = false;
+  double rate_ = 0;      // of the last try_take
+  double capacity_ = 0;  // of the last try_take
 };
 
 // Process-wide per-user quota state: a token bucket and an in-flight operation count
@@ -88,10 +93,10 @@ class LocalQuotas {
   void end_operation(const std::string& user);
   // Operations of `user` in flight now.
   uint32_t operations(const std::string& user) const;
-  // Forgets the bucket of every user whose bucket was last used before now - idle, and
-  // every user then left with no bucket and nothing in flight. A forgotten bucket comes
-  // back full, so pass an `idle` at least as long as the longest burst / rate, or users
-  // gain tokens. Called periodically, from any thread (the control thread does).
+  // Forgets the bucket of every user whose bucket was last used before now - idle and has
+  // refilled completely by now (a forgotten bucket comes back full, so nobody gains
+  // tokens), and every user then left with no bucket and nothing in flight. Called
+  // periodically, from any thread (the control thread does).
   void prune(Clock::time_point now, Clock::duration idle);
   // Users with any state (a bucket or operations in flight), for tests and metrics.
   size_t tracked_users() const;

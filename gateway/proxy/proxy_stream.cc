@@ -307,10 +307,12 @@ bool ProxyStream::count_artifact_bytes() {
   artifact_bytes_counted_ = req_offset_;
   uint64_t total = route_.session->artifact_bytes.fetch_add(n) + n;
   if (total <= quota_.max_artifact_bytes) return true;
+  // The call is cut off and Spark discards what it staged: only completed uploads count.
+  route_.session->artifact_bytes.fetch_sub(artifact_bytes_counted_);
   reply_quota(observe::Metrics::Quota::kMaxArtifactBytes,
               "quota max_artifact_bytes (" + std::to_string(quota_.max_artifact_bytes) + ") exceeded by session " +
-                  route_.session->session_id + " of user '" + principal_.user + "': " + std::to_string(total) +
-                  " bytes uploaded with AddArtifacts");
+                  route_.session->session_id + " of user '" + principal_.user +
+                  "': its AddArtifacts uploads would reach " + std::to_string(total) + " bytes");
   return false;
 }
 
@@ -358,9 +360,46 @@ void ProxyStream::admit_rate() {
   admit_operation();
 }
 
+void ProxyStream::admit_clone() {
+  // CloneSession creates a session too: it must fit the user's max_sessions like any
+  // other new session.
+  const uint32_t max = quota_.max_sessions;
+  if (rpc_->rpc != spark::Rpc::kCloneSession || max == 0) {
+    route_request();
+    return;
+  }
+  auto message = [this, max] {
+    return "quota max_sessions (" + std::to_string(max) + ") reached for user '" + principal_.user +
+           "': CloneSession would create another session; stop one (spark.stop()) first";
+  };
+  if (ctx_.redis_quotas) {
+    // Reserve a slot under a placeholder member until the response names the clone.
+    static std::atomic<uint64_t> counter{0};
+    clone_reservation_ = "clone-pending:" + scanner_->envelope().session_id + ":" + std::to_string(++counter);
+    phase_ = Phase::kConnecting;
+    ctx_.redis_quotas->try_add_session(principal_.user, clone_reservation_, max, std::chrono::minutes(1),
+                                       [self = shared_from_this(), message](const policy::QuotaDecision& d) {
+                                         if (self->phase_ != Phase::kConnecting) return;
+                                         if (!self->quota_store_ok(d)) return;
+                                         if (!d.allowed || d.store_failed) self->clone_reservation_.clear();
+                                         if (!d.allowed) {
+                                           self->reply_quota(observe::Metrics::Quota::kMaxSessions, message());
+                                           return;
+                                         }
+                                         self->route_request();
+                                       });
+    return;
+  }
+  if (ctx_.router->sessions().user_sessions(principal_.user) >= max) {
+    reply_quota(observe::Metrics::Quota::kMaxSessions, message());
+    return;
+  }
+  route_request();
+}
+
 void ProxyStream::admit_operation() {
   if (!is_operation(rpc_->rpc) || quota_.max_concurrent_operations == 0) {
-    route_request();
+    admit_clone();
     return;
   }
   const uint32_t max = quota_.max_concurrent_operations;
@@ -387,7 +426,7 @@ void ProxyStream::admit_operation() {
             self->op_held_ = true;
             self->op_lease_ = lease;
           }
-          self->route_request();
+          self->admit_clone();
         });
     return;
   }
@@ -396,7 +435,7 @@ void ProxyStream::admit_operation() {
     return;
   }
   op_held_ = true;
-  route_request();
+  admit_clone();
 }
 
 void ProxyStream::release_operation() {
@@ -641,6 +680,10 @@ void ProxyStream::on_stream_closed(uint32_t error_code) {
   req_buf_.release();
   downstream_ = nullptr;
   release_operation();
+  if (!clone_reservation_.empty() && ctx_.redis_quotas) {
+    ctx_.redis_quotas->remove_session(principal_.user, clone_reservation_);
+    clone_reservation_.clear();
+  }
   if (!upstream_done_ && upstream_open_) {
     spdlog::debug("rpc={} backend={}: client ended the stream early ({}); cancelling upstream",
                   rpc_ ? rpc_->name : "-", backend_label(), http2_error_name(error_code));
@@ -724,6 +767,12 @@ void ProxyStream::scan_response(const uint8_t* data, size_t n, uint64_t chunk_st
     // already finds it.
     ctx_.router->session_cloned(route_.session, resp_scanner_->new_session_id(),
                                 resp_scanner_->new_server_side_session_id());
+    if (!clone_reservation_.empty()) {
+      // The reserved slot becomes the clone's own entry in the shared count.
+      ctx_.redis_quotas->refresh_session(principal_.user, resp_scanner_->new_session_id(), session_quota_ttl());
+      ctx_.redis_quotas->remove_session(principal_.user, clone_reservation_);
+      clone_reservation_.clear();
+    }
   }
 }
 

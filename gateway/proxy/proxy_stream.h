@@ -83,6 +83,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
   bool apply_identity();
   void admit_rate();
   void admit_operation();
+  void admit_clone();
   void on_quota_decision(const policy::QuotaDecision& d, observe::Metrics::Quota quota, const std::string& what);
   void route_request();
   // The session quota of a new session held in Redis (quotas.store: redis).
@@ -144,6 +145,9 @@ class ProxyStream final : public http2::ServerStreamHandler,
   // the client, so not returned to its window.
   size_t added_request_bytes_ = 0;
   uint64_t artifact_bytes_counted_ = 0;
+  // With quotas in Redis: the placeholder that holds a session slot for a CloneSession
+  // until its response names the clone.
+  std::string clone_reservation_;
 
 
   // Request direction.

@@ -158,7 +158,8 @@ void ControlPlane::schedule_reap() {
 
 void ControlPlane::reap() {
   auto cfg = state_.config.load();
-  // Rate buckets refill to full after a while; forgetting them then changes nothing.
+  // Forget rate buckets that are full again (and idle for a while): memory stays bounded
+  // by the users active recently, and a user gains nothing.
   state_.quotas.prune(policy::Clock::now(), std::chrono::minutes(10));
   auto expired = state_.router.sessions().reap(routing::Clock::now(), cfg->sessions.idle_timeout,
                                                cfg->sessions.max_lifetime);

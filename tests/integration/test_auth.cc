@@ -228,7 +228,7 @@ TEST_CASE("auth: static tokens: missing, malformed and unknown credentials are r
   const std::string req = request_for("Config", "tok-1");
 
   auto none = call(ch, "Config", {req}, quick());
-  check_refused(none, "no credential: send 'authorization: Bearer <token>' (token=... in the sc:// URL)", "Bearer");
+  check_refused(none, "no credential: send 'authorization: Bearer <token>' (token=... in the sc:// URL)", alice_token);
 
   auto basic = call(ch, "Config", {req}, with_header("authorization", "Basic YWxpY2U6c2VjcmV0LXB3"));
   check_refused(basic, "the authorization header is not 'Bearer <token>'", "YWxpY2U6c2VjcmV0LXB3");
@@ -280,7 +280,8 @@ TEST_CASE("auth: JWTs: RS256 (PEM), ES256 (JWKS) and HS256 pass; each kind of ba
   auto ec = ec_key();
   const std::string rsa_pem = dir.write("rsa.pem", public_pem(rsa.get()));
   const std::string jwks =
-      dir.write("jwks.json", "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"e1\",\"use\":\"sig\",\"alg\":\"ES256\","
+      dir.write("jwks.json", "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"e1\",\"use\":\"sig\","
+                             "\"alg\":\"ES256\","
                              "\"x\":\"" + b64url(bn_bytes(ec.get(), OSSL_PKEY_PARAM_EC_PUB_X, 32)) +
                              "\",\"y\":\"" + b64url(bn_bytes(ec.get(), OSSL_PKEY_PARAM_EC_PUB_Y, 32)) + "\"}]}");
   const std::string hs_secret = "hs256-itest-secret-0123456789abcdef-XYZ";
@@ -331,13 +332,21 @@ TEST_CASE("auth: JWTs: RS256 (PEM), ES256 (JWKS) and HS256 pass; each kind of ba
   const std::string tampered = jwt_input(rs_header, claims(idp, "\"sparkgate\"", "bob", now + 600)) +
                                good_rs.substr(good_rs.rfind('.'));
   const std::vector<Bad> bad = {
+      {"no user claim", jwt_signed(rsa.get(), rs_header,
+                                   "{\"iss\":\"" + idp + "\",\"aud\":\"sparkgate\",\"exp\":" +
+                                       std::to_string(now + 600) + "}"),
+       "JWT user claim 'sub' is missing, empty or not a string"},
+      {"unknown kid", jwt_signed(rsa.get(), R"({"alg":"RS256","typ":"JWT","kid":"k9"})",
+                                 claims(idp, "\"sparkgate\"", "alice", now + 600)),
+       "JWT issuer 'https://idp.test' has no RS256 key with kid 'k9'"},
       {"expired", jwt_signed(rsa.get(), rs_header, claims(idp, "\"sparkgate\"", "alice", now - 3600)),
        "JWT expired at " + utc(now - 3600) + " (leeway 60s)"},
       {"not yet valid",
        jwt_signed(ec.get(), es_header,
                   claims(idp, "\"sparkgate\"", "alice", now + 7200, ",\"nbf\":" + std::to_string(now + 3600))),
        "JWT is not valid before " + utc(now + 3600) + " (leeway 60s)"},
-      {"signed by another key", jwt_signed(other_rsa.get(), rs_header, claims(idp, "\"sparkgate\"", "alice", now + 600)),
+      {"signed by another key",
+       jwt_signed(other_rsa.get(), rs_header, claims(idp, "\"sparkgate\"", "alice", now + 600)),
        "JWT signature does not verify with any key of issuer 'https://idp.test'"},
       {"tampered payload", tampered, "JWT signature does not verify with any key of issuer 'https://idp.test'"},
       {"alg none", b64url(R"({"alg":"none","typ":"JWT"})") + "." +
@@ -347,7 +356,8 @@ TEST_CASE("auth: JWTs: RS256 (PEM), ES256 (JWKS) and HS256 pass; each kind of ba
       {"HS256 for an RS256 issuer", jwt_hs256(public_pem(rsa.get()), hs_header,
                                               claims(idp, "\"sparkgate\"", "alice", now + 600)),
        "JWT algorithm HS256 is not allowed for issuer 'https://idp.test'"},
-      {"unknown issuer", jwt_signed(rsa.get(), rs_header, claims("https://evil.test", "\"sparkgate\"", "alice", now + 600)),
+      {"unknown issuer",
+       jwt_signed(rsa.get(), rs_header, claims("https://evil.test", "\"sparkgate\"", "alice", now + 600)),
        "JWT issuer 'https://evil.test' is not trusted"},
       {"wrong audience", jwt_signed(rsa.get(), rs_header, claims(idp, "\"spark-other\"", "alice", now + 600)),
        "JWT audience must contain one of 'sparkgate'"},
@@ -368,8 +378,9 @@ TEST_CASE("auth: JWTs: RS256 (PEM), ES256 (JWKS) and HS256 pass; each kind of ba
 
   CHECK(auth_failures(gw, "expired") == 1);
   CHECK(auth_failures(gw, "not_yet_valid") == 1);
-  CHECK(auth_failures(gw, "bad_signature") == 2);
+  CHECK(auth_failures(gw, "bad_signature") == 3);
   CHECK(auth_failures(gw, "bad_algorithm") == 2);
+  CHECK(auth_failures(gw, "bad_claims") == 1);
   CHECK(auth_failures(gw, "unknown_issuer") == 1);
   CHECK(auth_failures(gw, "bad_audience") == 1);
   CHECK(auth_failures(gw, "missing") == 0);
@@ -383,6 +394,24 @@ TEST_CASE("auth: JWTs: RS256 (PEM), ES256 (JWKS) and HS256 pass; each kind of ba
     if (!sig.empty()) CHECK(log.find(sig) == std::string::npos);
   }
   CHECK(log.find(hs_secret) == std::string::npos);
+
+  // Key rotation: a new JWKS is read on reload; the old key's tokens stop verifying.
+  auto ec2 = ec_key();
+  dir.write("jwks.json.new",
+            "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"e2\",\"x\":\"" +
+                b64url(bn_bytes(ec2.get(), OSSL_PKEY_PARAM_EC_PUB_X, 32)) + "\",\"y\":\"" +
+                b64url(bn_bytes(ec2.get(), OSSL_PKEY_PARAM_EC_PUB_Y, 32)) + "\"}]}");
+  std::filesystem::rename(dir.path() / "jwks.json.new", jwks);
+  gw.rewrite_config("", o.extra_yaml);
+  REQUIRE_MESSAGE(wait_until([&] { return metric(gw, "sparkgate_config_reloads_total{result=\"success\"}") == 1; }, 5s),
+                  gw.stderr_text());
+  auto rotated = send(jwt_signed(ec2.get(), R"({"alg":"ES256","typ":"JWT","kid":"e2"})",
+                                 claims(idp, "\"sparkgate\"", "alice", now + 600)));
+  CHECK_MESSAGE(rotated.status.ok(), rotated.describe());
+  auto old_key = send(jwt_signed(ec.get(), es_header, claims(idp, "\"sparkgate\"", "alice", now + 600)));
+  check_refused(old_key, "JWT issuer 'https://idp.test' has no ES256 key with kid 'e1'", all_tokens.back());
+  // RS256 keys from the PEM file are still there.
+  CHECK(send(good_rs).status.ok());
   CHECK(gw.running());
 }
 
@@ -530,6 +559,25 @@ TEST_CASE("auth: identity rewrite splices user_context byte for byte") {
     CHECK(r.trailer("x-fake-request-bytes") == std::to_string(expected.size()));
     CHECK(r.trailer("x-fake-request-sha256") == sha256_hex(expected));
     CHECK(metric(gw, "sparkgate_identity_rejections_total") == 0);
+  }
+  SUBCASE("ExecutePlan larger than the stream window, user_context shrinking and growing, many times") {
+    // 3 MiB plans need several window updates; the splice changes the byte count the
+    // gateway forwards, in both directions, on one connection.
+    for (int i = 0; i < 6; ++i) {
+      CAPTURE(i);
+      const std::string session = pb_len_field(1, "rw-big-" + std::to_string(i));
+      const std::string old_user = i % 2 ? std::string("b") : std::string(5000, 'm');
+      const std::string uc = pb_len_field(1, old_user) + ext;
+      const std::string tail = pb_len_field(3, pb_len_field(1000, random_bytes(3 << 20, 100 + i))) +
+                               pb_len_field(4, "itest");
+      const std::string sent = session + pb_len_field(2, uc) + tail;
+      const std::string expected = session + pb_len_field(2, principal_uc + ext) + tail;
+      auto r = call(ch, "ExecutePlan", {sent, sent}, with_token(token));
+      REQUIRE_MESSAGE(r.status.ok(), r.describe());
+      // Only the first message is rewritten; the second passes as sent.
+      CHECK(r.trailer("x-fake-request-bytes") == std::to_string(expected.size() + sent.size()));
+      CHECK(r.trailer("x-fake-request-sha256") == sha256_hex(expected + sent));
+    }
   }
   SUBCASE("Config without user_context: one is inserted at the start") {
     const std::string sent = pb_len_field(1, "rw-config") + pb_len_field(4, "itest") + pb_len_field(3000, "x");
@@ -681,6 +729,7 @@ TEST_CASE("auth: mTLS with required client certificates: principal, groups and r
   const auto bob = issue_client_cert(pki, "bob", "/O=acme/OU=adhoc/CN=bob");
   const auto intruder = issue_client_cert(pki, "intruder", "/O=acme/OU=etl/CN=alice", "", true);
   const auto nameless = issue_client_cert(pki, "nameless", "/O=acme/OU=etl");
+  const auto gina = issue_client_cert(pki, "gina", "/O=globex/OU=etl/CN=gina");
   FakeServer etl, adhoc;
   const std::string etl_id = ssid_of_fake(etl), adhoc_id = ssid_of_fake(adhoc);
   GatewayOptions o;
@@ -690,7 +739,8 @@ TEST_CASE("auth: mTLS with required client certificates: principal, groups and r
   o.tls_require_client_cert = true;
   o.clusters_yaml = "clusters:\n  - name: etl\n    backends:\n      - address: " + etl.address() +
                     "\n  - name: adhoc\n    backends:\n      - address: " + adhoc.address() +
-                    "\nroutes:\n  - match: {groups: [etl]}\n    cluster: etl\n"
+                    "\nroutes:\n  - match: {tenants: [globex]}\n    deny: \"tenant globex is not served here\"\n"
+                    "  - match: {groups: [etl]}\n    cluster: etl\n"
                     "  - match: {groups: [adhoc]}\n    cluster: adhoc\n";
   o.extra_yaml = "auth:\n  mtls: {user_from: subject_cn, groups_from: subject_ou, tenant_from: subject_o}\n";
   Gateway gw(o);
@@ -705,8 +755,9 @@ TEST_CASE("auth: mTLS with required client certificates: principal, groups and r
                                              intruder.key_pem),
                            "alice");
   CHECK_MESSAGE(foreign.status.error_code() == StatusCode::UNAVAILABLE, foreign.describe());
-  CHECK(fake_stats(etl).sent_messages == 0);
-  CHECK(fake_stats(adhoc).sent_messages == 0);
+  // (ssid_of_fake asked each fake once, directly.)
+  CHECK(fake_stats(etl).sent_messages == 1);
+  CHECK(fake_stats(adhoc).sent_messages == 1);
 
   auto alice_ch = make_mtls_channel(gw.address(), pki.ca_pem, "localhost", alice.cert_pem, alice.key_pem);
   auto bob_ch = make_mtls_channel(gw.address(), pki.ca_pem, "localhost", bob.cert_pem, bob.key_pem);
@@ -720,6 +771,10 @@ TEST_CASE("auth: mTLS with required client certificates: principal, groups and r
   auto imp = config_as(alice_ch, "bob");
   CHECK(imp.status.error_code() == StatusCode::PERMISSION_DENIED);
   CHECK(imp.status.error_message() == "user_id 'bob' does not match authenticated user 'alice'");
+  // The tenant comes from O.
+  auto g = config_as(make_mtls_channel(gw.address(), pki.ca_pem, "localhost", gina.cert_pem, gina.key_pem), "gina");
+  CHECK(g.status.error_code() == StatusCode::PERMISSION_DENIED);
+  CHECK(g.status.error_message() == "tenant globex is not served here");
   // A valid certificate without the configured identity field.
   auto nl = config_as(make_mtls_channel(gw.address(), pki.ca_pem, "localhost", nameless.cert_pem, nameless.key_pem),
                       "alice");
@@ -764,6 +819,10 @@ TEST_CASE("auth: mTLS optional: a token without a certificate works, a certifica
   CHECK_MESSAGE(both.status.ok(), both.describe());
   auto both_as_carol = config_as(carol_ch, "carol", with_token(dave_token));
   CHECK(both_as_carol.status.error_code() == StatusCode::PERMISSION_DENIED);
+  // A bad token is refused even on a connection with a good certificate.
+  auto bad_token = config_as(carol_ch, "carol", with_token("opt-nobody-1234567890"));
+  CHECK(bad_token.status.error_code() == StatusCode::UNAUTHENTICATED);
+  CHECK(bad_token.status.error_message() == "the bearer token is not valid (unknown token)");
   // An optional certificate must still be a valid one.
   auto foreign = config_as(make_mtls_channel(gw.address(), pki.ca_pem, "localhost", intruder.cert_pem,
                                              intruder.key_pem),
@@ -771,6 +830,28 @@ TEST_CASE("auth: mTLS optional: a token without a certificate works, a certifica
   CHECK_MESSAGE(foreign.status.error_code() == StatusCode::UNAVAILABLE, foreign.describe());
   CHECK(fake_stats(fake).sent_messages == 3);
   CHECK(gw.running());
+}
+
+TEST_CASE("auth: anonymous: allow admits requests without a credential as their own user_id; bad ones are refused") {
+  if (direct_mode()) return;
+  FakeServer fake;
+  const std::string token = "anon-alice-3c5e7a9b1d";
+  GatewayOptions o = one_backend(fake.address());
+  o.extra_yaml = "auth:\n  tokens:\n" + token_entry(token, "alice") + "  anonymous: allow\n";
+  Gateway gw(o);
+  auto ch = make_channel(gw.address());
+  const std::string as_bob = with_user(request_for("Config", "anon-1"), "bob");
+  auto anon = call(ch, "Config", {as_bob}, quick());
+  CHECK_MESSAGE(anon.status.ok(), anon.describe());
+  CHECK(anon.trailer("x-fake-request-sha256") == sha256_hex(as_bob));
+  auto wrong = call(ch, "Config", {as_bob}, with_token("anon-unknown-000000"));
+  CHECK(wrong.status.error_code() == StatusCode::UNAUTHENTICATED);
+  CHECK(wrong.status.error_message() == "the bearer token is not valid (unknown token)");
+  // A valid token is still enforced.
+  auto imp = call(ch, "Config", {as_bob}, with_token(token));
+  CHECK(imp.status.error_code() == StatusCode::PERMISSION_DENIED);
+  CHECK(auth_failures(gw, "missing") == 0);
+  CHECK(auth_failures(gw, "unknown_token") == 1);
 }
 
 }  // namespace sparkgate::itest

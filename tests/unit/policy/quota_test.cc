@@ -357,3 +357,17 @@ TEST_CASE("LocalQuotas prune forgets idle buckets and idle users, keeps users in
   q.prune(kT0 + 200s, 60s);
   CHECK(q.tracked_users() == 0);
 }
+
+TEST_CASE("LocalQuotas prune keeps a bucket that has not refilled yet") {
+  LocalQuotas q;
+  // 100 tokens at 0.1 per second: 1000 s to refill from empty.
+  for (int i = 0; i < 100; ++i) REQUIRE(q.try_request("slow", 0.1, 100, kT0));
+  REQUIRE_FALSE(q.try_request("slow", 0.1, 100, kT0));
+  q.prune(kT0 + 600s, 60s);  // idle for 10 minutes, but only 60 tokens back
+  CHECK(q.tracked_users() == 1);
+  int admitted = 0;
+  while (q.try_request("slow", 0.1, 100, kT0 + 600s)) ++admitted;
+  CHECK(admitted == 60);
+  q.prune(kT0 + 1200s + 600s, 60s);  // full again by then
+  CHECK(q.tracked_users() == 0);
+}
