@@ -46,7 +46,8 @@ ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, Pr
       down_id_(stream_id),
       ctx_(std::move(context)),
       req_framer_(ctx_.config->limits.max_message_bytes),
-      resp_framer_(ctx_.config->limits.max_message_bytes) {}
+      resp_framer_(ctx_.config->limits.max_message_bytes),
+      started_(std::chrono::steady_clock::now()) {}
 
 ProxyStream::~ProxyStream() {
   // on_stream_closed normally released it; this is the backstop for the process-wide
@@ -60,6 +61,7 @@ std::string ProxyStream::backend_label() const { return backend_.empty() ? "-" :
 // Downstream → upstream
 
 void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
+  correlate(headers);
   const std::string* method = headers.find(":method");
   const std::string* path = headers.find(":path");
   const std::string* content_type = headers.find("content-type");
@@ -72,6 +74,10 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     reply_http(415, grpc::StatusCode::kInvalidArgument,
                "content-type '" + (content_type ? *content_type : std::string()) +
                    "' is not gRPC: sparkgate expects application/grpc");
+    return;
+  }
+  if (path && *path == kHealthCheckPath) {
+    reply_health_check();
     return;
   }
   rpc_ = path ? spark::find_rpc_by_path(*path) : nullptr;
@@ -93,6 +99,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     upstream_headers_.add(name, value);
   }
   upstream_headers_.add("te", "trailers");
+  forward_correlation();
   const auto& cfg = *ctx_.config;
   if (cfg.auth.enabled()) {
     auto r = policy::authenticate(cfg.auth, headers, ctx_.peer_cert.get(), std::chrono::system_clock::now());
@@ -590,6 +597,7 @@ void ProxyStream::route_ready() {
   }
   spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
                 route_.new_session ? " (new session)" : "");
+  observe_routed();
   apply_backend_credentials();
   connect_upstream();
 }
@@ -604,6 +612,7 @@ bool ProxyStream::replace_new_session(const std::string& error) {
   auto failed = route_.backend;
   auto cluster = route_.cluster;
   route_.session->in_flight.fetch_sub(1);
+  observe_unrouted();
   ctx_.router->unplace(route_.session);
   route_ = {};
   auto req = request();
@@ -675,6 +684,7 @@ ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* da
 }
 
 void ProxyStream::on_stream_closed(uint32_t error_code) {
+  record(error_code);
   // Whatever the client sent that never left is returned to the connection window.
   consume_request_bytes(req_buf_.size());
   req_buf_.release();
@@ -747,6 +757,8 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
     reply_too_large("response", resp_framer_);
     return;
   }
+  if (resp_bytes_ == 0) first_response_ = std::chrono::steady_clock::now();
+  resp_bytes_ += n;
   resp_buf_.append(data, n);
   downstream_->resume_data(down_id_);
 }
@@ -856,6 +868,7 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   // Headers (and maybe messages) already went out: end with trailers. A message cut in
   // half is dropped rather than delivered torn.
   if (!resp_framer_.at_boundary()) {
+    resp_bytes_ -= resp_buf_.size();
     consume_upstream(resp_buf_.size());
     resp_buf_.release();
   }
