@@ -192,24 +192,27 @@ ApiResponse Api::list_sessions(const ApiRequest& req) const {
   return json_response(200, o);
 }
 
-ApiResponse Api::get_session(const ApiRequest& req, const std::string& id) const {
+routing::SessionPtr Api::find_session(const ApiRequest& req, const std::string& id, ApiResponse& failure) const {
   auto matches = router_.sessions().find_by_id(id);
   if (auto it = req.query.find("user"); it != req.query.end()) {
     std::erase_if(matches, [&](const auto& s) { return s->user_id != it->second; });
   }
-  if (matches.empty()) return error(404, "no live session " + id);
-  if (matches.size() > 1) return error(409, "several users have a session " + id + "; add ?user=");
-  return json_response(200, session_json(*matches.front()));
+  if (matches.size() == 1) return matches.front();
+  failure = matches.empty() ? error(404, "no live session " + id)
+                            : error(409, "several users have a session " + id + "; add ?user=");
+  return nullptr;
+}
+
+ApiResponse Api::get_session(const ApiRequest& req, const std::string& id) const {
+  ApiResponse failure;
+  auto session = find_session(req, id, failure);
+  return session ? json_response(200, session_json(*session)) : failure;
 }
 
 ApiResponse Api::delete_session(const ApiRequest& req, const std::string& id) const {
-  auto matches = router_.sessions().find_by_id(id);
-  if (auto it = req.query.find("user"); it != req.query.end()) {
-    std::erase_if(matches, [&](const auto& s) { return s->user_id != it->second; });
-  }
-  if (matches.empty()) return error(404, "no live session " + id);
-  if (matches.size() > 1) return error(409, "several users have a session " + id + "; add ?user=");
-  const auto& target = matches.front();
+  ApiResponse failure;
+  auto target = find_session(req, id, failure);
+  if (!target) return failure;
   routing::Tombstone t{routing::EndReason::kClosedByOperator, "was closed by an operator (sparkgate admin API)",
                        routing::Clock::now()};
   const std::string message = routing::ended_session_message(id, t);

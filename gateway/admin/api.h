@@ -38,6 +38,8 @@ class Api {
 
  private:
   ApiResponse list_sessions(const ApiRequest& req) const;
+  // The live session `id` (of ?user= if given), or null with `failure` set (404, 409).
+  routing::SessionPtr find_session(const ApiRequest& req, const std::string& id, ApiResponse& failure) const;
   ApiResponse get_session(const ApiRequest& req, const std::string& id) const;
   ApiResponse delete_session(const ApiRequest& req, const std::string& id) const;
   ApiResponse list_backends() const;

@@ -29,11 +29,18 @@ AccessLog::AccessLog(std::shared_ptr<spdlog::logger> sink_logger) : logger_(std:
   logger_->flush_on(spdlog::level::info);
 }
 
-void AccessLog::rpc(const RpcRecord& r) {
-  if (!enabled()) return;
+namespace {
+boost::json::object line(const char* type) {
   boost::json::object o;
   o["time"] = format_utc(std::chrono::system_clock::now());
-  o["type"] = "rpc";
+  o["type"] = type;
+  return o;
+}
+}  // namespace
+
+void AccessLog::rpc(const RpcRecord& r) {
+  if (!enabled()) return;
+  boost::json::object o = line("rpc");
   o["request_id"] = r.request_id;
   o["traceparent"] = r.traceparent;
   o["peer"] = r.peer;
@@ -53,9 +60,7 @@ void AccessLog::rpc(const RpcRecord& r) {
 
 void AccessLog::session_ended(const SessionRecord& r) {
   if (!enabled()) return;
-  boost::json::object o;
-  o["time"] = format_utc(std::chrono::system_clock::now());
-  o["type"] = "session_end";
+  boost::json::object o = line("session_end");
   o["session"] = r.session;
   o["user"] = r.user;
   o["tenant"] = r.tenant;

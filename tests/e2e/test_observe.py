@@ -107,7 +107,7 @@ def test_sigterm_during_long_query_completes_through_the_other_replica(spark_ser
         @F.udf("long")
         def slow(n):
             import time as t
-            t.sleep(2.0)
+            t.sleep(3.0)
             return n * 10
 
         result = {}
