@@ -41,12 +41,10 @@ void ProxyStream::forward_correlation() {
 void ProxyStream::reply_health_check() {
   // grpc.health.v1.HealthCheckResponse{status: SERVING (1) | NOT_SERVING (2)}, whatever
   // service the request names: the gateway is one service. The request body is not
-  // needed; what arrives is returned to the window as it comes (kLocalReply).
-  health_check_ = true;
-  phase_ = Phase::kLocalReply;
+  // needed; it was returned to the window as it came (kLocalReply).
   // (not `= "0"`: g++ 12 reports a false -Wrestrict for short literal assignment here)
   final_status_.assign(1, '0');
-  if (!downstream_) return;
+  if (!downstream_ || resp_headers_sent_) return;
   const bool serving = !(ctx_.draining && ctx_.draining->load()) && ctx_.router && ctx_.router->backends().any_healthy();
   const uint8_t message[] = {0, 0, 0, 0, 2, 0x08, static_cast<uint8_t>(serving ? 1 : 2)};
   http2::HeaderMap h;

@@ -77,7 +77,10 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     return;
   }
   if (path && *path == kHealthCheckPath) {
-    reply_health_check();
+    // Answered once the request has ended, as a gRPC server answers a unary call.
+    health_check_ = true;
+    phase_ = Phase::kLocalReply;
+    if (end_stream) reply_health_check();
     return;
   }
   rpc_ = path ? spark::find_rpc_by_path(*path) : nullptr;
@@ -192,6 +195,10 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
 }
 
 void ProxyStream::on_request_end() {
+  if (health_check_) {
+    reply_health_check();
+    return;
+  }
   if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
   if (!req_framer_.at_boundary()) {
     // Passing this on would let the backend drop the torn message silently and answer OK.

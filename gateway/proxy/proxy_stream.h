@@ -137,7 +137,8 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void consume_upstream(size_t n);
   std::string backend_label() const;
 
-  // Observability (observe/). grpc.health.v1.Health/Check, answered by the gateway.
+  // Observability (observe/). grpc.health.v1.Health/Check, answered by the gateway once
+  // the request has ended.
   void reply_health_check();
   // x-request-id and traceparent: the client's when usable, else new ones; then they
   // replace whatever the client sent in the upstream headers.

@@ -63,14 +63,17 @@ void check_metric(const Gateway& gw, const std::string& series, double want) {
   CHECK_MESSAGE(got == want, series << " = " << (got ? std::to_string(*got) : "absent") << ", want " << want);
 }
 
-// grpc.health.v1.Health/Check on the gateway's main listener: the ServingStatus, or -1.
-int health_status(const std::shared_ptr<grpc::Channel>& channel) {
+// grpc.health.v1.Health/Check on the gateway's main listener: the ServingStatus, or -1
+// (with what went wrong in `why`).
+int health_status(const std::shared_ptr<grpc::Channel>& channel, std::string& why) {
   CallOptions o;
-  o.op_timeout = 5s;
+  o.op_timeout = 30s;
   StreamingCall c(channel, "/grpc.health.v1.Health/Check", o);
-  if (!c.write(std::string()) || !c.writes_done()) return -1;
-  auto msg = c.read();
+  const bool sent = c.write(std::string()) && c.writes_done();
+  auto msg = sent ? c.read() : std::nullopt;
   auto r = c.finish();
+  why = "sent=" + std::to_string(sent) + " message=" + (msg ? std::to_string(msg->size()) + " bytes" : "none") +
+        " " + r.describe();
   if (!r.status.ok() || !msg || msg->size() != 2 || (*msg)[0] != 0x08) return -1;
   return (*msg)[1];
 }
@@ -244,21 +247,22 @@ TEST_CASE("readiness follows backend health and the drain; grpc.health.v1 on the
   auto ready = http_get(admin, "/readyz");
   CHECK(ready.status == 200);
   CHECK(ready.body == "ready\n");
-  CHECK(health_status(channel) == 1);  // SERVING
+  std::string why;
+  CHECK_MESSAGE(health_status(channel, why) == 1, why);  // SERVING
 
   fake.reset();  // the only backend goes away
   CHECK(wait_until([&] { return http_get(admin, "/readyz").status == 503; }, 5s));
   auto down = http_get(admin, "/readyz");
   CHECK(down.body == "not ready (no healthy backend)\n");
   CHECK(http_get(admin, "/healthz").status == 200);
-  CHECK(health_status(channel) == 2);  // NOT_SERVING
+  CHECK_MESSAGE(health_status(channel, why) == 2, why);  // NOT_SERVING
   check_metric(gw, "sparkgate_backend_healthy{backend=\"127.0.0.1:" + std::to_string(backend_port) +
                        "\",cluster=\"local\"}",
                0);
 
   fake = std::make_unique<FakeServer>(std::vector<std::string>{}, backend_port);
   CHECK(wait_until([&] { return http_get(admin, "/readyz").status == 200; }, 5s));
-  CHECK(health_status(channel) == 1);
+  CHECK_MESSAGE(health_status(channel, why) == 1, why);
 
   REQUIRE(kill(gw.pid(), SIGTERM) == 0);
   CHECK(wait_until([&] { return http_get(admin, "/readyz").status == 503; }, 2s));
