@@ -52,7 +52,7 @@ void AccessLog::rpc(const RpcRecord& r) {
   o["operation_id"] = r.operation_id;
   o["code"] = r.code;
   o["status"] = code_label_name(code_label(r.code));
-  o["duration_ms"] = static_cast<double>(static_cast<int64_t>(r.duration_s * 1e6)) / 1e3;
+  o["duration_us"] = static_cast<int64_t>(r.duration_s * 1e6);
   o["bytes_in"] = r.bytes_in;
   o["bytes_out"] = r.bytes_out;
   logger_->info(boost::json::serialize(o));
@@ -69,7 +69,7 @@ void AccessLog::session_ended(const SessionRecord& r) {
   o["server_side_session_id"] = r.server_side_session_id;
   o["reason"] = r.reason;
   o["created"] = format_utc(r.created);
-  o["duration_s"] = static_cast<double>(static_cast<int64_t>(r.duration_s * 1e3)) / 1e3;
+  o["duration_ms"] = static_cast<int64_t>(r.duration_s * 1e3);
   if (r.stats) r.stats->to_json(o);
   logger_->info(boost::json::serialize(o));
 }

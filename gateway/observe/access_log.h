@@ -60,10 +60,10 @@ class AccessLog {
 
   // {"time":…,"type":"rpc","request_id":…,"traceparent":…,"peer":…,"session":…,"user":…,
   //  "rpc":…,"cluster":…,"backend":…,"operation_id":…,"code":…,"status":…,
-  //  "duration_ms":…,"bytes_in":…,"bytes_out":…}
+  //  "duration_us":…,"bytes_in":…,"bytes_out":…}
   void rpc(const RpcRecord& r);
   // {"time":…,"type":"session_end","session":…,"user":…,"tenant":…,"cluster":…,"backend":…,
-  //  "server_side_session_id":…,"reason":…,"created":…,"duration_s":…, plus SessionStats}
+  //  "server_side_session_id":…,"reason":…,"created":…,"duration_ms":…, plus SessionStats}
   void session_ended(const SessionRecord& r);
 
  private:
