@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -30,15 +30,12 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e|bench) suites+=("$arg") ;;
-    deploy) suites+=("$arg") ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e|bench|deploy) suites+=("$arg") ;;
+    -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-default_suites=0; [ "${#suites[@]}" -gt 0 ] || default_suites=1
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench)
-[ "$default_suites" -eq 0 ] || suites+=(deploy)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
