@@ -123,7 +123,7 @@ class Bench:
         self.opts = opts
         self.work = tempfile.mkdtemp(prefix="sparkgate-bench-")
         self.bin = os.path.join(opts.build_dir, "tests", "bench")
-        self.sparkgate = opts.sparkgate_bin or os.path.join(opts.build_dir, "gateway", "sparkgate")
+        self.sparkgate = getattr(opts, "sparkgate_bin", None) or os.path.join(opts.build_dir, "gateway", "sparkgate")
         self.runs = []
         self.failures = []
 

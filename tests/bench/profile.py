@@ -56,9 +56,10 @@ def main():
     parser.add_argument("--build-dir", required=True)
     parser.add_argument("--loads", default="unary,stream")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sparkgate-bin", help="the sparkgate binary to profile (default: BUILD/gateway/sparkgate)")
     opts = parser.parse_args()
     keep = tempfile.mkdtemp(prefix="sparkgate-callgrind-")
-    runner = bench.Bench(argparse.Namespace(build_dir=opts.build_dir, quick=False))
+    runner = bench.Bench(argparse.Namespace(build_dir=opts.build_dir, quick=False, sparkgate_bin=opts.sparkgate_bin))
     failed = False
     for name in opts.loads.split(","):
         load = LOADS[name]

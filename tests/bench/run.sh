@@ -91,7 +91,11 @@ if [ "$(ulimit -n)" -lt 10100 ] && [ "$quick" -eq 0 ]; then
 fi
 
 if [ "$callgrind" -eq 1 ]; then
-  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build"
+  profile_args=()
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    [ "${args[$i]}" = "--sparkgate-bin" ] && profile_args+=(--sparkgate-bin "${args[$((i + 1))]}")
+  done
+  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}"
 fi
 
 exec python3 "$repo/tests/bench/bench.py" --build-dir "$build" --command "tests/bench/run.sh ${args[*]:-}" "${args[@]}"
