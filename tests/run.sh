@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,13 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   bench        tests/bench/smoke.sh: the benchmark's ~10 s smoke run (every scenario
+#                against every target with tiny sizes; one test case per scenario and
+#                target; it checks that the benchmark works, never a timing)
+#   deploy       tests/deploy/run.sh: helm lint and helm template of deploy/helm for each
+#                values example, strict offline validation of the rendered manifests and
+#                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
+#                deploy` runs only this suite; helm comes from the Go module proxy)
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -23,17 +30,19 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e) suites+=("$arg") ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e|bench|deploy) suites+=("$arg") ;;
+    -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
+DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
+BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-600}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -136,6 +145,44 @@ EOF
   record e2e "$passed" "$failed" "$note"
 }
 
+run_deploy() {
+  banner "deploy: tests/deploy/run.sh"
+  local log="$work/deploy.log" rc=0 passed=0 failed=0 note line
+  run_limited "$DEPLOY_TIMEOUT_S" "$log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" bash tests/deploy/run.sh || rc=$?
+  # tests/deploy/run.sh ends with "N passed, N failed".
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed failed <<<"$(sed -E 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${DEPLOY_TIMEOUT_S}s"
+  elif [ -z "$line" ]; then
+    note="exit $rc, no summary line"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record deploy "$passed" "$failed" "$note"
+}
+
+run_bench_smoke() {
+  banner "bench: tests/bench/smoke.sh"
+  local log="$work/bench.log" rc=0 passed=0 failed=0 note
+  run_limited "$BENCH_TIMEOUT_S" "$log" bash tests/bench/smoke.sh --no-install --build-dir "$repo/build" || rc=$?
+  # bench.py prints "bench: N passed, N failed" (one case per scenario and target).
+  local line
+  line="$(grep -E '^bench: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed failed <<<"$(sed -E 's/^bench: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then note="timed out after ${BENCH_TIMEOUT_S}s"; fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  record bench "$passed" "$failed" "$note"
+}
+
 if [ "$install" -eq 1 ]; then
   banner "install dependencies and build"
   if ! bash deploy/install-deps.sh; then
@@ -154,6 +201,10 @@ for suite in "${suites[@]}"; do
         FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
     e2e)
       run_e2e ;;
+    deploy)
+      run_deploy ;;
+    bench)
+      run_bench_smoke ;;
   esac
 done
 
