@@ -272,7 +272,9 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
   child_ = std::make_unique<Child>(argv,
       (dir_.path() / "gateway.out").string(), (dir_.path() / "gateway.err").string(), nullptr);
   const auto until = std::chrono::steady_clock::now() + 15s;
-  while (!tcp_accepts(port_)) {
+  // The admin listener starts after the workers' acceptors listen: wait for both, so that
+  // a test's first admin request does not race the gateway's start-up.
+  while (!tcp_accepts(port_) || !tcp_accepts(admin_port_)) {
     if (!child_->running()) {
       throw std::runtime_error("sparkgate exited during startup (status " +
                                std::to_string(child_->exit_status().value_or(-1)) +

@@ -135,7 +135,7 @@ struct GatewayOptions {
 GatewayOptions one_backend(const std::string& address);
 
 // The real gateway binary with a generated config. Starting it waits until its listener
-// accepts TCP connections; throws std::runtime_error (with its stderr) if it exits or
+// and its admin listener accept TCP connections; throws std::runtime_error (with its stderr) if it exits or
 // does not listen within 15 s.
 class Gateway {
  public:
