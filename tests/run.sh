@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [asan] [fuzz]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,12 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   asan         builds build-asan/ (g++ -fsanitize=address,undefined, ninja -j2) and runs
+#                the unit and integration suites against it (the integration tests start
+#                that build's gateway and fake backend); LeakSanitizer is on, and any ASan,
+#                LSan or UBSan report from any process fails the suite
+#   fuzz         tests/fuzz/run.sh --seconds FUZZ_SECONDS (default 30) for every libFuzzer
+#                target (clang build in build-fuzz/); a crash, leak or timeout fails
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -23,17 +29,20 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e) suites+=("$arg") ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e|asan|fuzz) suites+=("$arg") ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e asan fuzz)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
+ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -136,6 +145,69 @@ EOF
   record e2e "$passed" "$failed" "$note"
 }
 
+run_asan() {
+  # The unit and integration suites under AddressSanitizer + UndefinedBehaviorSanitizer,
+  # with LeakSanitizer. Reports of every process (the test binaries, the gateway and the
+  # fake backends they start) go to files under $reports; any file there fails the suite.
+  local dir="$repo/build-asan" reports="$work/sanitizer-reports"
+  banner "asan: build $dir (-fsanitize=address,undefined)"
+  if [ ! -f "$dir/build.ninja" ] &&
+     ! meson setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false \
+         -Dcpp_args=-fno-sanitize-recover=undefined; then
+    record asan 0 1 "meson setup build-asan failed"
+    return
+  fi
+  if ! timeout "$ASAN_BUILD_TIMEOUT_S" ninja -j2 -C "$dir"; then
+    record asan 0 1 "ninja -C build-asan failed"
+    return
+  fi
+  mkdir -p "$reports"
+  local env=(
+    "ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0:log_path=$reports/asan"
+    "LSAN_OPTIONS=suppressions=$repo/tests/lsan.supp:print_suppressions=0"
+    "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
+  )
+  run_doctest asan-unit "$dir/tests/unit/unit_tests" "$UNIT_TIMEOUT_S" "${env[@]}"
+  run_doctest asan-integ "$dir/tests/integration/integration_tests" "$INTEGRATION_TIMEOUT_S" "${env[@]}" \
+    SPARKGATE_BIN="$dir/gateway/sparkgate" \
+    FAKE_SPARK_BIN="$dir/tests/fakes/fake_spark_server"
+  local files
+  files="$(find "$reports" -type f | sort)"
+  if [ -z "$files" ]; then
+    echo "asan: no AddressSanitizer, LeakSanitizer or UBSan report"
+    record asan-report 1 0 "no sanitizer report"
+  else
+    local n
+    n="$(wc -l <<<"$files")"
+    echo "asan: $n sanitizer report(s):"
+    while IFS= read -r f; do
+      printf '\n--- %s ---\n' "$(basename "$f")"
+      head -n 80 "$f"
+    done <<<"$files"
+    record asan-report 0 "$n" "sanitizer reports (see above)"
+  fi
+}
+
+run_fuzz() {
+  banner "fuzz: tests/fuzz/run.sh --seconds $FUZZ_SECONDS"
+  local log="$work/fuzz.log" rc=0
+  run_limited "$FUZZ_SUITE_TIMEOUT_S" "$log" bash tests/fuzz/run.sh --seconds "$FUZZ_SECONDS" || rc=$?
+  # One case per target: "N passed, N failed" is the script's last line.
+  local line passed=0 failed=0 note="exit $rc"
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    passed="$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")"
+    failed="$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")"
+  else
+    note="exit $rc, no summary line"
+  fi
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note="timed out after ${FUZZ_SUITE_TIMEOUT_S}s"
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record fuzz "$passed" "$failed" "$note"
+}
+
 if [ "$install" -eq 1 ]; then
   banner "install dependencies and build"
   if ! bash deploy/install-deps.sh; then
@@ -154,6 +226,10 @@ for suite in "${suites[@]}"; do
         FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
     e2e)
       run_e2e ;;
+    asan)
+      run_asan ;;
+    fuzz)
+      run_fuzz ;;
   esac
 done
 
