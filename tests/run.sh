@@ -29,12 +29,15 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e|asan|fuzz) suites+=("$arg") ;;
+    unit|integration|e2e) suites+=("$arg") ;;
+    asan|fuzz) suites+=("$arg") ;;
     -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e asan fuzz)
+default_suites=0; [ "${#suites[@]}" -gt 0 ] || default_suites=1
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "$default_suites" -eq 0 ] || suites+=(asan fuzz)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"

@@ -147,6 +147,18 @@ def capture():
         spark.stop()
     except Exception:  # noqa: BLE001
         pass
+    # A second connection from grpc-core itself with a bearer token, as an authenticating
+    # client sends it (PySpark sends tokens only over TLS), replaying the recorded bodies.
+    with grpc.insecure_channel(f"127.0.0.1:{relay.port}") as channel:
+        for method, messages in list(recorder.requests)[:4]:
+            rpc = "ArtifactStatus" if method == "ArtifactStatuses" else method
+            call = channel.stream_stream(f"/spark.connect.SparkConnectService/{rpc}")
+            try:
+                for _ in call(iter(messages), metadata=[("authorization", "Bearer fuzz-token"),
+                                                        ("x-sparkgate-cluster", "etl")], timeout=5):
+                    pass
+            except grpc.RpcError:
+                pass
     time.sleep(0.5)
     server.stop(0)
     relay.sock.close()
@@ -336,13 +348,16 @@ def main():
                                    b"    backends: [{address: 127.0.0.1:15003}]\nroutes:\n  - cluster: a\n")
     jwt_seeds(seeds)
 
-    # The downstream HTTP/2 target: [chunking seed: 2 bytes][what the client sent], cut
-    # after the last whole frame that fits.
+    # The downstream HTTP/2 target: [flags: 1 byte][chunking seed: 2 bytes][what the client
+    # sent], cut after the last whole frame that fits. Flags bit 0 selects the config with
+    # authentication, which the connection with the bearer token is meant for.
     for i, conn in enumerate(connections):
+        who, flags = ("pyspark", b"\x00") if i == 0 else (f"grpc-token-{i}", b"\x01")
         for limit in (1024, 4000):
             cut = frames_prefix(conn, limit)
-            seeds.add("http2_server", f"pyspark-connection-{i}-{cut}", seed_bytes + conn[:cut])
-        seeds.add("http2_server", f"pyspark-connection-{i}-bytewise", b"\x00\x00" + conn[:frames_prefix(conn, 700)])
+            seeds.add("http2_server", f"{who}-{cut}", flags + seed_bytes + conn[:cut])
+        seeds.add("http2_server", f"{who}-bytewise", flags + b"\x00\x00" + conn[:frames_prefix(conn, 700)])
+    seeds.add("http2_server", "http1", b"\x00" + seed_bytes + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds.write()
 
 
