@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [asan] [fuzz]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [deploy] [asan] [fuzz]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,10 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   deploy       tests/deploy/run.sh: helm lint and helm template of deploy/helm for each
+#                values example, strict offline validation of the rendered manifests and
+#                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
+#                deploy` runs only this suite; helm comes from the Go module proxy)
 #   asan         builds build-asan/ (g++ -fsanitize=address,undefined, ninja -j2) and runs
 #                the unit and integration suites against it (the integration tests start
 #                that build's gateway and fake backend); LeakSanitizer is on, and any ASan,
@@ -30,13 +34,15 @@ for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
     unit|integration|e2e) suites+=("$arg") ;;
+    deploy) suites+=("$arg") ;;
     asan|fuzz) suites+=("$arg") ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
 default_suites=0; [ "${#suites[@]}" -gt 0 ] || default_suites=1
 [ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "$default_suites" -eq 0 ] || suites+=(deploy)
 [ "$default_suites" -eq 0 ] || suites+=(asan fuzz)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
@@ -46,6 +52,7 @@ E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
 ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
+DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -148,6 +155,28 @@ EOF
   record e2e "$passed" "$failed" "$note"
 }
 
+run_deploy() {
+  banner "deploy: tests/deploy/run.sh"
+  local log="$work/deploy.log" rc=0 passed=0 failed=0 note line
+  run_limited "$DEPLOY_TIMEOUT_S" "$log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" bash tests/deploy/run.sh || rc=$?
+  # tests/deploy/run.sh ends with "N passed, N failed".
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed failed <<<"$(sed -E 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${DEPLOY_TIMEOUT_S}s"
+  elif [ -z "$line" ]; then
+    note="exit $rc, no summary line"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record deploy "$passed" "$failed" "$note"
+}
+
 run_asan() {
   # The unit and integration suites under AddressSanitizer + UndefinedBehaviorSanitizer,
   # with LeakSanitizer. Reports of every process (the test binaries, the gateway and the
@@ -229,6 +258,8 @@ for suite in "${suites[@]}"; do
         FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
     e2e)
       run_e2e ;;
+    deploy)
+      run_deploy ;;
     asan)
       run_asan ;;
     fuzz)
