@@ -169,12 +169,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string new_msg = r.head.substr(5, new_held) + std::string(msg.substr(held));
   FUZZ_CHECK(new_msg.size() == prefix_length(r.head));
 
-  // Scan the original and the new message whole (no field cap: the principal's ids make
-  // user_context longer).
+  // Scan the original and the new message whole, frozen where the proxy routes (after
+  // the held head), as the proxy goes on scanning the rest; no field cap (the principal's
+  // ids make user_context longer). The original may be refused later on (broken, or an
+  // envelope field repeated after routing); then so is the request, and nothing is left
+  // to check. Otherwise the spliced message must pass too.
+  auto scan_frozen = [&](std::string_view m, size_t freeze_at, spark::EnvelopeScanner& s) {
+    const auto* p = reinterpret_cast<const uint8_t*>(m.data());
+    if (!s.feed({p, freeze_at})) return false;
+    s.freeze();
+    return s.feed({p + freeze_at, m.size() - freeze_at});
+  };
   spark::EnvelopeScanner before(rpc, msg.size(), UINT32_MAX);
-  if (!before.feed({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()})) return 0;  // broken later on
+  if (!scan_frozen(msg, held, before)) return 0;
   spark::EnvelopeScanner after(rpc, new_msg.size(), UINT32_MAX);
-  if (!after.feed({reinterpret_cast<const uint8_t*>(new_msg.data()), new_msg.size()}))
+  if (!scan_frozen(new_msg, new_held, after))
     fz::fail(__FILE__, __LINE__, ("spliced message no longer scans: " + after.error()).c_str());
   const std::string want_name = user_name.empty() ? user_id : user_name;
   const auto& eb = before.envelope();
