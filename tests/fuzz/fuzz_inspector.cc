@@ -5,7 +5,8 @@
 //        [the message payload].
 // Invariants checked:
 //   - one call, one byte at a time and random chunks give the same verdict, error,
-//     envelope, user_context spans, consumed count and routable/complete state;
+//     envelope, user_context spans and routable/complete state (and, on success, the
+//     same consumed count);
 //   - when the scan succeeds over the whole message and protobuf's own parser accepts it
 //     as that RPC's view message, session_id, user_context (user_id, user_name, presence),
 //     client_type and operation_id agree with the parser's;
@@ -71,6 +72,11 @@ Outcome scan(const spark::RpcInfo& rpc, std::span<const uint8_t> msg, uint32_t c
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fz::quiet_protobuf();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   const auto& rpcs = spark::all_rpcs();
@@ -90,8 +96,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(o->spans.size() == whole.spans.size());
     for (size_t i = 0; i < o->spans.size(); ++i)
       FUZZ_CHECK(o->spans[i].offset == whole.spans[i].offset && o->spans[i].length == whole.spans[i].length);
-    FUZZ_CHECK(o->consumed == whole.consumed);
-    FUZZ_CHECK(o->routable == whole.routable && o->complete == whole.complete && o->finished == whole.finished);
+    FUZZ_CHECK(o->routable == whole.routable && o->complete == whole.complete);
+    // After an error the scan position is not meaningful (nothing uses it): a header
+    // fed byte by byte is counted as it arrives, a whole one only once parsed.
+    if (whole.ok) FUZZ_CHECK(o->consumed == whole.consumed && o->finished == whole.finished);
   }
 
   if (whole.ok) {

@@ -54,6 +54,11 @@ void compare(const google::protobuf::Message& m, int field, const std::string& s
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fz::quiet_protobuf();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   const auto& rpcs = spark::all_rpcs();

@@ -99,6 +99,11 @@ bool has_refused_fields(std::string_view occurrence) {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fz::quiet_protobuf();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   const uint8_t mode = fz::take<uint8_t>(in);

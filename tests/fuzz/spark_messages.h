@@ -3,6 +3,7 @@
 #pragma once
 
 #include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
 
 #include <memory>
 
@@ -10,6 +11,10 @@
 #include "spark_view.pb.h"
 
 namespace sparkgate::fuzz {
+
+// protobuf logs every string field with invalid UTF-8 it refuses to parse; the targets
+// refuse such input on purpose, so the log is noise.
+inline void quiet_protobuf() { google::protobuf::SetLogHandler(nullptr); }
 
 inline std::unique_ptr<google::protobuf::Message> request_message(spark::Rpc rpc) {
   using spark::Rpc;
