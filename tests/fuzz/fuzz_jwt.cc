@@ -9,7 +9,8 @@
 //   mode % 4 == 2: rest is a JWK Set (JSON) loaded into an empty key set;
 //   mode % 4 == 3: rest is base64url text for the strict decoder.
 // Invariants checked:
-//   - an unsigned or forged token (mode 0) never verifies;
+//   - a token verifies only if it is really signed with the HS256 issuer's secret: no
+//     unsigned, forged or algorithm-confused token passes (mode 0);
 //   - a signed token verifies only if its header says alg HS256 and its iss is the HS256
 //     issuer; the principal is then the user claim (non-empty), method "jwt", and exp/nbf
 //     (when numbers) are within the leeway of now;
@@ -138,6 +139,37 @@ std::optional<double> number(const json::object& o, const char* key) {
   return std::nullopt;
 }
 
+// An accepted token must really be an HS256 token of the HS256 issuer (the only issuer
+// whose key the fuzzer can sign with), and the principal what its claims say.
+void check_accepted(std::string_view header, std::string_view payload, const policy::AuthResult& r) {
+  boost::system::error_code ec;
+  json::value h = json::parse(json::string_view(header.data(), header.size()), ec);
+  FUZZ_CHECK(!ec && h.is_object());
+  const json::value* alg = h.get_object().if_contains("alg");
+  FUZZ_CHECK(alg && alg->is_string() && alg->get_string() == "HS256");
+  json::value p = json::parse(json::string_view(payload.data(), payload.size()), ec);
+  FUZZ_CHECK(!ec && p.is_object());
+  const json::object& claims = p.get_object();
+  const json::value* iss = claims.if_contains("iss");
+  FUZZ_CHECK(iss && iss->is_string() && iss->get_string() == "https://hs.example");
+  const json::value* sub = claims.if_contains("sub");
+  FUZZ_CHECK(sub && sub->is_string() && !sub->get_string().empty());
+  FUZZ_CHECK(r.principal.user == std::string(sub->get_string()));
+  FUZZ_CHECK(r.principal.method == "jwt" && r.principal.verified());
+  const double now_s = 1795600800.0, leeway = 60.0;
+  if (auto exp = number(claims, "exp")) FUZZ_CHECK(std::isfinite(*exp) && now_s <= *exp + leeway);
+  if (auto nbf = number(claims, "nbf")) FUZZ_CHECK(std::isfinite(*nbf) && now_s + leeway >= *nbf);
+  const json::value* aud = claims.if_contains("aud");
+  FUZZ_CHECK(aud != nullptr);
+  auto wanted = [](const json::value& a) {
+    return a.is_string() && (a.get_string() == "sparkgate" || a.get_string() == "other");
+  };
+  bool aud_ok = wanted(*aud);
+  if (aud->is_array())
+    for (const auto& a : aud->get_array()) aud_ok = aud_ok || wanted(a);
+  FUZZ_CHECK(aud_ok);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -147,7 +179,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   if (mode == 0) {
     auto r = policy::verify_jwt(rest, issuers(), kNow);
-    check_refusal(r, rest);
+    if (!r.ok()) {
+      check_refusal(r, rest);
+      return 0;
+    }
+    // Accepted: only a token really signed with the HS256 secret may be (the seeds hold
+    // some; the fuzzer cannot forge one, nor an RS256/ES256 signature).
+    const size_t dot1 = rest.find('.');
+    const size_t dot2 = rest.find('.', dot1 + 1);
+    FUZZ_CHECK(dot1 != std::string_view::npos && dot2 != std::string_view::npos);
+    const std::string_view signing_input = rest.substr(0, dot2);
+    unsigned char mac[32];
+    unsigned int mac_len = 0;
+    FUZZ_CHECK(HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
+                    reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+                    &mac_len) != nullptr);
+    const auto sig = policy::base64url_decode(rest.substr(dot2 + 1));
+    FUZZ_CHECK(sig && *sig == std::string(reinterpret_cast<const char*>(mac), mac_len));
+    const auto header = policy::base64url_decode(rest.substr(0, dot1));
+    const auto payload = policy::base64url_decode(rest.substr(dot1 + 1, dot2 - dot1 - 1));
+    FUZZ_CHECK(header && payload);
+    check_accepted(*header, *payload, r);
     return 0;
   }
 
@@ -166,33 +218,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check_refusal(r, token);
       return 0;
     }
-    // Accepted: the token must really be an HS256 token of the HS256 issuer.
-    boost::system::error_code ec;
-    json::value h = json::parse(json::string_view(header.data(), header.size()), ec);
-    FUZZ_CHECK(!ec && h.is_object());
-    const json::value* alg = h.get_object().if_contains("alg");
-    FUZZ_CHECK(alg && alg->is_string() && alg->get_string() == "HS256");
-    json::value p = json::parse(json::string_view(payload.data(), payload.size()), ec);
-    FUZZ_CHECK(!ec && p.is_object());
-    const json::object& claims = p.get_object();
-    const json::value* iss = claims.if_contains("iss");
-    FUZZ_CHECK(iss && iss->is_string() && iss->get_string() == "https://hs.example");
-    const json::value* sub = claims.if_contains("sub");
-    FUZZ_CHECK(sub && sub->is_string() && !sub->get_string().empty());
-    FUZZ_CHECK(r.principal.user == std::string(sub->get_string()));
-    FUZZ_CHECK(r.principal.method == "jwt" && r.principal.verified());
-    const double now_s = 1795600800.0, leeway = 60.0;
-    if (auto exp = number(claims, "exp")) FUZZ_CHECK(std::isfinite(*exp) && now_s <= *exp + leeway);
-    if (auto nbf = number(claims, "nbf")) FUZZ_CHECK(std::isfinite(*nbf) && now_s + leeway >= *nbf);
-    const json::value* aud = claims.if_contains("aud");
-    FUZZ_CHECK(aud != nullptr);
-    auto wanted = [](const json::value& a) {
-      return a.is_string() && (a.get_string() == "sparkgate" || a.get_string() == "other");
-    };
-    bool aud_ok = wanted(*aud);
-    if (aud->is_array())
-      for (const auto& a : aud->get_array()) aud_ok = aud_ok || wanted(a);
-    FUZZ_CHECK(aud_ok);
+    check_accepted(header, payload, r);
     return 0;
   }
 
