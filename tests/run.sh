@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [interop]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,9 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   interop      tests/interop/run.sh                            (the CI cells of the
+#                client x server matrix: PySpark 4.x x Spark 4.x, PySpark 3.5 x Spark 3.5;
+#                INTEROP_ARGS="--all" runs every cell)
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -23,17 +26,18 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e) suites+=("$arg") ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e|interop) suites+=("$arg") ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e interop)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
+INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -136,6 +140,32 @@ EOF
   record e2e "$passed" "$failed" "$note"
 }
 
+run_interop() {
+  banner "interop: tests/interop/run.sh ${INTEROP_ARGS:-}"
+  local setup_args=() rc=0
+  # install-deps.sh has run already (or --no-install asked not to); the interop setup still
+  # creates its own venvs, jars and client programs if they are missing.
+  setup_args+=(--no-install-deps)
+  # shellcheck disable=SC2086 # INTEROP_ARGS is a list of words
+  run_limited "$INTEROP_TIMEOUT_S" "$work/interop.log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" \
+    bash tests/interop/run.sh "${setup_args[@]}" ${INTEROP_ARGS:-} || rc=$?
+  local line passed=0 failed=0 note="exit $rc"
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/interop.log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed _ failed _ <<<"$line"
+  else
+    note="exit $rc, no summary line (crashed?)"
+  fi
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${INTEROP_TIMEOUT_S}s"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record interop "$passed" "$failed" "$note"
+}
+
 if [ "$install" -eq 1 ]; then
   banner "install dependencies and build"
   if ! bash deploy/install-deps.sh; then
@@ -154,6 +184,8 @@ for suite in "${suites[@]}"; do
         FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
     e2e)
       run_e2e ;;
+    interop)
+      run_interop ;;
   esac
 done
 

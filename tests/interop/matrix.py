@@ -390,11 +390,25 @@ def run_workload(client: str, url: str, workdir: Path, env_extra: Dict[str, str]
     started = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         p = spawn(cmd, cwd=workdir, env=env, stdout=out, stderr=err)
-        try:
-            code = p.wait(timeout=WORKLOAD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            stop(p, 5)
-            code = "timeout"
+        deadline = started + WORKLOAD_TIMEOUT_S
+        reported_at = None
+        code = None
+        while code is None:
+            try:
+                code = p.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                code = f"timeout after {WORKLOAD_TIMEOUT_S}s"
+            elif reported_at is None:
+                text = out_path.read_text(errors="replace")
+                if sum(line.startswith("RESULT ") for line in text.splitlines()) >= len(CHECKS):
+                    reported_at = time.monotonic()
+            elif time.monotonic() - reported_at > 30:
+                # Every result is in; a client that then hangs on shutdown is not a result.
+                code = "killed 30 s after its last result"
+        stop(p, 5)
     stop(p, 5)  # helper processes the client may have left behind
     results, sessions = {}, {}
     for line in out_path.read_text(errors="replace").splitlines():

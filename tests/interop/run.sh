@@ -2,9 +2,10 @@
 # The interoperability matrix: PySpark 4.x, PySpark 3.5, Go and JVM clients against Spark
 # 4.x and Spark 3.5 Connect servers, each directly and through sparkgate.
 #
-#   tests/interop/run.sh [--no-setup] [--cells a,b,...] [--all] [--keep]
+#   tests/interop/run.sh [--no-setup] [--no-install-deps] [--cells a,b,...] [--all] [--keep]
 #
-# Sets everything up first (tests/interop/setup.sh; --no-setup skips that), then runs
+# Sets everything up first (tests/interop/setup.sh; --no-setup skips that, --no-install-deps
+# skips only its deploy/install-deps.sh step), then runs
 # tests/interop/matrix.py, which writes tests/interop/MATRIX.md. Cells are CLIENT-SERVER,
 # CLIENT in pyspark4 pyspark35 go jvm, SERVER in spark4 spark35; without --cells/--all the
 # CI cells run (pyspark4-spark4, pyspark35-spark35). The last line of output is always
@@ -18,17 +19,19 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 setup=1
+setup_args=()
 args=()
 for arg in "$@"; do
   case "$arg" in
     --no-setup) setup=0 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --no-install-deps) setup_args+=(--no-install-deps) ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) args+=("$arg") ;;
   esac
 done
 
 if [ "$setup" -eq 1 ]; then
-  if ! bash "$here/setup.sh"; then
+  if ! bash "$here/setup.sh" "${setup_args[@]}"; then
     echo "tests/interop/setup.sh failed"
     echo "0 passed, 1 failed"
     exit 1

@@ -234,8 +234,9 @@ class Workload:
                             "the clone sees the temp view")
 
     def release_session(self, url):
-        if not hasattr(SparkSession, "release_session_on_close") and PYSPARK_MAJOR < 4:
-            return "na", f"pyspark {pyspark.__version__} never sends ReleaseSession (RPC of Spark 4.0)"
+        from pyspark.sql.connect.client import SparkConnectClient
+        if not hasattr(SparkConnectClient, "release_session"):
+            return "na", f"pyspark {pyspark.__version__} never sends ReleaseSession (an RPC of Spark 4.0)"
         spark = self.session(url)
         sid = self.session_id(spark)
         emit("SESSION", "release_session", sid)
@@ -314,6 +315,12 @@ def main():
     args = p.parse_args()
     emit("CLIENT", f"pyspark {pyspark.__version__}")
     Workload(args).run()
+    # Every result is out. Leave without the interpreter's shutdown: there, grpc's
+    # Channel.close() from SparkSession.__del__ can wait forever (seen with pyspark-client
+    # 4.2.0 / grpcio 1.85.3 after interruptAll).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
