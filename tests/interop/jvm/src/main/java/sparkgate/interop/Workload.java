@@ -199,7 +199,7 @@ public final class Workload {
     AtomicReference<Throwable> error = new AtomicReference<>();
     Thread t = new Thread(() -> {
       try {
-        spark.range(0, 1_000_000_000_000L, 1, 2).selectExpr("sum(id)").collectAsList();
+        spark.range(0, 1_000_000_000_000L, 1, 2).selectExpr("sum(id % 7)").collectAsList();
       } catch (Throwable e) {
         error.set(e);
       }
