@@ -79,7 +79,7 @@ SERVERS = {
     "spark35": f"Spark {V['SPARK35_VERSION']} (PyPI pyspark + spark-connect_2.12 jar)",
 }
 CHECKS = ["range_filter_agg_join", "sql", "temp_view", "large_result", "error_class", "config",
-          "interrupt", "reattach", "artifacts", "clone_session", "release_session", "tls_token",
+          "interrupt", "reattach", "artifacts", "cached_local_relation", "clone_session", "release_session", "tls_token",
           "tls_wrong_token"]
 GATEWAY_ONLY = {"tls_token", "tls_wrong_token"}
 # What matrix.py runs without arguments (a quick check); --all, which tests/run.sh passes,
@@ -451,6 +451,14 @@ def judge(check: str, direct: dict, via: dict, gw_log: str) -> dict:
                         "why": f"complete, but no ReattachExecute of session {sid} went through the gateway"}
             return {"verdict": "pass", "direct": d, "gateway": g,
                     "why": f"{g[1]}; {n} ReattachExecute calls through the gateway"}
+        if check == "cached_local_relation":
+            sid = via["sessions"].get("main")
+            n = len(re.findall(rf"rpc=ArtifactStatus session={re.escape(sid or '?')}\b", gw_log))
+            if n == 0:
+                return {"verdict": "fail", "direct": d, "gateway": g,
+                        "why": f"right result, but no ArtifactStatus of session {sid} went through the gateway"}
+            return {"verdict": "pass", "direct": d, "gateway": g,
+                    "why": f"{g[1]}; {n} ArtifactStatus calls through the gateway"}
         return {"verdict": "pass", "direct": d, "gateway": g, "why": g[1]}
     if ds == "error" and gs == "error" and same_error(d[1], g[1]):
         return {"verdict": "unsupported", "direct": d, "gateway": g,

@@ -328,6 +328,7 @@ func main() {
 		{"interrupt", na("spark-connect-go has no interrupt API")},
 		{"reattach", func() (string, string, error) { return w.reattach(*url) }},
 		{"artifacts", na("spark-connect-go has no artifact API")},
+		{"cached_local_relation", na("spark-connect-go always sends local data inline (no CachedLocalRelation, no ArtifactStatus)")},
 		{"clone_session", na("spark-connect-go has no CloneSession API")},
 		{"release_session", na("spark-connect-go never sends ReleaseSession (SparkSession.Stop does nothing)")},
 	}

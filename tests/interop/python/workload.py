@@ -39,7 +39,7 @@ from pyspark.sql.connect.session import SparkSession  # noqa: E402
 
 PYSPARK_MAJOR = int(pyspark.__version__.split(".")[0])
 CHECKS = ["range_filter_agg_join", "sql", "temp_view", "large_result", "error_class", "config",
-          "interrupt", "reattach", "artifacts", "clone_session", "release_session", "tls_token",
+          "interrupt", "reattach", "artifacts", "cached_local_relation", "clone_session", "release_session", "tls_token",
           "tls_wrong_token"]
 
 
@@ -226,6 +226,18 @@ class Workload:
 
         rows = spark.range(0, 3).select(use_module("id").alias("v")).collect()
         return self.compare(sorted(r.v for r in rows), [40, 41, 42], "pyfile used by a UDF")
+
+    def cached_local_relation(self, spark):
+        # Local data above spark.sql.session.localRelationCacheThreshold is not inlined in the
+        # plan: the client asks ArtifactStatus whether the server has it, uploads it with
+        # AddArtifacts (cache/<sha256>) and refers to it by hash. The orchestrator checks that
+        # ArtifactStatus passed the gateway.
+        import pandas as pd
+        spark.conf.set("spark.sql.session.localRelationCacheThreshold", "1024")
+        n = 5000
+        df = spark.createDataFrame(pd.DataFrame({"a": range(n), "b": [f"v{i}" for i in range(n)]}))
+        row = df.selectExpr("count(*) AS n", "sum(a) AS s").collect()[0]
+        return self.compare((row.n, row.s), (n, n * (n - 1) // 2), f"{n} local rows sent as a cached artifact")
 
     def clone_session(self, spark):
         if not hasattr(spark, "cloneSession"):

@@ -265,6 +265,23 @@ public final class Workload {
     return compare(n, 5L, "jar of " + Files.size(jar) + " bytes uploaded (CRC checked), session usable");
   }
 
+  private Verdict cachedLocalRelation(SparkSession spark) {
+    // Local data above spark.sql.session.localRelationCacheThreshold goes as an artifact:
+    // ArtifactStatus asks whether the server has it, AddArtifacts uploads it (cache/<sha256>).
+    spark.conf().set("spark.sql.session.localRelationCacheThreshold", "1024");
+    int n = 5000;
+    List<Row> rows = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      rows.add(org.apache.spark.sql.RowFactory.create((long) i, "v" + i));
+    }
+    org.apache.spark.sql.types.StructType schema = new org.apache.spark.sql.types.StructType()
+        .add("a", org.apache.spark.sql.types.DataTypes.LongType)
+        .add("b", org.apache.spark.sql.types.DataTypes.StringType);
+    Row r = spark.createDataFrame(rows, schema).selectExpr("count(*) AS n", "sum(a) AS s").collectAsList().get(0);
+    return compare(List.of(r.getLong(0), r.getLong(1)), List.of((long) n, (long) n * (n - 1) / 2),
+        n + " local rows sent as a cached artifact");
+  }
+
   private Verdict cloneSession(SparkSession spark) {
     spark.range(0, 4).createOrReplaceTempView("interop_clone_view");
     SparkSession clone = spark.cloneSession();
@@ -337,6 +354,8 @@ public final class Workload {
     checks.add(this::reattach);
     names.add("artifacts");
     checks.add(() -> artifacts(main));
+    names.add("cached_local_relation");
+    checks.add(() -> cachedLocalRelation(main));
     names.add("clone_session");
     checks.add(() -> cloneSession(main));
     names.add("release_session");
