@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [interop]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [deploy] [interop]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,10 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   deploy       tests/deploy/run.sh: helm lint and helm template of deploy/helm for each
+#                values example, strict offline validation of the rendered manifests and
+#                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
+#                deploy` runs only this suite; helm comes from the Go module proxy)
 #   interop      tests/interop/run.sh $INTEROP_ARGS              (the client x server
 #                matrix; INTEROP_ARGS defaults to "--all": every cell)
 # A failing suite does not stop the others. A suite that crashes, times out or whose
@@ -25,17 +29,21 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e|interop) suites+=("$arg") ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e) suites+=("$arg") ;;
+    deploy|interop) suites+=("$arg") ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e interop)
+default_suites=0; [ "${#suites[@]}" -gt 0 ] || default_suites=1
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
+[ "$default_suites" -eq 0 ] || suites+=(deploy interop)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
+DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
 INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 # Every cell of the matrix fits the CI budget (README, Interoperability); INTEROP_ARGS=""
 # runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
@@ -142,6 +150,28 @@ EOF
   record e2e "$passed" "$failed" "$note"
 }
 
+run_deploy() {
+  banner "deploy: tests/deploy/run.sh"
+  local log="$work/deploy.log" rc=0 passed=0 failed=0 note line
+  run_limited "$DEPLOY_TIMEOUT_S" "$log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" bash tests/deploy/run.sh || rc=$?
+  # tests/deploy/run.sh ends with "N passed, N failed".
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed failed <<<"$(sed -E 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${DEPLOY_TIMEOUT_S}s"
+  elif [ -z "$line" ]; then
+    note="exit $rc, no summary line"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record deploy "$passed" "$failed" "$note"
+}
+
 run_interop() {
   banner "interop: tests/interop/run.sh $INTEROP_ARGS"
   local setup_args=() rc=0
@@ -153,6 +183,7 @@ run_interop() {
     env SPARKGATE_BIN="$repo/build/gateway/sparkgate" \
     bash tests/interop/run.sh "${setup_args[@]}" $INTEROP_ARGS || rc=$?
   local line passed=0 failed=0 note="exit $rc"
+  # tests/interop/run.sh ends with "N passed, N failed".
   line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/interop.log" | tail -n1)"
   if [ -n "$line" ]; then
     read -r passed _ failed _ <<<"$line"
@@ -186,6 +217,8 @@ for suite in "${suites[@]}"; do
         FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" ;;
     e2e)
       run_e2e ;;
+    deploy)
+      run_deploy ;;
     interop)
       run_interop ;;
   esac
