@@ -493,7 +493,9 @@ def write_matrix(store: dict) -> None:
              "passes when both agree and are right; *not supported by this pair* means the server or",
              "client cannot do it and the gateway returned the same clean gRPC error as the server;",
              "*fails directly too* is a client/server defect that the gateway reproduces faithfully;",
-             "*n/a* means the client has no API for it. `passed` counts pass + not supported.", "",
+             "*n/a* means the client has no API for it. A failure is the gateway behaving differently",
+             "from the server (or a wrong result through it). In `N passed, N failed` (the last line of",
+             "`run.sh`), passed counts pass + not supported by this pair.", "",
              "| client \\ server | " + " | ".join(SERVERS[s] for s in SERVERS) + " |",
              "|---|" + "---|" * len(SERVERS)]
     for c in CLIENTS:
@@ -507,12 +509,11 @@ def write_matrix(store: dict) -> None:
                 row.append(f"**FAIL**: {cell['error'][:120]}")
                 continue
             k = cell_counts(cell)
-            status = "**FAIL**" if k["fail"] else "pass"
-            extra = [f"{k['unsupported']} not supported"] if k["unsupported"] else []
-            extra += [f"{k['known']} fail directly too"] if k["known"] else []
-            extra += [f"{k['n/a']} n/a"] if k["n/a"] else []
-            row.append(f"{status}: {k['pass'] + k['unsupported']} passed, {k['fail']} failed"
-                       + (f" ({', '.join(extra)})" if extra else "") + f" — {cell['ran_at']}")
+            parts = [f"**{k['fail']} failed**" if k["fail"] else "0 failed", f"{k['pass']} pass"]
+            parts += [f"{k['unsupported']} not supported by this pair"] if k["unsupported"] else []
+            parts += [f"{k['known']} fail directly too"] if k["known"] else []
+            parts += [f"{k['n/a']} n/a"] if k["n/a"] else []
+            row.append(", ".join(parts) + f" ({cell['ran_at']})")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "CI (`tests/run.sh`) runs every cell (`tests/interop/run.sh --all`); "
               "`tests/interop/run.sh` without arguments runs "
