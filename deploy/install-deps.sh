@@ -39,6 +39,7 @@ apt_packages=(
   libssl-dev zlib1g-dev libzstd-dev libspdlog-dev libcli11-dev
   nghttp2-client
   redis-server  # the Redis session store's integration tests start their own server
+  nghttp2-proxy haproxy nginx  # the benchmark's peers (tests/bench/): it starts its own on free ports
 )
 
 java_major() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [deploy] [interop]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy] [interop]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -10,6 +10,9 @@
 #                against tests/fakes/fake_spark_server)
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
+#   bench        tests/bench/smoke.sh: the benchmark's ~10 s smoke run (every scenario
+#                against every target with tiny sizes; one test case per scenario and
+#                target; it checks that the benchmark works, never a timing)
 #   deploy       tests/deploy/run.sh: helm lint and helm template of deploy/helm for each
 #                values example, strict offline validation of the rendered manifests and
 #                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
@@ -29,21 +32,19 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e) suites+=("$arg") ;;
-    deploy|interop) suites+=("$arg") ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    unit|integration|e2e|bench|deploy|interop) suites+=("$arg") ;;
+    -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-default_suites=0; [ "${#suites[@]}" -gt 0 ] || default_suites=1
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e)
-[ "$default_suites" -eq 0 ] || suites+=(deploy interop)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy interop)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
 DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
+BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-600}"
 INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 # Every cell of the matrix fits the CI budget (README, Interoperability); INTEROP_ARGS=""
 # runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
@@ -172,6 +173,22 @@ run_deploy() {
   record deploy "$passed" "$failed" "$note"
 }
 
+run_bench_smoke() {
+  banner "bench: tests/bench/smoke.sh"
+  local log="$work/bench.log" rc=0 passed=0 failed=0 note
+  run_limited "$BENCH_TIMEOUT_S" "$log" bash tests/bench/smoke.sh --no-install --build-dir "$repo/build" || rc=$?
+  # bench.py prints "bench: N passed, N failed" (one case per scenario and target).
+  local line
+  line="$(grep -E '^bench: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed failed <<<"$(sed -E 's/^bench: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/' <<<"$line")"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then note="timed out after ${BENCH_TIMEOUT_S}s"; fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  record bench "$passed" "$failed" "$note"
+}
+
 run_interop() {
   banner "interop: tests/interop/run.sh $INTEROP_ARGS"
   local setup_args=() rc=0
@@ -219,6 +236,8 @@ for suite in "${suites[@]}"; do
       run_e2e ;;
     deploy)
       run_deploy ;;
+    bench)
+      run_bench_smoke ;;
     interop)
       run_interop ;;
   esac

@@ -25,6 +25,7 @@ ClientSession::ClientSession(boost::asio::any_io_executor executor, std::string 
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, data_frame_length);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -275,13 +276,27 @@ int ClientSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   return 0;
 }
 
-ssize_t ClientSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
-                                 uint32_t* data_flags, nghttp2_data_source*, void* user_data) {
+ssize_t ClientSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
+                                 nghttp2_data_source*, void* user_data) {
   auto* self = static_cast<ClientSession*>(user_data);
   auto* st = self->find(stream_id);
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
-  return handler->read_request_body(buf, length, data_flags);
+  ssize_t n = handler->request_body_length(length, data_flags);
+  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data copies the bytes
+  return n;
+}
+
+int ClientSession::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                              nghttp2_data_source*, void* user_data) {
+  return static_cast<ClientSession*>(user_data)->send_data_frame(frame, framehd, length);
+}
+
+bool ClientSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+  auto* st = find(stream_id);
+  if (!st || !st->handler) return false;
+  auto handler = st->handler;
+  return handler->take_request_body(out, n);
 }
 
 void ClientSession::on_connection_closed(const std::string& reason) {

@@ -31,8 +31,10 @@ class ClientStreamHandler {
   // `connection_error` is non-empty when the whole connection failed (then error_code
   // is NGHTTP2_CANCEL). No further calls follow.
   virtual void on_upstream_closed(uint32_t error_code, const std::string& connection_error) = 0;
-  // Request body pull, same contract as ServerStreamHandler::read_response_body.
-  virtual ssize_t read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) = 0;
+  // Request body pull, same contract as ServerStreamHandler::response_body_length and
+  // take_response_body.
+  virtual ssize_t request_body_length(size_t max, uint32_t* data_flags) = 0;
+  virtual bool take_request_body(uint8_t* out, size_t n) = 0;
 };
 
 // TLS towards the backend. The context is shared read-only between connections (and
@@ -85,9 +87,11 @@ class ClientSession final : public Session {
   static int on_data_chunk_recv(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+  static int send_data(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t, nghttp2_data_source*, void*);
 
   void on_connection_closed(const std::string& reason) override;
   void after_nghttp2_call() override { graveyard_.clear(); }
+  bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
     std::shared_ptr<ClientStreamHandler> handler;

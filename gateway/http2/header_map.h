@@ -23,6 +23,12 @@ class HeaderMap {
   void remove(std::string_view name);
 
   const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
+  // Moves the fields out (for relaying them without copying each string); the map is
+  // left empty.
+  std::vector<std::pair<std::string, std::string>> take_fields() {
+    bytes_ = 0;
+    return std::move(fields_);
+  }
   size_t size() const { return fields_.size(); }
   // Sum of names and values, the figure limits are checked against.
   size_t bytes() const { return bytes_; }

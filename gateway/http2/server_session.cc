@@ -31,6 +31,7 @@ ServerSession::ServerSession(boost::asio::any_io_executor executor, std::unique_
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, data_frame_length);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
   // Flow control is end to end: bytes are consumed only once forwarded.
@@ -173,13 +174,27 @@ int ServerSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   return 0;
 }
 
-ssize_t ServerSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
-                                 uint32_t* data_flags, nghttp2_data_source*, void* user_data) {
+ssize_t ServerSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
+                                 nghttp2_data_source*, void* user_data) {
   auto* self = static_cast<ServerSession*>(user_data);
   auto* st = self->find(stream_id);
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
-  return handler->read_response_body(buf, length, data_flags);
+  ssize_t n = handler->response_body_length(length, data_flags);
+  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data copies the bytes
+  return n;
+}
+
+int ServerSession::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                              nghttp2_data_source*, void* user_data) {
+  return static_cast<ServerSession*>(user_data)->send_data_frame(frame, framehd, length);
+}
+
+bool ServerSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+  auto* st = find(stream_id);
+  if (!st || !st->handler) return false;
+  auto handler = st->handler;
+  return handler->take_response_body(out, n);
 }
 
 int ServerSession::submit_response(int32_t stream_id, const HeaderMap& headers, bool has_body) {

@@ -29,10 +29,14 @@ class ServerStreamHandler {
   // The stream is gone: `error_code` 0 after a normal end, else the RST_STREAM code (or
   // NGHTTP2_CANCEL when the connection was lost). No further calls follow.
   virtual void on_stream_closed(uint32_t error_code) = 0;
-  // nghttp2 asks for up to `length` bytes of response body. Return bytes copied; set
-  // NGHTTP2_DATA_FLAG_EOF (and NO_END_STREAM when trailers follow) in `data_flags`, or
-  // return NGHTTP2_ERR_DEFERRED when nothing is buffered yet.
-  virtual ssize_t read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) = 0;
+  // nghttp2 asks how many response body bytes, at most `max`, go in the next DATA frame.
+  // Return that count (0 only together with EOF); set NGHTTP2_DATA_FLAG_EOF (and
+  // NO_END_STREAM when trailers follow) in `data_flags`, or return NGHTTP2_ERR_DEFERRED
+  // when nothing is buffered yet. The bytes stay queued until take_response_body.
+  virtual ssize_t response_body_length(size_t max, uint32_t* data_flags) = 0;
+  // Copies exactly `n` bytes that response_body_length announced to `out` (the socket's
+  // write buffer) and drops them from the queue. False if they are no longer there.
+  virtual bool take_response_body(uint8_t* out, size_t n) = 0;
 };
 
 struct ServerSessionOptions {
@@ -54,10 +58,10 @@ class ServerSession final : public Session {
   void start();
 
   // Submits response headers. With `has_body`, the body is pulled from the handler's
-  // read_response_body; without, the HEADERS frame ends the stream (trailers-only).
+  // response_body_length/take_response_body; without, the HEADERS frame ends the stream (trailers-only).
   // Safe from inside callbacks (schedules the write). Returns an nghttp2 error code.
   int submit_response(int32_t stream_id, const HeaderMap& headers, bool has_body);
-  // Submits trailers after the body; call from read_response_body when the body ends
+  // Submits trailers after the body; call from response_body_length when the body ends
   // (with NGHTTP2_DATA_FLAG_NO_END_STREAM set), or any time after the body finished.
   int submit_trailers(int32_t stream_id, const HeaderMap& trailers);
 
@@ -79,10 +83,12 @@ class ServerSession final : public Session {
   static int on_data_chunk_recv(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+  static int send_data(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t, nghttp2_data_source*, void*);
 
   void on_connection_closed(const std::string& reason) override;
   bool on_first_read(const uint8_t* data, size_t n) override;
   void after_nghttp2_call() override { graveyard_.clear(); }
+  bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
     std::shared_ptr<ServerStreamHandler> handler;

@@ -5,10 +5,13 @@
 namespace sparkgate::http2 {
 
 namespace {
-// One read hands nghttp2 at most this much; enough for a full default window burst.
-constexpr size_t kReadBufferBytes = 64 * 1024;
 // mem_send output is batched into one socket write up to about this size.
 constexpr size_t kWriteBatchBytes = 256 * 1024;
+// An idle connection keeps at most this much of its write buffer.
+constexpr size_t kIdleWriteBufferBytes = 16 * 1024;
+// Reads per readiness wake-up before the other connections of the worker get a turn.
+constexpr int kReadsPerWake = 4;
+constexpr size_t kFrameHeaderBytes = 9;
 }  // namespace
 
 Session::Session(boost::asio::any_io_executor executor, std::string name)
@@ -29,9 +32,10 @@ ssize_t Session::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t s
 }
 
 void Session::start_io(bool write_first) {
-  read_buf_.resize(kReadBufferBytes);
   reading_started_ = true;
-  do_read();
+  // Read before waiting: bytes that arrived before the socket was first polled raised
+  // their edge already.
+  on_readable();
   if (write_first) signal_write();
 }
 
@@ -67,38 +71,76 @@ void Session::reset_stream(int32_t stream_id, uint32_t error_code) {
   signal_write();
 }
 
-void Session::do_read() {
-  if (closed_) return;
-  transport_->async_read_some(
-      boost::asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-        if (self->closed_) return;
-        if (ec) {
-          self->close(ec == boost::asio::error::eof ? "peer closed the connection" : ec.message());
-          return;
-        }
-        if (self->first_read_) {
-          self->first_read_ = false;
-          if (!self->on_first_read(self->read_buf_.data(), n)) return;
-        }
-        ssize_t rv = nghttp2_session_mem_recv(self->session_, self->read_buf_.data(), n);
-        self->after_nghttp2_call();
-        if (rv < 0) {
-          spdlog::debug("{}: HTTP/2 protocol error: {}", self->name_, nghttp2_strerror(static_cast<int>(rv)));
-          // nghttp2 has queued a GOAWAY for most errors; flush it, then close.
-          self->do_write();
-          self->close(std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(rv)));
-          return;
-        }
-        self->do_write();
-        self->do_read();
-      });
+void Session::on_readable() {
+  for (int i = 0; i < kReadsPerWake; ++i) {
+    if (closed_) return;
+    boost::system::error_code ec;
+    auto data = transport_->read_available(ec);
+    if (ec == boost::asio::error::would_block) {
+      wait_readable();
+      return;
+    }
+    if (ec) {
+      close(ec == boost::asio::error::eof ? "peer closed the connection" : ec.message());
+      return;
+    }
+    if (!process_input(data.data(), data.size())) return;
+  }
+  // More may be waiting; continue after the worker's other ready handlers.
+  boost::asio::post(executor_, [self = shared_from_this()] {
+    if (!self->closed_) self->on_readable();
+  });
+}
+
+void Session::wait_readable() {
+  transport_->async_wait_readable([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (self->closed_) return;
+    if (ec) {
+      self->close(ec.message());
+      return;
+    }
+    self->on_readable();
+  });
+}
+
+bool Session::process_input(const uint8_t* data, size_t n) {
+  if (first_read_) {
+    first_read_ = false;
+    if (!on_first_read(data, n)) return false;
+  }
+  ssize_t rv = nghttp2_session_mem_recv(session_, data, n);
+  after_nghttp2_call();
+  if (rv < 0) {
+    spdlog::debug("{}: HTTP/2 protocol error: {}", name_, nghttp2_strerror(static_cast<int>(rv)));
+    // nghttp2 has queued a GOAWAY for most errors; flush it, then close.
+    do_write();
+    close(std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(rv)));
+    return false;
+  }
+  do_write();
+  return !closed_;
+}
+
+int Session::send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd, size_t length) {
+  // Padding is never requested (no select_padding callback), so a DATA frame is exactly
+  // its header and its payload.
+  if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  out_.append(framehd, kFrameHeaderBytes);
+  uint8_t* payload = out_.extend(length);
+  if (!take_body(frame->hd.stream_id, payload, length)) {
+    out_.truncate(kFrameHeaderBytes + length);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  return 0;
 }
 
 void Session::do_write() {
   if (closed_ || writing_) return;
-  out_buf_.clear();
-  while (out_buf_.size() < kWriteBatchBytes) {
+  out_.clear();
+  while (out_.size() < kWriteBatchBytes) {
     const uint8_t* data = nullptr;
+    // WARNING: runs nghttp2 callbacks (send_data_frame appends DATA frames to out_ from
+    // inside this call; frames returned here are appended after it, which keeps order).
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
       after_nghttp2_call();
@@ -106,15 +148,16 @@ void Session::do_write() {
       return;
     }
     if (n == 0) break;
-    out_buf_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    out_.append(data, static_cast<size_t>(n));
   }
   after_nghttp2_call();
-  if (out_buf_.empty()) {
+  if (out_.empty()) {
+    out_.trim(kIdleWriteBufferBytes);
     maybe_finish();
     return;
   }
   writing_ = true;
-  transport_->async_write(boost::asio::buffer(out_buf_),
+  transport_->async_write(boost::asio::buffer(out_.data(), out_.size()),
                           [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                             self->writing_ = false;
                             if (self->closed_) return;
@@ -134,9 +177,10 @@ void Session::maybe_finish() {
 }
 
 void Session::write_raw_and_close(std::string bytes, const std::string& reason) {
-  out_buf_ = std::move(bytes);
+  out_.clear();
+  out_.append(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   writing_ = true;
-  transport_->async_write(boost::asio::buffer(out_buf_),
+  transport_->async_write(boost::asio::buffer(out_.data(), out_.size()),
                           [self = shared_from_this(), reason](const boost::system::error_code&, size_t) {
                             self->writing_ = false;
                             self->close(reason);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "http2/transport.h"
+#include "http2/write_buffer.h"
 
 namespace sparkgate::http2 {
 
@@ -64,6 +65,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sends raw bytes (bypassing nghttp2) then closes. For non-HTTP/2 replies.
   void write_raw_and_close(std::string bytes, const std::string& reason);
 
+  // The send_data callback's work: appends the DATA frame (header, then `length` body
+  // bytes that take_body copies straight from the stream's queue) to the write buffer.
+  // Bodies are always announced with NGHTTP2_DATA_FLAG_NO_COPY, so each body byte is
+  // copied once on its way out instead of through nghttp2's frame buffer and again into
+  // ours. Returns 0, or NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (nghttp2 then resets the
+  // stream) when the stream no longer has those bytes.
+  int send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd, size_t length);
+  // Copies exactly `n` queued body bytes of `stream_id`, announced earlier by the data
+  // source's read callback, to `out` and drops them from the queue. Called from inside
+  // nghttp2_session_mem_send. False when the stream or its bytes are gone.
+  virtual bool take_body(int32_t stream_id, uint8_t* out, size_t n) = 0;
+
   // nghttp2 callback: DATA frames as large as the peer's SETTINGS_MAX_FRAME_SIZE and the
   // windows allow, instead of nghttp2's fixed 16 KiB, to cut per-frame work on big streams.
   static ssize_t data_frame_length(nghttp2_session* session, uint8_t frame_type, int32_t stream_id,
@@ -74,14 +87,18 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<Transport> transport_;
 
  private:
-  void do_read();
+  // The read loop: reads what has arrived (a few reads per wake, then yields to the
+  // worker's other connections), and waits for readiness once the socket is empty.
+  void on_readable();
+  void wait_readable();
+  // Feeds one read to nghttp2 and flushes what it produced. False if the session ended.
+  bool process_input(const uint8_t* data, size_t n);
   void do_write();
   void maybe_finish();
 
   boost::asio::any_io_executor executor_;
   std::string name_;
-  std::vector<uint8_t> read_buf_;
-  std::string out_buf_;
+  WriteBuffer out_;
   bool reading_started_ = false;
   bool first_read_ = true;
   bool writing_ = false;

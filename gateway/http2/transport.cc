@@ -2,6 +2,19 @@
 
 namespace sparkgate::http2 {
 
+namespace {
+// The per-thread read buffer of plain-TCP connections: one large read drains a busy
+// streaming connection in few syscalls, and it costs an idle connection nothing.
+constexpr size_t kThreadReadBufferBytes = 256 * 1024;
+// A TLS connection's own buffer: a little more than one TLS record.
+constexpr size_t kTlsReadBufferBytes = 17 * 1024;
+
+std::span<uint8_t> thread_read_buffer() {
+  thread_local std::unique_ptr<uint8_t[]> buf = std::make_unique_for_overwrite<uint8_t[]>(kThreadReadBufferBytes);
+  return {buf.get(), kThreadReadBufferBytes};
+}
+}  // namespace
+
 std::string endpoint_string(const boost::asio::ip::tcp::socket& socket) {
   boost::system::error_code ec;
   auto ep = socket.remote_endpoint(ec);
@@ -11,10 +24,21 @@ std::string endpoint_string(const boost::asio::ip::tcp::socket& socket) {
 }
 
 TcpTransport::TcpTransport(boost::asio::ip::tcp::socket socket)
-    : socket_(std::move(socket)), peer_(endpoint_string(socket_)) {}
+    : socket_(std::move(socket)), peer_(endpoint_string(socket_)) {
+  boost::system::error_code ignored;
+  socket_.non_blocking(true, ignored);
+}
 
-void TcpTransport::async_read_some(boost::asio::mutable_buffer buf, Handler h) {
-  socket_.async_read_some(buf, std::move(h));
+std::span<const uint8_t> TcpTransport::read_available(boost::system::error_code& ec) {
+  auto buf = thread_read_buffer();
+  size_t n = socket_.read_some(boost::asio::buffer(buf.data(), buf.size()), ec);
+  if (ec == boost::asio::error::try_again) ec = boost::asio::error::would_block;
+  if (ec) return {};
+  return {buf.data(), n};
+}
+
+void TcpTransport::async_wait_readable(WaitHandler h) {
+  socket_.async_wait(boost::asio::socket_base::wait_read, std::move(h));
 }
 
 void TcpTransport::async_write(boost::asio::const_buffer buf, Handler h) {
@@ -30,8 +54,33 @@ void TcpTransport::close() {
 TlsTransport::TlsTransport(std::unique_ptr<Stream> stream)
     : stream_(std::move(stream)), peer_(endpoint_string(stream_->next_layer())) {}
 
-void TlsTransport::async_read_some(boost::asio::mutable_buffer buf, Handler h) {
-  stream_->async_read_some(buf, std::move(h));
+std::span<const uint8_t> TlsTransport::read_available(boost::system::error_code& ec) {
+  if (have_ > 0) {
+    size_t n = have_;
+    have_ = 0;
+    ec = {};
+    return {buf_.get(), n};
+  }
+  if (read_ec_) {
+    ec = read_ec_;
+    return {};
+  }
+  ec = boost::asio::error::would_block;
+  return {};
+}
+
+void TlsTransport::async_wait_readable(WaitHandler h) {
+  if (read_pending_) return;  // one read at a time; the session never asks twice
+  if (!buf_) buf_ = std::make_unique_for_overwrite<uint8_t[]>(kTlsReadBufferBytes);
+  read_pending_ = true;
+  stream_->async_read_some(boost::asio::buffer(buf_.get(), kTlsReadBufferBytes),
+                           [this, h = std::move(h)](const boost::system::error_code& ec, size_t n) {
+                             // `h` holds the session, which owns this transport.
+                             read_pending_ = false;
+                             have_ = n;
+                             if (ec && ec != boost::asio::error::operation_aborted) read_ec_ = ec;
+                             h(ec == boost::asio::error::operation_aborted ? ec : boost::system::error_code{});
+                           });
 }
 
 void TlsTransport::async_write(boost::asio::const_buffer buf, Handler h) {

@@ -1,12 +1,19 @@
 // A byte pipe under an HTTP/2 session: plain TCP or TLS. Single-threaded: every call
 // and every completion runs on the owning worker's io_context.
+//
+// Reads are readiness-based: the session asks for what has arrived (read_available) and,
+// when nothing has, waits (async_wait_readable). The bytes come in a buffer that the
+// transport owns, so an idle plain-TCP connection holds no read buffer at all: TCP
+// transports read into one buffer per thread, shared by every connection of a worker.
 #pragma once
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace sparkgate::http2 {
@@ -14,9 +21,18 @@ namespace sparkgate::http2 {
 class Transport {
  public:
   using Handler = std::function<void(const boost::system::error_code&, size_t)>;
+  using WaitHandler = std::function<void(const boost::system::error_code&)>;
   virtual ~Transport() = default;
 
-  virtual void async_read_some(boost::asio::mutable_buffer buf, Handler h) = 0;
+  // Returns the bytes that have arrived, without blocking. The span points into a buffer
+  // that the transport lends: it is valid until the next read_available call on any
+  // transport of this thread. An empty span comes with `ec` set: would_block when nothing
+  // has arrived yet (then call async_wait_readable), eof or another error at the end.
+  virtual std::span<const uint8_t> read_available(boost::system::error_code& ec) = 0;
+  // Calls `h` once bytes may be available. Only call it after read_available reported
+  // would_block in the same handler: the socket is edge-triggered, so readiness that
+  // arrived before would not be reported again.
+  virtual void async_wait_readable(WaitHandler h) = 0;
   // Writes all of `buf`; the buffer must stay valid until `h` runs.
   virtual void async_write(boost::asio::const_buffer buf, Handler h) = 0;
   // Closes the socket; pending operations complete with operation_aborted.
@@ -28,7 +44,8 @@ class Transport {
 class TcpTransport final : public Transport {
  public:
   explicit TcpTransport(boost::asio::ip::tcp::socket socket);
-  void async_read_some(boost::asio::mutable_buffer buf, Handler h) override;
+  std::span<const uint8_t> read_available(boost::system::error_code& ec) override;
+  void async_wait_readable(WaitHandler h) override;
   void async_write(boost::asio::const_buffer buf, Handler h) override;
   void close() override;
   const std::string& peer() const override { return peer_; }
@@ -38,12 +55,15 @@ class TcpTransport final : public Transport {
   std::string peer_;
 };
 
-// Takes a stream whose handshake has already completed.
+// Takes a stream whose handshake has already completed. OpenSSL decrypts into a buffer
+// of this connection's own (allocated on the first read), since a TLS record cannot be
+// read half now and half later from a buffer shared with other connections.
 class TlsTransport final : public Transport {
  public:
   using Stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
   explicit TlsTransport(std::unique_ptr<Stream> stream);
-  void async_read_some(boost::asio::mutable_buffer buf, Handler h) override;
+  std::span<const uint8_t> read_available(boost::system::error_code& ec) override;
+  void async_wait_readable(WaitHandler h) override;
   void async_write(boost::asio::const_buffer buf, Handler h) override;
   void close() override;
   const std::string& peer() const override { return peer_; }
@@ -51,6 +71,10 @@ class TlsTransport final : public Transport {
  private:
   std::unique_ptr<Stream> stream_;
   std::string peer_;
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t have_ = 0;                   // decrypted bytes waiting in buf_
+  boost::system::error_code read_ec_;  // how the last read ended, reported once
+  bool read_pending_ = false;
 };
 
 // "ip:port" of a connected socket, or "?" if it has none.

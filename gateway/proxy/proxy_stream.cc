@@ -588,8 +588,10 @@ void ProxyStream::route_ready() {
     }
     if (quota_.max_artifact_bytes && rpc_->rpc == spark::Rpc::kAddArtifacts && !count_artifact_bytes()) return;
   }
-  spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
-                route_.new_session ? " (new session)" : "");
+  if (spdlog::should_log(spdlog::level::debug)) {  // describe() formats on every RPC otherwise
+    spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
+                  route_.new_session ? " (new session)" : "");
+  }
   apply_backend_credentials();
   connect_upstream();
 }
@@ -655,23 +657,29 @@ void ProxyStream::connect_upstream() {
   });
 }
 
-ssize_t ProxyStream::read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) {
+ssize_t ProxyStream::request_body_length(size_t max, uint32_t* data_flags) {
   if (phase_ != Phase::kForwarding) {
     // The RPC ended locally and the upstream stream is being reset; never end it cleanly,
     // or the backend could act on a partial request.
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  size_t n = req_buf_.read(buf, length);
-  consume_request_bytes(n);
-  if (req_buf_.empty()) {
+  size_t n = std::min(max, req_buf_.size());
+  if (n == req_buf_.size()) {
     if (req_end_) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      req_buf_.release();
     } else if (n == 0) {
       return NGHTTP2_ERR_DEFERRED;
     }
   }
   return static_cast<ssize_t>(n);
+}
+
+bool ProxyStream::take_request_body(uint8_t* out, size_t n) {
+  if (req_buf_.size() < n) return false;
+  req_buf_.read(out, n);
+  consume_request_bytes(n);
+  if (req_buf_.empty() && req_end_) req_buf_.release();
+  return true;
 }
 
 void ProxyStream::on_stream_closed(uint32_t error_code) {
@@ -713,10 +721,10 @@ void ProxyStream::on_response_headers(http2::HeaderMap headers, bool end_stream)
   if (route_.backend) route_.backend->report_success();
   if (!downstream_) return;
   http2::HeaderMap out;
-  for (auto& [name, value] : headers.fields()) {
+  for (auto& [name, value] : headers.take_fields()) {
     if (http2::is_hop_by_hop(name)) continue;
     if (name == "grpc-status") final_status_ = value;
-    out.add(name, value);
+    out.add(std::move(name), std::move(value));
   }
   resp_headers_sent_ = true;
   if (end_stream) {
@@ -780,10 +788,10 @@ void ProxyStream::on_response_trailers(http2::HeaderMap trailers) {
   upstream_done_ = true;
   if (!downstream_ || phase_ == Phase::kLocalReply) return;
   http2::HeaderMap out;
-  for (auto& [name, value] : trailers.fields()) {
+  for (auto& [name, value] : trailers.take_fields()) {
     if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
     if (name == "grpc-status") final_status_ = value;
-    out.add(name, value);
+    out.add(std::move(name), std::move(value));
   }
   if (final_status_ == "14" && route_.backend)
     route_.backend->report_failure(route_.cluster->health_check.passive_failures, "the backend answered UNAVAILABLE");
@@ -813,10 +821,9 @@ void ProxyStream::on_upstream_closed(uint32_t error_code, const std::string& con
   reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_->name));
 }
 
-ssize_t ProxyStream::read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) {
-  size_t n = resp_buf_.read(buf, length);
-  consume_upstream(n);
-  if (resp_buf_.empty()) {
+ssize_t ProxyStream::response_body_length(size_t max, uint32_t* data_flags) {
+  size_t n = std::min(max, resp_buf_.size());
+  if (n == resp_buf_.size()) {
     if (resp_end_) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (resp_trailers_ && downstream_) {
@@ -824,12 +831,19 @@ ssize_t ProxyStream::read_response_body(uint8_t* buf, size_t length, uint32_t* d
         downstream_->submit_trailers(down_id_, *resp_trailers_);
         resp_trailers_.reset();
       }
-      resp_buf_.release();
     } else if (n == 0) {
       return NGHTTP2_ERR_DEFERRED;
     }
   }
   return static_cast<ssize_t>(n);
+}
+
+bool ProxyStream::take_response_body(uint8_t* out, size_t n) {
+  if (resp_buf_.size() < n) return false;
+  resp_buf_.read(out, n);
+  consume_upstream(n);
+  if (resp_buf_.empty() && resp_end_) resp_buf_.release();
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -840,9 +854,11 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   bool was_forwarding = phase_ == Phase::kForwarding || phase_ == Phase::kConnecting;
   phase_ = Phase::kLocalReply;
   final_status_ = std::to_string(static_cast<int>(code));
-  spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-",
-                scanner_ ? scanner_->envelope().describe() : std::string("session=-"), backend_label(),
-                grpc::status_name(code), message);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-",
+                  scanner_ ? scanner_->envelope().describe() : std::string("session=-"), backend_label(),
+                  grpc::status_name(code), message);
+  }
   if (was_forwarding) cancel_upstream();
   consume_request_bytes(req_buf_.size());
   req_buf_.release();

@@ -64,14 +64,16 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void on_request_end() override;
   void on_stream_closed(uint32_t error_code) override;
   ~ProxyStream() override;
-  ssize_t read_response_body(uint8_t* buf, size_t length, uint32_t* data_flags) override;
+  ssize_t response_body_length(size_t max, uint32_t* data_flags) override;
+  bool take_response_body(uint8_t* out, size_t n) override;
 
   // ClientStreamHandler (upstream events)
   void on_response_headers(http2::HeaderMap headers, bool end_stream) override;
   void on_response_data(const uint8_t* data, size_t n) override;
   void on_response_trailers(http2::HeaderMap trailers) override;
   void on_upstream_closed(uint32_t error_code, const std::string& connection_error) override;
-  ssize_t read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) override;
+  ssize_t request_body_length(size_t max, uint32_t* data_flags) override;
+  bool take_request_body(uint8_t* out, size_t n) override;
 
  private:
   enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };

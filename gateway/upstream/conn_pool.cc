@@ -157,9 +157,10 @@ bool same_tls(const std::optional<config::UpstreamTls>& a, const std::optional<c
 }
 
 ConnPool& PoolSet::get(const config::Endpoint& backend, const std::optional<config::UpstreamTls>& tls) {
-  auto name = backend.to_string();
+  // Called on every RPC: compares fields instead of formatting the address.
   for (auto& p : pools_) {
-    if (p->backend() == name && same_tls(p->tls(), tls)) return *p;
+    const auto& ep = p->endpoint();
+    if (ep.port == backend.port && ep.host == backend.host && same_tls(p->tls(), tls)) return *p;
   }
   pools_.push_back(std::make_unique<ConnPool>(executor_, backend, tls, tls_cache_, options_));
   return *pools_.back();

@@ -45,6 +45,7 @@ class ConnPool {
   void acquire(Ready ready);
 
   const std::string& backend() const { return backend_name_; }
+  const config::Endpoint& endpoint() const { return backend_; }
   const std::optional<config::UpstreamTls>& tls() const { return tls_; }
   size_t connections() const { return sessions_.size(); }
   // Closes every connection (their streams are told) and fails every waiter.

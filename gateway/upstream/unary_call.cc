@@ -99,12 +99,17 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
     finish(std::move(r));
   }
 
-  ssize_t read_request_body(uint8_t* buf, size_t length, uint32_t* data_flags) override {
-    const size_t n = std::min(length, body_.size() - body_sent_);
-    std::memcpy(buf, body_.data() + body_sent_, n);
-    body_sent_ += n;
-    if (body_sent_ == body_.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  ssize_t request_body_length(size_t max, uint32_t* data_flags) override {
+    const size_t n = std::min(max, body_.size() - body_sent_);
+    if (n == body_.size() - body_sent_) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
+  }
+
+  bool take_request_body(uint8_t* out, size_t n) override {
+    if (body_.size() - body_sent_ < n) return false;
+    std::memcpy(out, body_.data() + body_sent_, n);
+    body_sent_ += n;
+    return true;
   }
 
  private:

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmarks sparkgate against a direct connection and against nghttpx, HAProxy and nginx
+# as h2c gRPC pass-throughs to the same fake backend (issue 6). See tests/bench/RESULTS.md.
+#
+#   tests/bench/run.sh [--quick] [--scenarios 1,3] [--reps N] [--targets direct,sparkgate,...]
+#                      [--json FILE] [--build-dir DIR] [--no-install] [--callgrind]
+#
+#   --quick       tiny sizes, one repetition: the ~10 s smoke run (tests/bench/smoke.sh)
+#   --scenarios   which of 1..6 to run (default: all)
+#                   1 unary Config, concurrency 1          4 10,000 idle connections
+#                   2 unary Config, 64 streams / 8 conns    5 session churn, 20,000 x 4 RPCs
+#                   3 ExecutePlan, 4 x 1 GiB streams        6 unary Config, 1,000 streams
+#   --reps N      repetitions, interleaved; figures are medians (default 3)
+#   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx
+#   --json FILE   where to write the results (default BUILD/bench-results/bench-TIME.json;
+#                 a .md with the table is written next to it)
+#   --build-dir   meson build directory (default build-bench, buildtype release)
+#   --sparkgate-bin  measure this sparkgate binary instead of the build's (before/after
+#                 comparisons: build the old commit elsewhere and pass its binary)
+#   --no-install  do not apt-get the peers (fail if one is missing)
+#   --callgrind   instead of the benchmark: profile sparkgate under valgrind's callgrind on
+#                 scenarios 2 and 3 (small sizes) and print its top functions
+#                 (tests/bench/profile.py; installs valgrind if missing)
+#
+# Installs what is missing (Debian nghttp2-proxy, haproxy, nginx; apt-get update once),
+# builds, raises the open-files limit, then runs tests/bench/bench.py. Exits non-zero only
+# if something does not work (a process does not start, an RPC fails), never on a timing.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="$repo/build-bench"
+install=1
+callgrind=0
+quick=0
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; args+=(--quick); shift ;;
+    --scenarios|--reps|--targets|--json|--sparkgate-bin) args+=("$1" "$2"); shift 2 ;;
+    --build-dir) build="$(realpath -m "$2")"; shift 2 ;;
+    --no-install) install=0; shift ;;
+    --callgrind) callgrind=1; shift ;;
+    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "tests/bench/run.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+apt_install() {
+  # apt_install PACKAGE... — installs those not installed yet; apt-get update once.
+  local missing=() p status
+  for p in "$@"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)"
+    [ "$status" = "installed" ] || missing+=("$p")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  if [ "$install" -eq 0 ]; then
+    log "missing Debian packages: ${missing[*]} (and --no-install was given)"
+    return 1
+  fi
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { log "not root and no sudo: cannot install ${missing[*]}"; return 1; }
+    sudo=(sudo -n)
+  fi
+  log "apt: installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The peers. Debian's packages do not start their services in a container; if a system
+# nginx or haproxy runs anyway, it is left alone: the benchmark starts its own on free ports.
+apt_install nghttp2-proxy haproxy nginx
+[ "$callgrind" -eq 0 ] || apt_install valgrind
+
+cd "$repo"
+if [ ! -f "$build/build.ninja" ]; then
+  log "meson setup $build (release)"
+  # GCC 12 at -O3 reports false -Wrestrict warnings in std::string code; the benchmark
+  # build must not fail on them.
+  meson setup "$build" --buildtype=release -Dwerror=false >/dev/null
+fi
+log "ninja -C $build"
+ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen >/dev/null
+
+# 10,000 idle connections need as many descriptors in the load generator and the proxy.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" -lt 10100 ] && [ "$quick" -eq 0 ]; then
+  log "warning: the open-files limit is $(ulimit -n); scenario 4 needs about 10,100"
+fi
+
+if [ "$callgrind" -eq 1 ]; then
+  profile_args=()
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    [ "${args[$i]}" = "--sparkgate-bin" ] && profile_args+=(--sparkgate-bin "${args[$((i + 1))]}")
+  done
+  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}"
+fi
+
+exec python3 "$repo/tests/bench/bench.py" --build-dir "$build" --command "tests/bench/run.sh ${args[*]:-}" "${args[@]}"
