@@ -74,8 +74,15 @@ CLIENTS = {
     "go": f"Go spark-connect-go {V['GO_CLIENT_VERSION']}",
     "jvm": f"JVM spark-connect-client-jvm_2.13 {V['JVM_CLIENT_VERSION']}",
 }
+def _installed_pyspark(venv: str) -> str:
+    """The pyspark version in .venv/<venv> (the Spark 4.x server comes from install-deps.sh)."""
+    meta = sorted((VENVS / venv / "lib").glob("python3*/site-packages/pyspark-*.dist-info"))
+    m = re.match(r"pyspark-(.+)\.dist-info", meta[-1].name) if meta else None
+    return m.group(1) if m else "4.x"
+
+
 SERVERS = {
-    "spark4": "Spark 4.2.1 (PyPI pyspark)",
+    "spark4": f"Spark {_installed_pyspark('server')} (PyPI pyspark)",
     "spark35": f"Spark {V['SPARK35_VERSION']} (PyPI pyspark + spark-connect_2.12 jar)",
 }
 CHECKS = ["range_filter_agg_join", "sql", "temp_view", "large_result", "error_class", "config",
