@@ -37,7 +37,6 @@ os.environ.setdefault("SPARK_CONNECT_MODE_ENABLED", "1")
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.connect.session import SparkSession  # noqa: E402
 
-PYSPARK_MAJOR = int(pyspark.__version__.split(".")[0])
 CHECKS = ["range_filter_agg_join", "sql", "temp_view", "large_result", "error_class", "config",
           "interrupt", "reattach", "artifacts", "cached_local_relation", "clone_session", "release_session", "tls_token",
           "tls_wrong_token"]
