@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy] [asan] [fuzz]
+#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy] [interop] [asan] [fuzz]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -17,6 +17,8 @@
 #                values example, strict offline validation of the rendered manifests and
 #                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
 #                deploy` runs only this suite; helm comes from the Go module proxy)
+#   interop      tests/interop/run.sh $INTEROP_ARGS              (the client x server
+#                matrix; INTEROP_ARGS defaults to "--all": every cell)
 #   asan         builds build-asan/ (g++ -fsanitize=address,undefined, ninja -j2) and runs
 #                the unit and integration suites against it (the integration tests start
 #                that build's gateway and fake backend); LeakSanitizer is on, and any ASan,
@@ -36,13 +38,13 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e|bench|deploy) suites+=("$arg") ;;
+    unit|integration|e2e|bench|deploy|interop) suites+=("$arg") ;;
     asan|fuzz) suites+=("$arg") ;;
     -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy asan fuzz)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy interop asan fuzz)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
@@ -50,6 +52,10 @@ INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
 DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
 BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-600}"
+INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
+# Every cell of the matrix fits the CI budget (README, Interoperability); INTEROP_ARGS=""
+# runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
+INTEROP_ARGS="${INTEROP_ARGS---all}"
 ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
@@ -193,6 +199,33 @@ run_bench_smoke() {
   record bench "$passed" "$failed" "$note"
 }
 
+run_interop() {
+  banner "interop: tests/interop/run.sh $INTEROP_ARGS"
+  local setup_args=() rc=0
+  # install-deps.sh has run already (or --no-install asked not to); the interop setup still
+  # creates its own venvs, jars and client programs if they are missing.
+  setup_args+=(--no-install-deps)
+  # shellcheck disable=SC2086 # INTEROP_ARGS is a list of words
+  run_limited "$INTEROP_TIMEOUT_S" "$work/interop.log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" \
+    bash tests/interop/run.sh "${setup_args[@]}" $INTEROP_ARGS || rc=$?
+  local line passed=0 failed=0 note="exit $rc"
+  # tests/interop/run.sh ends with "N passed, N failed".
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/interop.log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed _ failed _ <<<"$line"
+  else
+    note="exit $rc, no summary line (crashed?)"
+  fi
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${INTEROP_TIMEOUT_S}s"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record interop "$passed" "$failed" "$note"
+}
+
 run_asan() {
   # The unit and integration suites under AddressSanitizer + UndefinedBehaviorSanitizer,
   # with LeakSanitizer. Reports of every process (the test binaries, the gateway and the
@@ -283,6 +316,8 @@ for suite in "${suites[@]}"; do
       run_deploy ;;
     bench)
       run_bench_smoke ;;
+    interop)
+      run_interop ;;
     asan)
       run_asan ;;
     fuzz)

@@ -4,6 +4,8 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "admin/api.h"
+
 namespace sparkgate::admin {
 
 namespace beast = boost::beast;
@@ -11,8 +13,8 @@ namespace http = beast::http;
 using boost::asio::awaitable;
 using boost::asio::use_awaitable;
 
-AdminServer::AdminServer(config::Endpoint address, AdminHooks hooks)
-    : address_(std::move(address)), hooks_(std::move(hooks)), acceptor_(io_) {}
+AdminServer::AdminServer(config::Endpoint address, routing::Router& router, std::string token, AdminHooks hooks)
+    : address_(std::move(address)), router_(router), token_(std::move(token)), hooks_(std::move(hooks)), acceptor_(io_) {}
 
 AdminServer::~AdminServer() { stop(); }
 
@@ -61,36 +63,28 @@ awaitable<void> AdminServer::accept_loop() {
 awaitable<void> AdminServer::serve(boost::asio::ip::tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(8192);
+  const Api api(router_, token_, hooks_);
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
-    http::request_parser<http::empty_body> parser;
+    http::request_parser<http::string_body> parser;
     parser.header_limit(16 * 1024);
+    parser.body_limit(64 * 1024);
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, boost::asio::as_tuple(use_awaitable));
     if (ec) co_return;
     const auto& req = parser.get();
+    ApiRequest in;
+    in.method = std::string(req.method_string());
+    parse_target(req.target(), in);
+    if (auto it = req.find(http::field::authorization); it != req.end()) in.authorization = std::string(it->value());
+    ApiResponse out = api.handle(in);
     http::response<http::string_body> res;
     res.version(req.version());
     res.keep_alive(req.keep_alive());
-    res.set(http::field::content_type, "text/plain");
-    std::string target(req.target());
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
-      res.result(http::status::method_not_allowed);
-      res.body() = "only GET is supported\n";
-    } else if (target == "/healthz") {
-      res.result(http::status::ok);
-      res.body() = "ok\n";
-    } else if (target == "/readyz") {
-      bool ready = hooks_.ready && hooks_.ready();
-      res.result(ready ? http::status::ok : http::status::service_unavailable);
-      res.body() = ready ? "ready\n" : "not ready (draining)\n";
-    } else if (target == "/metrics" && hooks_.metrics) {
-      res.result(http::status::ok);
-      res.set(http::field::content_type, "text/plain; version=0.0.4");
-      res.body() = hooks_.metrics();
-    } else {
-      res.result(http::status::not_found);
-      res.body() = "unknown admin path " + target + " (try /healthz, /readyz or /metrics)\n";
-    }
+    res.result(static_cast<http::status>(out.status));
+    res.set(http::field::content_type, out.content_type);
+    if (!out.allow.empty()) res.set(http::field::allow, out.allow);
+    if (out.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"sparkgate admin\"");
+    res.body() = req.method() == http::verb::head ? std::string() : std::move(out.body);
     res.prepare_payload();
     auto [wec, wn] = co_await http::async_write(stream, res, boost::asio::as_tuple(use_awaitable));
     if (wec || !res.keep_alive()) co_return;

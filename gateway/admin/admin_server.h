@@ -1,28 +1,42 @@
-// The admin HTTP listener (Boost.Beast): /healthz, /readyz and /metrics. Runs on its own thread so
-// that a slow admin client never delays the data path. Binds where the config says; the
-// default is loopback.
+// The admin HTTP listener (Boost.Beast): health, readiness, Prometheus metrics and the
+// /v1/ API over sessions, backends and the running configuration (README.md "Operating
+// sparkgate"). Runs on its own thread so that a slow admin client never delays the data
+// path. Binds where the config says; the default is loopback.
+//
+// It reads the session registry and the backend registry and changes state only through
+// routing's interfaces (ending a session, a backend's admin_drain flag) and the hooks
+// below.
 #pragma once
 
 #include <boost/asio.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "config/config.h"
+#include "routing/router.h"
 
 namespace sparkgate::admin {
 
 struct AdminHooks {
-  // True once the gateway can serve traffic; false while draining.
-  std::function<bool()> ready;
+  // Empty when the gateway can serve traffic; otherwise why not ("draining", "no healthy
+  // backend"). Called on the admin thread.
+  std::function<std::string()> not_ready;
   // The Prometheus text exposition for /metrics.
   std::function<std::string()> metrics;
+  // The configuration now in force.
+  std::function<std::shared_ptr<const config::Config>()> config;
+  // Sends ReleaseSession for `session` to its backend (asynchronously) and forgets it in
+  // shared stores. Called after the session left the registry.
+  std::function<void(const routing::SessionPtr&)> release_on_backend;
 };
 
 class AdminServer {
  public:
-  AdminServer(config::Endpoint address, AdminHooks hooks);
+  // `router` outlives the server. `token`: the bearer token /v1/ requires ("" = none).
+  AdminServer(config::Endpoint address, routing::Router& router, std::string token, AdminHooks hooks);
   ~AdminServer();
 
   // Binds and starts the thread. Returns false with `error` on failure.
@@ -34,6 +48,8 @@ class AdminServer {
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
 
   config::Endpoint address_;
+  routing::Router& router_;
+  std::string token_;
   AdminHooks hooks_;
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;

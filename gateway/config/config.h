@@ -230,6 +230,9 @@ struct Quotas {
 
 struct Admin {
   Endpoint address{"127.0.0.1", 9901};
+  // admin.token_env / admin.token_file: the bearer token the /v1/ API requires; unset,
+  // the API is open to whoever reaches the admin address.
+  std::optional<Credentials> token;
 };
 
 struct Limits {
@@ -277,6 +280,8 @@ struct Config {
   Upstream upstream;
   Drain drain;
   std::string log_level = "info";
+  // log.access: one JSON line per RPC and per ended session on stdout.
+  bool access_log = true;
 
   // nullptr if no cluster has that name.
   const Cluster* find_cluster(const std::string& name) const;

@@ -339,8 +339,13 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
   detail::load_quotas(w, root["quotas"], cfg);
 
   if (const auto admin = root["admin"]) {
-    if (w.check_keys(admin, {"address"}, "admin") && admin["address"])
-      w.get_endpoint(admin["address"], "admin address", cfg.admin.address);
+    if (w.check_keys(admin, {"address", "token_env", "token_file"}, "admin")) {
+      if (admin["address"]) w.get_endpoint(admin["address"], "admin address", cfg.admin.address);
+      if (admin["token_env"] || admin["token_file"]) {
+        Credentials cr;
+        if (w.read_secret(admin, "admin", "token", cr.token, cr.source)) cfg.admin.token = std::move(cr);
+      }
+    }
   }
   if (const auto limits = root["limits"]) {
     if (w.check_keys(limits, {"max_message_bytes", "max_header_list_bytes", "max_envelope_scan_bytes"}, "limits")) {
@@ -382,13 +387,14 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
       w.get_duration(drain["timeout"], "drain.timeout", cfg.drain.timeout);
   }
   if (const auto log = root["log"]) {
-    if (w.check_keys(log, {"level"}, "log") && log["level"]) {
+    if (w.check_keys(log, {"level", "access"}, "log") && log["level"]) {
       if (w.get_string(log["level"], "log.level", cfg.log_level)) {
         static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
         if (!levels.count(cfg.log_level))
           w.error(log["level"], "log.level '" + cfg.log_level + "' is not one of trace, debug, info, warn, error, critical, off");
       }
     }
+    if (log.IsMap() && log["access"]) w.get_bool(log["access"], "log.access", cfg.access_log);
   }
   if (cfg.limits.max_envelope_scan_bytes > cfg.http2.stream_window_bytes)
     w.error(root["limits"] ? root["limits"] : root,

@@ -3,9 +3,11 @@
 namespace sparkgate::http2 {
 
 namespace {
-// The per-thread read buffer of plain-TCP connections: one large read drains a busy
-// streaming connection in few syscalls, and it costs an idle connection nothing.
-constexpr size_t kThreadReadBufferBytes = 256 * 1024;
+// The per-thread read buffer of plain-TCP connections; it costs an idle connection
+// nothing. 64 KiB, not more: each read is copied twice more (into a stream's queue, then
+// into the other side's write buffer) and those copies stay in the CPU caches. 256 KiB
+// reads cost 40% more CPU per GiB streamed than 64 KiB ones (tests/bench/RESULTS.md).
+constexpr size_t kThreadReadBufferBytes = 64 * 1024;
 // A TLS connection's own buffer: a little more than one TLS record.
 constexpr size_t kTlsReadBufferBytes = 17 * 1024;
 

@@ -2,7 +2,42 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "grpc/status.h"
+
 namespace sparkgate::observe {
+
+namespace {
+
+// RPC durations span a 1 ms Config call to a query of many minutes.
+const prometheus::Histogram::BucketBoundaries& duration_buckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+  return kBuckets;
+}
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+prometheus::ClientMetric gauge_value(std::vector<prometheus::ClientMetric::Label> labels, double v) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = v;
+  return m;
+}
+
+}  // namespace
+
+std::string_view rpc_label_name(RpcLabel rpc) {
+  if (rpc < spark::all_rpcs().size()) return spark::all_rpcs()[rpc].name;
+  return "unknown";
+}
+
+std::string_view code_label_name(size_t code) { return grpc::status_name(static_cast<grpc::StatusCode>(code)); }
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -16,7 +51,45 @@ Metrics::Metrics()
                                .Name("sparkgate_identity_rejections_total")
                                .Help("Requests refused because user_context.user_id was not the authenticated user")
                                .Register(*registry_)
-                               .Add({})) {
+                               .Add({})),
+      sessions_expired_(prometheus::BuildCounter()
+                            .Name("sparkgate_sessions_expired_total")
+                            .Help("Sessions ended by sessions.idle_timeout or sessions.max_lifetime")
+                            .Register(*registry_)
+                            .Add({})),
+      sessions_closed_(prometheus::BuildCounter()
+                           .Name("sparkgate_sessions_closed_total")
+                           .Help("Sessions that ended, by reason")
+                           .Register(*registry_)),
+      build_info_(prometheus::BuildGauge()
+                      .Name("sparkgate_build_info")
+                      .Help("Always 1; the version label names the running build")
+                      .Register(*registry_)),
+      rpcs_(prometheus::BuildCounter()
+                .Name("sparkgate_rpcs_total")
+                .Help("Finished RPCs, by method, gRPC status code and cluster (\"\" before routing)")
+                .Register(*registry_)),
+      duration_(prometheus::BuildHistogram()
+                    .Name("sparkgate_rpc_duration_seconds")
+                    .Help("RPC duration from request headers to the end of the stream")
+                    .Register(*registry_)),
+      first_response_(prometheus::BuildHistogram()
+                          .Name("sparkgate_rpc_first_response_seconds")
+                          .Help("Streaming RPCs (ExecutePlan, ReattachExecute): time from request headers to the "
+                                "first response bytes")
+                          .Register(*registry_)),
+      bytes_(prometheus::BuildCounter()
+                 .Name("sparkgate_bytes_total")
+                 .Help("gRPC body bytes of finished RPCs: in = received from clients, out = sent to clients")
+                 .Register(*registry_)),
+      active_streams_(prometheus::BuildGauge()
+                          .Name("sparkgate_active_streams")
+                          .Help("RPCs being forwarded to a backend now")
+                          .Register(*registry_)),
+      upstream_connections_(prometheus::BuildGauge()
+                                .Name("sparkgate_upstream_connections")
+                                .Help("Open HTTP/2 connections to each backend")
+                                .Register(*registry_)) {
   auto& auth = prometheus::BuildCounter()
                    .Name("sparkgate_auth_failures_total")
                    .Help("Requests refused with UNAUTHENTICATED, by reason")
@@ -35,10 +108,17 @@ Metrics::Metrics()
   }
 }
 
+void Metrics::set_build_info(const std::string& version) { build_info_.Add({{"version", version}}).Set(1); }
+
 prometheus::Counter& Metrics::auth_failure(policy::AuthFailure reason) {
   auto i = static_cast<size_t>(reason);
   if (i == 0 || i >= kAuthReasons) i = static_cast<size_t>(policy::AuthFailure::kMalformed);
   return *auth_failures_[i];
+}
+
+prometheus::Counter& Metrics::sessions_closed(std::string_view reason) {
+  // Family::Add returns the existing series for known labels; sessions end rarely.
+  return sessions_closed_.Add({{"reason", std::string(reason)}});
 }
 
 std::string_view Metrics::quota_name(Quota q) {
@@ -52,9 +132,81 @@ std::string_view Metrics::quota_name(Quota q) {
   return "?";
 }
 
-std::string Metrics::render() const {
+ClusterMetrics& Metrics::cluster(const std::string& name) {
+  std::lock_guard lock(clusters_mu_);
+  auto it = clusters_.find(name);
+  if (it == clusters_.end())
+    it = clusters_.emplace(name, std::unique_ptr<ClusterMetrics>(new ClusterMetrics(*this, name))).first;
+  return *it->second;
+}
+
+prometheus::Gauge& Metrics::upstream_connections(const std::string& backend) {
+  return upstream_connections_.Add({{"backend", backend}});
+}
+
+ClusterMetrics::ClusterMetrics(Metrics& metrics, std::string cluster)
+    : metrics_(metrics),
+      cluster_(std::move(cluster)),
+      active_(metrics.active_streams_.Add({{"cluster", cluster_}})),
+      bytes_in_(metrics.bytes_.Add({{"direction", "in"}, {"cluster", cluster_}})),
+      bytes_out_(metrics.bytes_.Add({{"direction", "out"}, {"cluster", cluster_}})) {}
+
+void ClusterMetrics::rpc_done(RpcLabel rpc, int code, double seconds, double first_response_seconds,
+                              uint64_t bytes_in, uint64_t bytes_out) {
+  if (rpc >= kRpcLabels) rpc = kUnknownRpc;
+  const size_t c = code_label(code);
+  auto* counter = rpcs_[rpc][c].load(std::memory_order_acquire);
+  auto* duration = duration_[rpc].load(std::memory_order_acquire);
+  auto* first = first_response_seconds >= 0 ? first_response_[rpc].load(std::memory_order_acquire) : nullptr;
+  if (!counter || !duration || (first_response_seconds >= 0 && !first)) {
+    // First RPC of this kind: create the series once; later calls only load pointers.
+    std::lock_guard lock(create_mu_);
+    const std::string rpc_name(rpc_label_name(rpc));
+    if (!rpcs_[rpc][c].load()) {
+      rpcs_[rpc][c].store(
+          &metrics_.rpcs_.Add({{"rpc", rpc_name}, {"code", std::string(code_label_name(c))}, {"cluster", cluster_}}));
+    }
+    if (!duration_[rpc].load())
+      duration_[rpc].store(&metrics_.duration_.Add({{"rpc", rpc_name}, {"cluster", cluster_}}, duration_buckets()));
+    if (first_response_seconds >= 0 && !first_response_[rpc].load()) {
+      first_response_[rpc].store(
+          &metrics_.first_response_.Add({{"rpc", rpc_name}, {"cluster", cluster_}}, duration_buckets()));
+    }
+    counter = rpcs_[rpc][c].load();
+    duration = duration_[rpc].load();
+    first = first_response_seconds >= 0 ? first_response_[rpc].load() : nullptr;
+  }
+  counter->Increment();
+  duration->Observe(seconds);
+  if (first) first->Observe(first_response_seconds);
+  if (bytes_in) bytes_in_.Increment(static_cast<double>(bytes_in));
+  if (bytes_out) bytes_out_.Increment(static_cast<double>(bytes_out));
+}
+
+std::string Metrics::render(const ScrapeInput& input) const {
+  auto families = registry_->Collect();
+  auto sessions = family("sparkgate_sessions", "Live Spark sessions pinned to each backend", prometheus::MetricType::Gauge);
+  auto healthy = family("sparkgate_backend_healthy", "1 if the backend passes its health checks, else 0",
+                        prometheus::MetricType::Gauge);
+  for (const auto& b : input.backends) {
+    // Label names in alphabetical order, as prometheus-cpp writes its own families.
+    std::vector<prometheus::ClientMetric::Label> labels{{"backend", b.address}, {"cluster", b.cluster}};
+    sessions.metric.push_back(gauge_value(labels, static_cast<double>(b.sessions)));
+    healthy.metric.push_back(gauge_value(labels, b.healthy ? 1 : 0));
+  }
+  families.push_back(std::move(sessions));
+  families.push_back(std::move(healthy));
+  auto down = family("sparkgate_downstream_connections", "Open client connections", prometheus::MetricType::Gauge);
+  down.metric.push_back(gauge_value({}, static_cast<double>(input.downstream_connections)));
+  families.push_back(std::move(down));
+  auto created = family("sparkgate_sessions_created_total", "Sessions this gateway registered (placed or adopted)",
+                        prometheus::MetricType::Counter);
+  prometheus::ClientMetric c;
+  c.counter.value = static_cast<double>(input.sessions_created);
+  created.metric.push_back(c);
+  families.push_back(std::move(created));
   prometheus::TextSerializer serializer;
-  return serializer.Serialize(registry_->Collect());
+  return serializer.Serialize(families);
 }
 
 }  // namespace sparkgate::observe

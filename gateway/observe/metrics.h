@@ -1,23 +1,86 @@
 // The process's Prometheus metric families (prometheus-cpp), served as text at /metrics
-// on the admin listener. Counters are atomic: safe to bump from any thread.
+// on the admin listener. Every family name and label is declared in metrics.cc, and only
+// there (README.md "Operating sparkgate" documents each one).
+//
+// Hot path: a stream resolves its ClusterMetrics once (a pointer that lives as long as the
+// process) and then touches only atomics: counters and histograms per (rpc, code) are
+// created on first use and cached in arrays, so no label map is built per RPC.
+//
+// Threading: every method is thread-safe.
 #pragma once
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "observe/labels.h"
 #include "policy/auth_result.h"
 
 namespace sparkgate::observe {
 
+class Metrics;
+
+// The per-RPC families of one cluster (cluster="" for RPCs answered before a cluster was
+// chosen). Obtained from Metrics::cluster(); never destroyed before the Metrics.
+class ClusterMetrics {
+ public:
+  // An RPC started forwarding to this cluster: sparkgate_active_streams{cluster} + 1.
+  void stream_opened() { active_.Increment(); }
+  void stream_closed() { active_.Decrement(); }
+  // One finished RPC: sparkgate_rpcs_total, sparkgate_rpc_duration_seconds,
+  // sparkgate_rpc_first_response_seconds (when `first_response_seconds` >= 0, streaming
+  // RPCs only) and sparkgate_bytes_total.
+  void rpc_done(RpcLabel rpc, int code, double seconds, double first_response_seconds, uint64_t bytes_in,
+                uint64_t bytes_out);
+
+ private:
+  friend class Metrics;
+  ClusterMetrics(Metrics& metrics, std::string cluster);
+
+  Metrics& metrics_;
+  const std::string cluster_;
+  prometheus::Gauge& active_;
+  prometheus::Counter& bytes_in_;
+  prometheus::Counter& bytes_out_;
+  std::mutex create_mu_;  // creating the lazily added series below
+  std::array<std::array<std::atomic<prometheus::Counter*>, kCodeLabels>, kRpcLabels> rpcs_{};
+  std::array<std::atomic<prometheus::Histogram*>, kRpcLabels> duration_{};
+  std::array<std::atomic<prometheus::Histogram*>, kRpcLabels> first_response_{};
+};
+
+// Values read at scrape time from their owners (the backend registry, the workers, the
+// session registry), so that the data path keeps no copy of them.
+struct ScrapeInput {
+  struct Backend {
+    std::string cluster;
+    std::string address;
+    int64_t sessions = 0;
+    bool healthy = false;
+  };
+  std::vector<Backend> backends;
+  uint64_t downstream_connections = 0;
+  uint64_t sessions_created = 0;
+};
+
 class Metrics {
  public:
   Metrics();
+
+  // sparkgate_build_info{version} 1. Call once at start-up.
+  void set_build_info(const std::string& version);
 
   // sparkgate_config_reloads_total{result="success"|"failure"}
   prometheus::Counter& reloads_succeeded() { return reloads_succeeded_; }
@@ -34,10 +97,23 @@ class Metrics {
   // sparkgate_identity_rejections_total: requests whose user_id was not the principal's.
   prometheus::Counter& identity_rejections() { return identity_rejections_; }
 
-  // The Prometheus text exposition of every family.
-  std::string render() const;
+  // sparkgate_sessions_expired_total: sessions ended by sessions.idle_timeout or max_lifetime.
+  prometheus::Counter& sessions_expired() { return sessions_expired_; }
+  // sparkgate_sessions_closed_total{reason}: every way a session ends (EndReason names).
+  prometheus::Counter& sessions_closed(std::string_view reason);
+
+  // The per-RPC families of `cluster` ("" before routing). The first call for a name
+  // creates them (under a lock); keep the pointer rather than calling this per RPC.
+  ClusterMetrics& cluster(const std::string& name);
+
+  // sparkgate_upstream_connections{backend}: held by each connection pool for its backend.
+  prometheus::Gauge& upstream_connections(const std::string& backend);
+
+  // The Prometheus text exposition of every family, with the values of `input`.
+  std::string render(const ScrapeInput& input) const;
 
  private:
+  friend class ClusterMetrics;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_succeeded_;
@@ -46,6 +122,18 @@ class Metrics {
   std::array<prometheus::Counter*, kAuthReasons> auth_failures_{};
   std::array<prometheus::Counter*, 5> quota_rejections_{};
   prometheus::Counter& identity_rejections_;
+  prometheus::Counter& sessions_expired_;
+  prometheus::Family<prometheus::Counter>& sessions_closed_;
+  prometheus::Family<prometheus::Gauge>& build_info_;
+  prometheus::Family<prometheus::Counter>& rpcs_;
+  prometheus::Family<prometheus::Histogram>& duration_;
+  prometheus::Family<prometheus::Histogram>& first_response_;
+  prometheus::Family<prometheus::Counter>& bytes_;
+  prometheus::Family<prometheus::Gauge>& active_streams_;
+  prometheus::Family<prometheus::Gauge>& upstream_connections_;
+
+  std::mutex clusters_mu_;
+  std::map<std::string, std::unique_ptr<ClusterMetrics>, std::less<>> clusters_;
 };
 
 }  // namespace sparkgate::observe

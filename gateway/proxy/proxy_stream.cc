@@ -46,7 +46,8 @@ ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, Pr
       down_id_(stream_id),
       ctx_(std::move(context)),
       req_framer_(ctx_.config->limits.max_message_bytes),
-      resp_framer_(ctx_.config->limits.max_message_bytes) {}
+      resp_framer_(ctx_.config->limits.max_message_bytes),
+      started_(std::chrono::steady_clock::now()) {}
 
 ProxyStream::~ProxyStream() {
   // on_stream_closed normally released it; this is the backstop for the process-wide
@@ -60,6 +61,7 @@ std::string ProxyStream::backend_label() const { return backend_.empty() ? "-" :
 // Downstream → upstream
 
 void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
+  correlate(headers);
   const std::string* method = headers.find(":method");
   const std::string* path = headers.find(":path");
   const std::string* content_type = headers.find("content-type");
@@ -72,6 +74,13 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     reply_http(415, grpc::StatusCode::kInvalidArgument,
                "content-type '" + (content_type ? *content_type : std::string()) +
                    "' is not gRPC: sparkgate expects application/grpc");
+    return;
+  }
+  if (path && *path == kHealthCheckPath) {
+    // Answered once the request has ended, as a gRPC server answers a unary call.
+    health_check_ = true;
+    phase_ = Phase::kLocalReply;
+    if (end_stream) reply_health_check();
     return;
   }
   rpc_ = path ? spark::find_rpc_by_path(*path) : nullptr;
@@ -93,6 +102,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     upstream_headers_.add(name, value);
   }
   upstream_headers_.add("te", "trailers");
+  forward_correlation();
   const auto& cfg = *ctx_.config;
   if (cfg.auth.enabled()) {
     auto r = policy::authenticate(cfg.auth, headers, ctx_.peer_cert.get(), std::chrono::system_clock::now());
@@ -185,6 +195,10 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
 }
 
 void ProxyStream::on_request_end() {
+  if (health_check_) {
+    reply_health_check();
+    return;
+  }
   if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
   if (!req_framer_.at_boundary()) {
     // Passing this on would let the backend drop the torn message silently and answer OK.
@@ -592,6 +606,7 @@ void ProxyStream::route_ready() {
     spdlog::debug("rpc={} {} cluster={} backend={}{}", rpc_->name, env.describe(), route_.cluster->name, backend_,
                   route_.new_session ? " (new session)" : "");
   }
+  observe_routed();
   apply_backend_credentials();
   connect_upstream();
 }
@@ -606,6 +621,7 @@ bool ProxyStream::replace_new_session(const std::string& error) {
   auto failed = route_.backend;
   auto cluster = route_.cluster;
   route_.session->in_flight.fetch_sub(1);
+  observe_unrouted();
   ctx_.router->unplace(route_.session);
   route_ = {};
   auto req = request();
@@ -683,6 +699,7 @@ bool ProxyStream::take_request_body(uint8_t* out, size_t n) {
 }
 
 void ProxyStream::on_stream_closed(uint32_t error_code) {
+  record(error_code);
   // Whatever the client sent that never left is returned to the connection window.
   consume_request_bytes(req_buf_.size());
   req_buf_.release();
@@ -755,6 +772,8 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
     reply_too_large("response", resp_framer_);
     return;
   }
+  if (resp_bytes_ == 0) first_response_ = std::chrono::steady_clock::now();
+  resp_bytes_ += n;
   resp_buf_.append(data, n);
   downstream_->resume_data(down_id_);
 }
@@ -872,6 +891,7 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   // Headers (and maybe messages) already went out: end with trailers. A message cut in
   // half is dropped rather than delivered torn.
   if (!resp_framer_.at_boundary()) {
+    resp_bytes_ -= resp_buf_.size();
     consume_upstream(resp_buf_.size());
     resp_buf_.release();
   }

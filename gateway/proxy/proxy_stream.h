@@ -19,6 +19,7 @@
 #include "grpc/status.h"
 #include "http2/client_session.h"
 #include "http2/server_session.h"
+#include "observe/access_log.h"
 #include "observe/metrics.h"
 #include "policy/peer_certificate.h"
 #include "policy/quota.h"
@@ -39,6 +40,9 @@ struct QuotaDecision;
 
 namespace sparkgate::proxy {
 
+// Served by the gateway itself on the main listener (Kubernetes gRPC probes).
+inline constexpr std::string_view kHealthCheckPath = "/grpc.health.v1.Health/Check";
+
 struct ProxyContext {
   std::shared_ptr<const config::Config> config;  // the snapshot this stream started with
   routing::Router* router = nullptr;             // process-wide; outlives every stream
@@ -47,12 +51,17 @@ struct ProxyContext {
   observe::Metrics* metrics = nullptr;           // process-wide
   policy::LocalQuotas* quotas = nullptr;         // process-wide (quotas.store: memory)
   policy::RedisQuotas* redis_quotas = nullptr;   // the worker's, with quotas.store: redis
+  observe::AccessLog* access_log = nullptr;      // process-wide; null: no access log
+  // Process-wide: set once the gateway drains (grpc.health.v1.Health/Check answers
+  // NOT_SERVING then).
+  const std::atomic<bool>* draining = nullptr;
   // The connection's verified client certificate (mTLS), or null.
   std::shared_ptr<const policy::PeerCertificate> peer_cert;
 };
 
 class ProxyStream final : public http2::ServerStreamHandler,
                           public http2::ClientStreamHandler,
+                          public routing::SessionStream,
                           public std::enable_shared_from_this<ProxyStream> {
  public:
   // `downstream` outlives this object's use of it: it calls on_stream_closed() first.
@@ -74,6 +83,10 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void on_upstream_closed(uint32_t error_code, const std::string& connection_error) override;
   ssize_t request_body_length(size_t max, uint32_t* data_flags) override;
   bool take_request_body(uint8_t* out, size_t n) override;
+
+  // routing::SessionStream: DELETE /v1/sessions/{id} ends this RPC with NOT_FOUND and
+  // `message`, resetting its upstream stream.
+  void close_by_operator(const std::string& message) override;
 
  private:
   enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
@@ -126,6 +139,21 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void consume_upstream(size_t n);
   std::string backend_label() const;
 
+  // Observability (observe/). grpc.health.v1.Health/Check, answered by the gateway once
+  // the request has ended.
+  void reply_health_check();
+  // x-request-id and traceparent: the client's when usable, else new ones; then they
+  // replace whatever the client sent in the upstream headers.
+  void correlate(const http2::HeaderMap& headers);
+  void forward_correlation();
+  // The stream is on `route_.session` / forwarding to its cluster (route_ready), or no
+  // longer (a new session moved to another backend, or the stream ended).
+  void observe_routed();
+  void observe_unrouted();
+  // The RPC ended: metrics, per-session stats, one access-log line. Once.
+  void record(uint32_t error_code);
+  observe::ClusterMetrics* cluster_metrics();
+
   http2::ServerSession* downstream_;  // null once the downstream stream is closed
   int32_t down_id_;
   std::weak_ptr<http2::Session> upstream_;  // the connection; may die on its own
@@ -175,6 +203,20 @@ class ProxyStream final : public http2::ServerStreamHandler,
   uint64_t resp_scanned_bytes_ = 0;
   bool resp_scanned_ = false;
   std::string final_status_ = "-";
+
+  // Observability.
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point first_response_{};  // zero until response bytes came
+  std::string request_id_;
+  std::string traceparent_;
+  bool new_trace_ = false;  // traceparent_ was made here (the client's tracestate is dropped)
+  uint64_t resp_bytes_ = 0;  // response body bytes queued for the client (minus those dropped)
+  observe::ClusterMetrics* active_in_ = nullptr;  // counted in its sparkgate_active_streams
+  routing::SessionPtr attached_to_;               // the session this stream is attached to
+  uint64_t attach_id_ = 0;
+  bool operation_counted_ = false;
+  bool health_check_ = false;
+  bool recorded_ = false;
 };
 
 }  // namespace sparkgate::proxy

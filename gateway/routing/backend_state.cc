@@ -177,4 +177,14 @@ std::vector<BackendPtr> BackendRegistry::all() const {
   return out;
 }
 
+bool BackendRegistry::any_healthy() const {
+  auto snap = snapshot();
+  for (const auto& [name, c] : snap->clusters) {
+    for (const auto& b : c.backends) {
+      if (b->healthy.load() && !b->retired.load()) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace sparkgate::routing

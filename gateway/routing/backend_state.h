@@ -20,6 +20,10 @@
 
 #include "config/config.h"
 
+namespace sparkgate::observe {
+class ClusterMetrics;
+}
+
 namespace sparkgate::routing {
 
 class BackendState {
@@ -49,6 +53,8 @@ class BackendState {
   std::atomic<uint64_t> epoch{0};
   // Live sessions placed here (maintained by the session registry).
   std::atomic<int64_t> sessions{0};
+  // The metric families of this backend's cluster, cached by the proxy on first use.
+  std::atomic<observe::ClusterMetrics*> metrics{nullptr};
 
   // Takes new sessions: healthy and not drained by anything.
   bool accepts_sessions() const {
@@ -114,6 +120,8 @@ class BackendRegistry {
 
   // Every backend of every cluster (for the health checker and the admin API).
   std::vector<BackendPtr> all() const;
+  // True if some backend of some cluster is healthy (readiness).
+  bool any_healthy() const;
 
  private:
   void rebuild_locked();

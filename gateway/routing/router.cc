@@ -236,7 +236,7 @@ grpc::Status Router::adopt(const config::Config& config, const RouteRequest& req
 }
 
 void Router::unplace(const SessionPtr& session) {
-  sessions_.end(session->user_id, session->session_id, EndReason::kReleased, {}, Clock::now());
+  sessions_.end(session->user_id, session->session_id, EndReason::kUnplaced, {}, Clock::now());
 }
 
 void Router::learn_server_side_session_id(const SessionPtr& session, const std::string& id) {
@@ -258,6 +258,7 @@ void Router::session_cloned(const SessionPtr& source, const std::string& new_ses
   auto clone = sessions_.adopt(source->user_id, new_session_id, source->cluster, source->backend,
                                source->backend_epoch, Clock::now());
   clone->learn_server_side_session_id(new_server_side_session_id);
+  clone->set_tenant(source->tenant());
 }
 
 void Router::session_released(const SessionPtr& session) {

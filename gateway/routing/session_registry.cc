@@ -12,6 +12,7 @@ const char* end_reason_name(EndReason r) {
     case EndReason::kBackendLost: return "backend_lost";
     case EndReason::kBackendRemoved: return "backend_removed";
     case EndReason::kClosedByOperator: return "closed_by_operator";
+    case EndReason::kUnplaced: return "unplaced";
   }
   return "?";
 }
@@ -52,6 +53,41 @@ void Session::add_operation(const std::string& operation_id) {
 bool Session::has_operation(const std::string& operation_id) const {
   std::lock_guard lock(mu_);
   return std::find(operations_.begin(), operations_.end(), operation_id) != operations_.end();
+}
+
+std::string Session::tenant() const {
+  std::lock_guard lock(mu_);
+  return tenant_;
+}
+
+void Session::set_tenant(const std::string& tenant) {
+  std::lock_guard lock(mu_);
+  tenant_ = tenant;
+}
+
+uint64_t Session::attach_stream(AttachedStream s) {
+  std::lock_guard lock(mu_);
+  uint64_t id = ++next_stream_id_;
+  streams_.emplace_back(id, std::move(s));
+  return id;
+}
+
+void Session::detach_stream(uint64_t id) {
+  std::lock_guard lock(mu_);
+  for (auto it = streams_.begin(); it != streams_.end(); ++it) {
+    if (it->first == id) {
+      streams_.erase(it);
+      return;
+    }
+  }
+}
+
+std::vector<Session::AttachedStream> Session::attached_streams() const {
+  std::lock_guard lock(mu_);
+  std::vector<AttachedStream> out;
+  out.reserve(streams_.size());
+  for (const auto& [id, s] : streams_) out.push_back(s);
+  return out;
 }
 
 std::string SessionRegistry::key(const std::string& user_id, const std::string& session_id) {
@@ -134,6 +170,7 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
   auto session = std::make_shared<Session>(user_id, session_id, cluster, backend, epoch, now);
   backend->sessions.fetch_add(1);
   s.live.emplace(std::move(k), session);
+  created_.fetch_add(1, std::memory_order_relaxed);
   return {session, std::nullopt};
 }
 
@@ -149,6 +186,7 @@ SessionPtr SessionRegistry::adopt(const std::string& user_id, const std::string&
   backend->sessions.fetch_add(1);
   count_user_locked_shard(user_id, +1);
   s.live.emplace(std::move(k), session);
+  created_.fetch_add(1, std::memory_order_relaxed);
   return session;
 }
 
@@ -173,7 +211,7 @@ SessionPtr SessionRegistry::end(const std::string& user_id, const std::string& s
       session->backend->sessions.fetch_sub(1);
       count_user_locked_shard(user_id, -1);
     }
-    if (reason != EndReason::kReleased) bury_locked(s, k, Tombstone{reason, std::move(detail), now});
+    if (reason != EndReason::kReleased && reason != EndReason::kUnplaced) bury_locked(s, k, Tombstone{reason, std::move(detail), now});
   }
   notify_end(session, reason);
   return session;
@@ -225,6 +263,17 @@ std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono
     }
   }
   for (size_t i = 0; i < out.size(); ++i) notify_end(out[i], reasons[i]);
+  return out;
+}
+
+std::vector<SessionPtr> SessionRegistry::find_by_id(const std::string& session_id) const {
+  std::vector<SessionPtr> out;
+  for (auto& s : shards_) {
+    std::lock_guard lock(s.mu);
+    for (const auto& [k, session] : s.live) {
+      if (session->session_id == session_id) out.push_back(session);
+    }
+  }
   return out;
 }
 

@@ -19,15 +19,37 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
+#include "observe/session_stats.h"
 #include "routing/backend_state.h"
 
 namespace sparkgate::routing {
 
 using Clock = std::chrono::steady_clock;
 
-// Why a session ended.
-enum class EndReason { kReleased, kExpiredIdle, kExpiredLifetime, kBackendLost, kBackendRemoved, kClosedByOperator };
+// Why a session ended. kUnplaced: the entry was withdrawn before any RPC of it reached a
+// backend (another replica placed the session first, or a quota refused it).
+enum class EndReason {
+  kReleased,
+  kExpiredIdle,
+  kExpiredLifetime,
+  kBackendLost,
+  kBackendRemoved,
+  kClosedByOperator,
+  kUnplaced
+};
 const char* end_reason_name(EndReason r);  // "released", "expired", ...
+
+// A stream of a session in flight, as the admin API sees it: something an operator can
+// cut. Implemented by the proxy's per-RPC object.
+class SessionStream {
+ public:
+  virtual ~SessionStream() = default;
+  // Ends the RPC with `message` (its upstream stream is reset). Called on the stream's
+  // own executor, outside any nghttp2 callback.
+  virtual void close_by_operator(const std::string& message) = 0;
+};
 
 struct Session {
   Session(std::string user, std::string session, std::string cluster_name, BackendPtr backend_state,
@@ -45,6 +67,21 @@ struct Session {
   std::atomic<int32_t> in_flight{0};    // RPCs running now
   std::atomic<uint64_t> rpcs{0};        // RPCs started
   std::atomic<uint64_t> artifact_bytes{0};  // AddArtifacts request bytes (max_artifact_bytes quota)
+  observe::SessionStats stats;              // for the admin API and the session summary line
+
+  // The principal's tenant, recorded by the first RPC that knows it.
+  std::string tenant() const;
+  void set_tenant(const std::string& tenant);
+
+  // Streams in flight, so that DELETE /v1/sessions/{id} can cut them. attach_stream
+  // returns an id for detach_stream; both are cheap (one lock, a short vector).
+  struct AttachedStream {
+    boost::asio::any_io_executor executor;  // where close_by_operator must run
+    std::weak_ptr<SessionStream> stream;
+  };
+  uint64_t attach_stream(AttachedStream s);
+  void detach_stream(uint64_t id);
+  std::vector<AttachedStream> attached_streams() const;
 
   // When the shared store's TTL of this session was last refreshed.
   Clock::time_point last_store_refresh() const { return Clock::time_point(Clock::duration(store_refresh_ns_.load())); }
@@ -68,7 +105,10 @@ struct Session {
   std::atomic<int64_t> store_refresh_ns_{0};
   mutable std::mutex mu_;
   std::string server_side_session_id_;
+  std::string tenant_;
   std::deque<std::string> operations_;
+  uint64_t next_stream_id_ = 0;
+  std::vector<std::pair<uint64_t, AttachedStream>> streams_;
 };
 
 using SessionPtr = std::shared_ptr<Session>;
@@ -101,10 +141,17 @@ class SessionRegistry {
   uint32_t user_sessions(const std::string& user_id) const;
 
   // Called after a session left the registry for any reason (released, expired, lost,
-  // closed), outside every registry lock, on the thread that ended it. Set once at
-  // start-up, before any traffic.
+  // closed, unplaced), outside every registry lock, on the thread that ended it. Add them
+  // at start-up, before any traffic; each is called in the order added.
   using EndListener = std::function<void(const SessionPtr&, EndReason)>;
-  void set_end_listener(EndListener fn) { end_listener_ = std::move(fn); }
+  void add_end_listener(EndListener fn) { end_listeners_.push_back(std::move(fn)); }
+
+  // Live entries ever created here (placed, adopted or cloned), for
+  // sparkgate_sessions_created_total.
+  uint64_t created_total() const { return created_.load(std::memory_order_relaxed); }
+
+  // Every live session with this id (one per user that has it).
+  std::vector<SessionPtr> find_by_id(const std::string& session_id) const;
 
   // Registers a session whose backend was decided elsewhere (e.g. by a shared store).
   // Returns the live entry (an existing one wins).
@@ -156,12 +203,14 @@ class SessionRegistry {
   };
   void count_user_locked_shard(const std::string& user_id, int delta);
   void notify_end(const SessionPtr& session, EndReason reason) const {
-    if (end_listener_ && session) end_listener_(session, reason);
+    if (!session) return;
+    for (const auto& fn : end_listeners_) fn(session, reason);
   }
 
   mutable std::array<Shard, kShards> shards_;
   UserCounts users_;
-  EndListener end_listener_;
+  std::vector<EndListener> end_listeners_;
+  std::atomic<uint64_t> created_{0};
 };
 
 }  // namespace sparkgate::routing

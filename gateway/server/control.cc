@@ -54,7 +54,7 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
     // Idle-expired sessions are left to expire in Redis on their own (their score is the
     // last use plus idle_timeout on whichever replica served them last); the rest end for
     // good and leave the count now.
-    state.router.sessions().set_end_listener(
+    state.router.sessions().add_end_listener(
         [r = quota_releaser_, ex = io_.get_executor()](const routing::SessionPtr& s, routing::EndReason why) {
           if (why == routing::EndReason::kExpiredIdle || !r->alive.load()) return;
           boost::asio::post(ex, [r, user = s->user_id, sid = s->session_id] {
@@ -125,6 +125,7 @@ void ControlPlane::reload(const std::string& why) {
   state_.config.store(next.config);
   state_.router.backends().apply_config(next.config);
   state_.metrics.reloads_succeeded().Increment();
+  state_.access_log.set_enabled(next.config->access_log);
   spdlog::info("configuration reloaded from {} ({})", options_.config_path, why);
 }
 
@@ -167,7 +168,7 @@ void ControlPlane::reap() {
     if (!store_) {
       spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
                    s->user_id, s->backend->name());
-      release_on_backend(s);
+      release_on_backend(s, "expired");
       continue;
     }
     // With a shared store, another replica may have served the session since: its key's
@@ -183,12 +184,19 @@ void ControlPlane::reap() {
       spdlog::info("session {} of user '{}' on backend {} expired; releasing it on the backend", s->session_id,
                    s->user_id, s->backend->name());
       store_->erase(key);
-      release_on_backend(s);
+      release_on_backend(s, "expired");
     });
   }
 }
 
-void ControlPlane::release_on_backend(const routing::SessionPtr& session) {
+void ControlPlane::release_session(const routing::SessionPtr& session, const std::string& why) {
+  boost::asio::post(io_, [this, session, why] {
+    if (store_) store_->erase(routing::Router::session_key(session->user_id, session->session_id));
+    release_on_backend(session, why);
+  });
+}
+
+void ControlPlane::release_on_backend(const routing::SessionPtr& session, const std::string& why) {
   auto cfg = state_.config.load();
   const auto* cluster = cfg->find_cluster(session->cluster);
   std::optional<config::UpstreamTls> tls = cluster ? cluster->tls : std::nullopt;
@@ -196,24 +204,24 @@ void ControlPlane::release_on_backend(const routing::SessionPtr& session) {
   if (cluster && cluster->credentials) extra.add("authorization", "Bearer " + cluster->credentials->token);
   auto body = spark::release_session_request(session->session_id, session->user_id);
   auto& pool = pools_.get(session->backend->address(), tls);
-  pool.acquire([session, extra, body](http2::ClientSession* conn, const std::string& error) {
+  pool.acquire([session, extra, body, why](http2::ClientSession* conn, const std::string& error) {
     if (!conn) {
-      spdlog::warn("could not release expired session {} on backend {}: {}", session->session_id,
+      spdlog::warn("could not release {} session {} on backend {}: {}", why, session->session_id,
                    session->backend->name(), error);
       return;
     }
     upstream::unary_call(*conn, "/spark.connect.SparkConnectService/ReleaseSession", extra, body,
-                         std::chrono::seconds(10), [session](upstream::UnaryResult r) {
+                         std::chrono::seconds(10), [session, why](upstream::UnaryResult r) {
                            if (!r.transport_ok) {
-                             spdlog::warn("could not release expired session {} on backend {}: {}",
+                             spdlog::warn("could not release {} session {} on backend {}: {}", why,
                                           session->session_id, session->backend->name(), r.transport_error);
                            } else if (r.grpc_status != 0) {
-                             spdlog::warn("backend {} refused to release expired session {}: status {} {}",
-                                          session->backend->name(), session->session_id, r.grpc_status,
+                             spdlog::warn("backend {} refused to release {} session {}: status {} {}",
+                                          session->backend->name(), why, session->session_id, r.grpc_status,
                                           r.grpc_message);
                            } else {
-                             spdlog::debug("released expired session {} on backend {}", session->session_id,
-                                           session->backend->name());
+                             spdlog::info("released {} session {} on backend {}", why, session->session_id,
+                                          session->backend->name());
                            }
                          });
   });

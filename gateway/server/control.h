@@ -40,13 +40,17 @@ class ControlPlane {
   void request_reload(const std::string& why);
   // Stops timers and joins the thread.
   void stop();
+  // A session that left the registry for good (an operator closed it): forgets it in the
+  // shared store and sends ReleaseSession to its backend. Thread-safe; asynchronous.
+  void release_session(const routing::SessionPtr& session, const std::string& why);
 
  private:
   void reload(const std::string& why);
   void schedule_watch();
   void schedule_reap();
   void reap();
-  void release_on_backend(const routing::SessionPtr& session);
+  // `why` names the cause in log lines ("expired", "closed by an operator").
+  void release_on_backend(const routing::SessionPtr& session, const std::string& why);
   void schedule_dns();
   void refresh_dns(const config::Cluster& cluster);
 

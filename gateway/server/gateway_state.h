@@ -9,6 +9,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "config/config.h"
+#include "observe/access_log.h"
 #include "observe/metrics.h"
 #include "policy/quota.h"
 #include "routing/router.h"
@@ -21,6 +22,7 @@ struct GatewayState {
   routing::BackendRegistry backends;
   routing::Router router{backends};
   observe::Metrics metrics;
+  observe::AccessLog access_log;  // JSON lines on stdout (log.access)
   policy::LocalQuotas quotas;  // per-user rate buckets and operation counts (quotas.store: memory)
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;

@@ -11,6 +11,7 @@
 #include "config/config_loader.h"
 #include "server/control.h"
 #include "server/gateway_state.h"
+#include "server/observers.h"
 #include "server/tls.h"
 #include "server/worker.h"
 
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   server::GatewayState state;
+  state.metrics.set_build_info(SPARKGATE_VERSION);
+  state.access_log.set_enabled(cfg->access_log);
+  server::install_session_observers(state);
   state.config.store(cfg);
   state.backends.apply_config(cfg);
   for (const auto& l : cfg->listeners) {
@@ -111,8 +115,16 @@ int main(int argc, char** argv) {
     }
     pool.push_back(std::move(w));
   }
-  admin::AdminServer admin(cfg->admin.address, {[&state] { return !state.draining.load(); },
-                                                [&state] { return state.metrics.render(); }});
+  server::ControlPlane control(state, {config_path, watch_config, std::chrono::milliseconds(1000), hosts_file});
+  admin::AdminHooks hooks;
+  hooks.not_ready = [&state] { return server::not_ready_reason(state); };
+  hooks.metrics = [&state, &pool] { return state.metrics.render(server::scrape_input(state, pool)); };
+  hooks.config = [&state] { return state.config.load(); };
+  hooks.release_on_backend = [&control](const routing::SessionPtr& s) {
+    control.release_session(s, "operator-closed");
+  };
+  admin::AdminServer admin(cfg->admin.address, state.router, cfg->admin.token ? cfg->admin.token->token : std::string(),
+                           std::move(hooks));
   {
     std::string error;
     if (!admin.start(error)) {
@@ -120,7 +132,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  server::ControlPlane control(state, {config_path, watch_config, std::chrono::milliseconds(1000), hosts_file});
   control.start();
   for (auto& w : pool) w->start();
   for (const auto& l : cfg->listeners)

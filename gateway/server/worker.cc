@@ -10,8 +10,9 @@ namespace sparkgate::server {
 namespace {
 constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
 
-upstream::PoolOptions pool_options(const config::Config& c) {
+upstream::PoolOptions pool_options(const config::Config& c, observe::Metrics* metrics) {
   upstream::PoolOptions o;
+  o.metrics = metrics;
   o.connect_timeout = c.upstream.connect_timeout;
   o.max_connections = c.upstream.max_connections_per_backend;
   o.session.stream_window_bytes = c.http2.stream_window_bytes;
@@ -24,7 +25,7 @@ Worker::Worker(int index, GatewayState& state)
     : index_(index),
       state_(state),
       work_(boost::asio::make_work_guard(io_)),
-      pools_(io_.get_executor(), pool_options(*state.config.load())) {
+      pools_(io_.get_executor(), pool_options(*state.config.load(), &state.metrics)) {
   // The store is chosen at startup: switching it needs a restart.
   const auto& sessions = state.config.load()->sessions;
   if (sessions.store == config::Sessions::Store::kRedis)
@@ -127,8 +128,10 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport,
   opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
   auto session = std::make_shared<http2::ServerSession>(
       io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerSession& s, int32_t id) {
-        proxy::ProxyContext ctx{state_.config.load(), &state_.router, &pools_,        store_.get(),
-                                &state_.metrics,       &state_.quotas, redis_quotas_.get(), peer_cert};
+        proxy::ProxyContext ctx{state_.config.load(), &state_.router,  &pools_,
+                                store_.get(),         &state_.metrics, &state_.quotas,
+                                redis_quotas_.get(),  &state_.access_log, &state_.draining,
+                                peer_cert};
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerSession> weak = session;

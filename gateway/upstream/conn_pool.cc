@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "observe/metrics.h"
+
 namespace sparkgate::upstream {
 
 ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backend,
@@ -15,10 +17,12 @@ ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backe
       tls_(std::move(tls)),
       tls_cache_(std::move(tls_cache)),
       options_(options),
-      resolver_(executor) {}
+      resolver_(executor),
+      connections_gauge_(options.metrics ? &options.metrics->upstream_connections(backend_name_) : nullptr) {}
 
 ConnPool::~ConnPool() {
   *alive_ = false;
+  if (connections_gauge_) connections_gauge_->Decrement(static_cast<double>(reported_connections_));
   for (auto& s : sessions_) s->on_unusable = nullptr;
 }
 
@@ -98,6 +102,7 @@ void ConnPool::on_connected(const std::shared_ptr<http2::ClientSession>& s, cons
     for (auto& w : waiters) w(nullptr, error);
     return;
   }
+  report_connections();
   spdlog::debug("connected to backend {} ({} connections)", backend_name_, sessions_.size());
   serve_waiters();
 }
@@ -133,14 +138,24 @@ void ConnPool::close_all() {
   auto sessions = sessions_;
   for (auto& s : sessions) s->close("gateway stopping");
   sessions_.clear();
+  report_connections();
   resolver_.cancel();
   auto waiters = std::move(waiters_);
   waiters_.clear();
   for (auto& w : waiters) w(nullptr, "the gateway is stopping");
 }
 
+void ConnPool::report_connections() {
+  if (!connections_gauge_) return;
+  const auto open = static_cast<int64_t>(
+      std::count_if(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_connected(); }));
+  connections_gauge_->Increment(static_cast<double>(open - reported_connections_));
+  reported_connections_ = open;
+}
+
 void ConnPool::forget(http2::ClientSession& dead) {
   std::erase_if(sessions_, [&](const auto& s) { return s.get() == &dead; });
+  report_connections();
   // Waiters queued while this connection looked usable get a new one.
   if (!waiters_.empty() && connecting_ == 0) boost::asio::post(executor_, [this, alive = alive_] {
       if (*alive) serve_waiters();

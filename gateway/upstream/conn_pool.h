@@ -19,12 +19,21 @@
 #include "http2/client_session.h"
 #include "upstream/tls_client.h"
 
+namespace prometheus {
+class Gauge;
+}
+namespace sparkgate::observe {
+class Metrics;
+}
+
 namespace sparkgate::upstream {
 
 struct PoolOptions {
   std::chrono::milliseconds connect_timeout{5000};
   uint32_t max_connections = 64;
   http2::ClientSessionOptions session;
+  // Process-wide, or null: each pool keeps sparkgate_upstream_connections{backend} current.
+  observe::Metrics* metrics = nullptr;
 };
 
 class ConnPool {
@@ -57,6 +66,8 @@ class ConnPool {
   void serve_waiters();
   void forget(http2::ClientSession& s);
   http2::ClientSession* pick();
+  // Brings sparkgate_upstream_connections up to the connections open now.
+  void report_connections();
 
   boost::asio::any_io_executor executor_;
   config::Endpoint backend_;
@@ -68,6 +79,8 @@ class ConnPool {
   std::vector<std::shared_ptr<http2::ClientSession>> sessions_;  // usable or connecting
   size_t connecting_ = 0;
   std::deque<Ready> waiters_;
+  prometheus::Gauge* connections_gauge_ = nullptr;
+  int64_t reported_connections_ = 0;
   // Tells callbacks that outlive the pool (connect completions) that it is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -345,11 +345,13 @@ class Gateway:
     `ca` (default: the process-wide CertAuthority.shared()); `ca_path` is that CA's PEM.
     `tls_extra`: more entries of the listener's tls mapping, e.g. "client_ca: /x.pem,
     require_client_cert: false". `extra_yaml`: top-level YAML appended to the config
-    (auth:, identity:, quotas: ...)."""
+    (auth:, identity:, quotas: ...). `port`: listen there instead of on a free port (a second
+    replica on the same port shares it through SO_REUSEPORT, as replicas behind one Service
+    do). `admin()` calls the admin listener."""
 
     def __init__(self, workdir: Path, backend_port: Optional[int] = None, log_level: Optional[str] = None,
                  routing: Optional[str] = None, tls: bool = False, extra_yaml: str = "",
-                 ca: Optional[CertAuthority] = None, tls_extra: str = ""):
+                 ca: Optional[CertAuthority] = None, tls_extra: str = "", port: Optional[int] = None):
         assert (backend_port is None) != (routing is None), "give backend_port or routing"
         self.workdir = workdir
         self.backend_port = backend_port
@@ -365,6 +367,7 @@ class Gateway:
         self.access_log = workdir / "gateway.stdout.log"
         self.config = workdir / "sparkgate.yaml"
         self.proc: Optional[subprocess.Popen] = None
+        self.fixed_port = port
         self.port: Optional[int] = None
         self.admin_port: Optional[int] = None
         self.stopped = False
@@ -387,7 +390,7 @@ class Gateway:
         # The free ports are found by binding and closing; another process may grab one in
         # between, so a failed start is retried on fresh ports.
         for attempt in range(3):
-            self.port, self.admin_port = free_port(), free_port()
+            self.port, self.admin_port = self.fixed_port or free_port(), free_port()
             if self.port == self.admin_port:
                 continue
             routing = self.routing or (
@@ -427,6 +430,17 @@ class Gateway:
     @property
     def url(self) -> str:
         return f"sc://127.0.0.1:{self.port}"
+
+    def admin(self, method: str, path: str) -> Tuple[int, str]:
+        """An admin API request to http://127.0.0.1:<admin_port><path>: (HTTP status, body)."""
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     @property
     def ca_path(self) -> Optional[Path]:

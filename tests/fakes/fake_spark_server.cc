@@ -49,7 +49,8 @@
 //             x-fake-request-sha256 (hex, over all request message bytes concatenated),
 //             x-fake-saw-timeout: 1 (only if the call had a deadline),
 //             x-fake-authorization: the request's authorization header (only if present;
-//             lets tests check which credential reached the backend)
+//             lets tests check which credential reached the backend),
+//             x-fake-x-request-id, x-fake-traceparent: those request headers (if present)
 #include <grpcpp/alarm.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
@@ -246,6 +247,9 @@ class FakeCall final : public grpc::ServerGenericBidiReactor {
       }
       if (k == "authorization") {
         ctx_->AddTrailingMetadata("x-fake-authorization", std::string(value.data(), value.size()));
+      }
+      if (k == "x-request-id" || k == "traceparent") {
+        ctx_->AddTrailingMetadata("x-fake-" + std::string(k), std::string(value.data(), value.size()));
       }
     }
   }

@@ -251,6 +251,7 @@ std::string gateway_config_yaml(const GatewayOptions& options, uint16_t port,
     y << "routes:\n  - cluster: local\n";
   }
   y << "admin:\n  address: 127.0.0.1:" << admin_port << "\n";
+  if (!options.admin_token_file.empty()) y << "  token_file: " << options.admin_token_file << "\n";
   if (options.max_message_bytes) {
     y << "limits:\n  max_message_bytes: " << *options.max_message_bytes << "\n";
   }
@@ -306,6 +307,11 @@ std::string Gateway::address() const {
 }
 
 bool Gateway::running() { return !child_ || child_->running(); }
+
+std::string Gateway::stdout_text() const {
+  if (direct_mode()) return "";
+  return read_file(dir_.path() / "gateway.out");
+}
 
 std::string Gateway::stderr_text() const {
   if (!child_) return "";
@@ -691,7 +697,10 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds lim
 // ---- admin HTTP ----
 
 // GET http://127.0.0.1:port<path> over a plain socket (HTTP/1.1, Connection: close).
-HttpAnswer http_get(uint16_t port, const std::string& path) {
+HttpAnswer http_get(uint16_t port, const std::string& path) { return http_request(port, "GET", path); }
+
+HttpAnswer http_request(uint16_t port, const std::string& method, const std::string& path,
+                        const std::vector<std::string>& headers) {
   HttpAnswer out;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -707,8 +716,9 @@ HttpAnswer http_get(uint16_t port, const std::string& path) {
     close(fd);
     return out;
   }
-  const std::string request =
-      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  for (const auto& h : headers) request += h + "\r\n";
+  request += "\r\n";
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     out.error = "send failed";

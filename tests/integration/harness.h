@@ -124,6 +124,7 @@ struct GatewayOptions {
   // Appended to the generated config as is (top-level sections such as `sessions:`).
   std::string extra_yaml;
   std::vector<std::string> extra_args;  // appended to the gateway's command line
+  std::string admin_token_file;  // admin.token_file, if set
   // mTLS on the listener (only with `tls`): written as tls.client_ca and
   // tls.require_client_cert when set; empty / unset leaves them out of the config.
   std::string tls_client_ca;
@@ -153,6 +154,8 @@ class Gateway {
   // True while the process is alive (always true in direct mode).
   bool running();
   std::string stderr_text() const;
+  // What it wrote to stdout so far (the JSON access log).
+  std::string stdout_text() const;
   // Peak resident set size (VmHWM) in KiB, from /proc/PID/status; -1 if unavailable.
   long vm_hwm_kib() const;
   pid_t pid() const;
@@ -326,6 +329,9 @@ struct HttpAnswer {
 
 // GET http://127.0.0.1:port<path> over a plain socket (HTTP/1.1, Connection: close).
 HttpAnswer http_get(uint16_t port, const std::string& path);
+// The same with any method and extra header lines ("Authorization: Bearer x"); no body.
+HttpAnswer http_request(uint16_t port, const std::string& method, const std::string& path,
+                        const std::vector<std::string>& headers = {});
 
 // ---- TLS material ----
 

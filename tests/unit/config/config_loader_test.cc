@@ -659,3 +659,41 @@ routes:
   CHECK(has_error(r, 5, "require_client_cert needs client_ca"));
   REQUIRE(r.errors.size() == 1);
 }
+
+TEST_CASE("admin token and the access log switch") {
+  setenv("SPARKGATE_TEST_ADMIN", "admin-secret", 1);
+  const std::string base = R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: local
+    backends:
+      - address: 127.0.0.1:15002
+routes:
+  - cluster: local
+)";
+  {
+    auto r = load_config_string(base + "admin:\n  address: 127.0.0.1:9901\n  token_env: SPARKGATE_TEST_ADMIN\nlog:\n  access: false\n",
+                                "a.yaml");
+    INFO(all_errors(r));
+    REQUIRE(r.config);
+    REQUIRE(r.config->admin.token);
+    CHECK(r.config->admin.token->token == "admin-secret");
+    CHECK(r.config->admin.token->source.find("SPARKGATE_TEST_ADMIN") != std::string::npos);
+    CHECK_FALSE(r.config->access_log);
+  }
+  {
+    auto r = load_config_string(base, "b.yaml");
+    REQUIRE(r.config);
+    CHECK_FALSE(r.config->admin.token);
+    CHECK(r.config->access_log);
+  }
+  {
+    auto r = load_config_string(base + "admin:\n  token_env: SPARKGATE_TEST_UNSET_ADMIN\nlog:\n  access: maybe\n", "c.yaml");
+    CHECK_FALSE(r.config);
+    INFO(all_errors(r));
+    CHECK(has_error(r, 10, "SPARKGATE_TEST_UNSET_ADMIN"));
+    CHECK(has_error(r, 12, "log.access must be true or false"));
+    for (const auto& e : r.errors) CHECK(e.reason.find("admin-secret") == std::string::npos);
+  }
+  unsetenv("SPARKGATE_TEST_ADMIN");
+}

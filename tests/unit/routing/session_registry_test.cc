@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/io_context.hpp>
+
 using namespace sparkgate;
 using namespace sparkgate::routing;
 using namespace std::chrono_literals;
@@ -101,4 +103,53 @@ TEST_CASE("registry: recent operations are remembered, bounded") {
   for (size_t i = 0; i < Session::kMaxOperations + 10; ++i) s.add_operation("op" + std::to_string(i));
   CHECK_FALSE(s.has_operation("op0"));
   CHECK(s.has_operation("op" + std::to_string(Session::kMaxOperations + 9)));
+}
+
+TEST_CASE("registry: end listeners, created count, lookup by id, unplaced entries leave no tombstone") {
+  SessionRegistry reg;
+  auto b = backend("a");
+  auto now = Clock::now();
+  std::vector<std::pair<std::string, EndReason>> ended;
+  reg.add_end_listener([&](const SessionPtr& s, EndReason r) { ended.emplace_back(s->session_id, r); });
+  int second = 0;
+  reg.add_end_listener([&](const SessionPtr&, EndReason) { ++second; });
+  auto placer = [&](uint64_t&) { return b; };
+  reg.find_or_create("u", "s1", "c", placer, now);
+  reg.find_or_create("v", "s1", "c", placer, now);
+  reg.find_or_create("u", "s2", "c", placer, now);
+  CHECK(reg.created_total() == 3);
+  CHECK(reg.find_by_id("s1").size() == 2);
+  CHECK(reg.find_by_id("s3").empty());
+
+  reg.end("u", "s2", EndReason::kUnplaced, {}, now);
+  CHECK_FALSE(reg.find_or_create("u", "s2", "c", nullptr, now).tombstone);
+  reg.end("u", "s1", EndReason::kClosedByOperator, "was closed by an operator", now);
+  auto f = reg.find_or_create("u", "s1", "c", placer, now);
+  REQUIRE(f.tombstone);
+  CHECK(f.tombstone->reason == EndReason::kClosedByOperator);
+  REQUIRE(ended.size() == 2);
+  CHECK(ended[0] == std::make_pair(std::string("s2"), EndReason::kUnplaced));
+  CHECK(ended[1] == std::make_pair(std::string("s1"), EndReason::kClosedByOperator));
+  CHECK(second == 2);
+  CHECK(std::string(end_reason_name(EndReason::kClosedByOperator)) == "closed_by_operator");
+}
+
+TEST_CASE("session: attached streams are listed until detached") {
+  struct Dummy : SessionStream {
+    void close_by_operator(const std::string&) override {}
+  };
+  Session s("u", "s", "c", backend("a"), 0, Clock::now());
+  boost::asio::io_context io;
+  auto d1 = std::make_shared<Dummy>();
+  auto d2 = std::make_shared<Dummy>();
+  auto id1 = s.attach_stream({io.get_executor(), d1});
+  auto id2 = s.attach_stream({io.get_executor(), d2});
+  CHECK(id1 != id2);
+  CHECK(s.attached_streams().size() == 2);
+  s.detach_stream(id1);
+  auto left = s.attached_streams();
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].stream.lock() == d2);
+  s.set_tenant("acme");
+  CHECK(s.tenant() == "acme");
 }

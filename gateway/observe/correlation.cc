@@ -1,0 +1,95 @@
+#include "observe/correlation.h"
+
+#include <cstdint>
+#include <random>
+
+namespace sparkgate::observe {
+
+namespace {
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }());
+  return gen;
+}
+
+void append_hex(std::string& out, uint64_t v, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+}
+
+bool lower_hex(std::string_view s, bool& all_zero) {
+  all_zero = true;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    if (c != '0') all_zero = false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string new_request_id() {
+  uint64_t hi = rng()(), lo = rng()();
+  hi = (hi & ~0xf000ull) | 0x4000ull;                       // version 4
+  lo = (lo & ~(0xc000ull << 48)) | (0x8000ull << 48);       // variant 10
+  std::string s;
+  s.reserve(36);
+  append_hex(s, hi >> 32, 8);
+  s.push_back('-');
+  append_hex(s, (hi >> 16) & 0xffff, 4);
+  s.push_back('-');
+  append_hex(s, hi & 0xffff, 4);
+  s.push_back('-');
+  append_hex(s, lo >> 48, 4);
+  s.push_back('-');
+  append_hex(s, lo & 0xffffffffffffull, 12);
+  return s;
+}
+
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+bool valid_traceparent(std::string_view tp) {
+  // version "-" trace-id "-" parent-id "-" flags
+  if (tp.size() < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return false;
+  bool zero = false;
+  std::string_view version = tp.substr(0, 2);
+  if (!lower_hex(version, zero) || version == "ff") return false;
+  if (version == "00" && tp.size() != 55) return false;
+  if (tp.size() > 55 && tp[55] != '-') return false;
+  if (!lower_hex(tp.substr(3, 32), zero) || zero) return false;
+  if (!lower_hex(tp.substr(36, 16), zero) || zero) return false;
+  return lower_hex(tp.substr(53, 2), zero);
+}
+
+std::string new_traceparent() {
+  std::string s = "00-";
+  s.reserve(55);
+  uint64_t a = 0, b = 0;
+  while (a == 0 && b == 0) {
+    a = rng()();
+    b = rng()();
+  }
+  append_hex(s, a, 16);
+  append_hex(s, b, 16);
+  s.push_back('-');
+  uint64_t span = 0;
+  while (span == 0) span = rng()();
+  append_hex(s, span, 16);
+  s += "-01";
+  return s;
+}
+
+std::string_view trace_id(std::string_view traceparent) {
+  return valid_traceparent(traceparent) ? traceparent.substr(3, 32) : std::string_view();
+}
+
+}  // namespace sparkgate::observe
