@@ -261,8 +261,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
       auto session = std::make_shared<http2::ServerSession>(
           io.get_executor(), std::move(t), opts, [&](http2::ServerSession& s, int32_t id) {
-            proxy::ProxyContext ctx{cfg, &state.router, &pools, nullptr, &state.metrics, &state.quotas, nullptr,
-                                    nullptr};
+            proxy::ProxyContext ctx{.config = cfg,
+                                    .router = &state.router,
+                                    .pools = &pools,
+                                    .metrics = &state.metrics,
+                                    .quotas = &state.quotas,
+                                    .draining = &state.draining};
             auto h = std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
             handlers.push_back(h);
             return h;
