@@ -19,12 +19,13 @@
 #                deploy` runs only this suite; helm comes from the Go module proxy)
 #   interop      tests/interop/run.sh $INTEROP_ARGS              (the client x server
 #                matrix; INTEROP_ARGS defaults to "--all": every cell)
-#   asan         builds build-asan/ (g++ -fsanitize=address,undefined, ninja -j2) and runs
+#   asan         (only when named) builds build-asan/ (g++ -fsanitize=address,undefined) and runs
 #                the unit and integration suites against it (the integration tests start
 #                that build's gateway and fake backend); LeakSanitizer is on, and any ASan,
 #                LSan or UBSan report from any process fails the suite
 #   fuzz         tests/fuzz/run.sh --seconds FUZZ_SECONDS (default 30) for every libFuzzer
-#                target (clang build in build-fuzz/); a crash, leak or timeout fails
+#                target (clang build in build-fuzz/), with libFuzzer seed FUZZ_SEED (default
+#                1, so that a run repeats; 0 = random); a crash, leak or timeout fails
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -44,7 +45,9 @@ for arg in "$@"; do
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy interop asan fuzz)
+# asan is not in the default list yet: its build and run have not completed once on the
+# project's machine (tests/README note in README "Robustness testing"); run it by name.
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy interop fuzz)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
@@ -58,6 +61,7 @@ INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 INTEROP_ARGS="${INTEROP_ARGS---all}"
 ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SEED="${FUZZ_SEED:-1}"
 FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
 
 work="$(mktemp -d)"
@@ -277,7 +281,7 @@ run_asan() {
 run_fuzz() {
   banner "fuzz: tests/fuzz/run.sh --seconds $FUZZ_SECONDS"
   local log="$work/fuzz.log" rc=0
-  run_limited "$FUZZ_SUITE_TIMEOUT_S" "$log" bash tests/fuzz/run.sh --seconds "$FUZZ_SECONDS" || rc=$?
+  run_limited "$FUZZ_SUITE_TIMEOUT_S" "$log" bash tests/fuzz/run.sh --seconds "$FUZZ_SECONDS" --seed "$FUZZ_SEED" || rc=$?
   # One case per target: "N passed, N failed" is the script's last line.
   local line passed=0 failed=0 note="exit $rc"
   line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"

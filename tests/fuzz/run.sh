@@ -2,7 +2,7 @@
 # Runs the libFuzzer targets of tests/fuzz/ (a campaign, or the short regression run of
 # tests/run.sh) and reports one case per target.
 #
-#   tests/fuzz/run.sh [--seconds N] [--merge] [target...]
+#   tests/fuzz/run.sh [--seconds N] [--seed S] [--merge] [target...]
 #
 # Builds build-fuzz/ first if needed (CXX=clang++, -Dfuzz=true: every object instrumented
 # with -fsanitize=fuzzer-no-link,address,undefined; ninja -j2). Then runs each named target
@@ -17,6 +17,8 @@
 # build-fuzz/artifacts/<target>/ (run the target binary on it to reproduce). The last line
 # is `N passed, N failed`; the exit status is non-zero if anything failed.
 #
+# --seed S fixes libFuzzer's random seed (a regression run that repeats); default: random.
+#
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_INPUT_TIMEOUT_S (one input, default
 # 10), FUZZ_RSS_LIMIT_MB (default 2048).
 set -uo pipefail
@@ -25,14 +27,16 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 
 seconds=300
+fuzz_seed=""
 merge=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="${2:?--seconds needs a value}"; shift ;;
     --seconds=*) seconds="${1#--seconds=}" ;;
+    --seed) fuzz_seed="${2:?--seed needs a value}"; shift ;;
     --merge) merge=1 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "tests/fuzz/run.sh: unknown option: $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -95,6 +99,7 @@ for t in "${targets[@]}"; do
   case "$t" in
     http2_server) extra+=(-max_len=16384) ;;
   esac
+  [ -z "$fuzz_seed" ] || extra+=(-seed="$fuzz_seed")
   log="$work/$t.log"
   rc=0
   # -max_total_time bounds the campaign; timeout(1) only catches a wedged process.
