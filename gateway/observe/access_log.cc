@@ -1,12 +1,30 @@
 #include "observe/access_log.h"
 
 #include <boost/json/serialize.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 
 namespace sparkgate::observe {
+
+namespace {
+
+// stdout through stdio's buffer: spdlog's stdout sink flushes (one write(2)) per line,
+// which would be a system call per RPC. Lines reach the file when the buffer fills or at
+// flush() (spdlog::flush_every, and exit).
+class BufferedStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::fwrite(formatted.data(), 1, formatted.size(), stdout);
+  }
+  void flush_() override { std::fflush(stdout); }
+};
+
+}  // namespace
 
 std::string format_utc(std::chrono::system_clock::time_point t) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -22,11 +40,10 @@ std::string format_utc(std::chrono::system_clock::time_point t) {
 AccessLog::AccessLog(std::shared_ptr<spdlog::logger> sink_logger) : logger_(std::move(sink_logger)) {
   if (!logger_) {
     // Not registered in spdlog's global registry: each AccessLog owns its logger.
-    logger_ = std::make_shared<spdlog::logger>("access", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+    logger_ = std::make_shared<spdlog::logger>("access", std::make_shared<BufferedStdoutSink>());
   }
   logger_->set_pattern("%v");
   logger_->set_level(spdlog::level::info);
-  logger_->flush_on(spdlog::level::info);
 }
 
 namespace {

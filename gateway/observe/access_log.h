@@ -55,6 +55,10 @@ class AccessLog {
   // logger on stdout.
   explicit AccessLog(std::shared_ptr<spdlog::logger> sink_logger = nullptr);
 
+  // The logger, to register with spdlog so that spdlog::flush_every reaches it. Lines are
+  // buffered: they reach stdout at that flush, when the buffer fills, or at exit.
+  const std::shared_ptr<spdlog::logger>& logger() const { return logger_; }
+
   bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
   void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
 

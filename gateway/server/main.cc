@@ -88,6 +88,8 @@ int main(int argc, char** argv) {
   server::GatewayState state;
   state.metrics.set_build_info(SPARKGATE_VERSION);
   state.access_log.set_enabled(cfg->access_log);
+  spdlog::register_logger(state.access_log.logger());
+  spdlog::flush_every(std::chrono::seconds(1));
   server::install_session_observers(state);
   state.config.store(cfg);
   state.backends.apply_config(cfg);

@@ -85,9 +85,12 @@ def test_operator_close(gateway_proc, spark_server, new_session):
         _wait(closed_on_backend, 15, f"Spark to report session {sid} as closed")
     finally:
         direct.stop()
-    summary = [json.loads(line) for line in gateway_proc.access_log.read_text().splitlines()
-               if '"session_end"' in line and sid in line]
-    assert len(summary) == 1 and summary[0]["reason"] == "closed_by_operator", summary
+    def summary():
+        return [json.loads(line) for line in gateway_proc.access_log.read_text().splitlines()
+                if '"session_end"' in line and sid in line]
+    _wait(lambda: summary(), 5, "the session summary line (flushed every second)")
+    lines = summary()
+    assert len(lines) == 1 and lines[0]["reason"] == "closed_by_operator", lines
 
 
 def test_sigterm_during_long_query_completes_through_the_other_replica(spark_server, tmp_path, new_session):

@@ -662,15 +662,8 @@ routes:
 
 TEST_CASE("admin token and the access log switch") {
   setenv("SPARKGATE_TEST_ADMIN", "admin-secret", 1);
-  const std::string base = R"(listeners:
-  - address: 127.0.0.1:15001
-clusters:
-  - name: local
-    backends:
-      - address: 127.0.0.1:15002
-routes:
-  - cluster: local
-)";
+  // kMinimal without its admin section (8 lines).
+  const std::string base = std::string(kMinimal).substr(0, std::string(kMinimal).find("admin:"));
   {
     auto r = load_config_string(base + "admin:\n  address: 127.0.0.1:9901\n  token_env: SPARKGATE_TEST_ADMIN\nlog:\n  access: false\n",
                                 "a.yaml");
