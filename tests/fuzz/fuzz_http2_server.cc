@@ -261,12 +261,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
       auto session = std::make_shared<http2::ServerSession>(
           io.get_executor(), std::move(t), opts, [&](http2::ServerSession& s, int32_t id) {
-            proxy::ProxyContext ctx{.config = cfg,
-                                    .router = &state.router,
-                                    .pools = &pools,
-                                    .metrics = &state.metrics,
-                                    .quotas = &state.quotas,
-                                    .draining = &state.draining};
+            // Member by member: the context grows with the gateway, and a designated
+            // initializer that omits a member is an error under -Wextra -Werror.
+            proxy::ProxyContext ctx;
+            ctx.config = cfg;
+            ctx.router = &state.router;
+            ctx.pools = &pools;
+            ctx.metrics = &state.metrics;
+            ctx.quotas = &state.quotas;
+            ctx.draining = &state.draining;
             auto h = std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
             handlers.push_back(h);
             return h;
