@@ -40,6 +40,7 @@ apt_packages=(
   nghttp2-client
   redis-server  # the Redis session store's integration tests start their own server
   nghttp2-proxy haproxy nginx  # the benchmark's peers (tests/bench/): it starts its own on free ports
+  clang libclang-rt-14-dev  # tests/fuzz/: libFuzzer (-fsanitize=fuzzer) and clang's ASan/UBSan runtimes
 )
 
 java_major() {

@@ -27,6 +27,7 @@ class ByteQueue {
   // Copies up to `n` bytes out and drops them; returns how many.
   size_t read(uint8_t* out, size_t n) {
     size_t take = std::min(n, size_);
+    if (take == 0) return 0;  // buf_ may still be null: memcpy from null is undefined
     size_t first = std::min(take, capacity_ - head_);
     std::memcpy(out, buf_.get() + head_, first);
     std::memcpy(out + first, buf_.get(), take - first);

@@ -103,6 +103,10 @@ bool EnvelopeScanner::parse_header() {
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(header_.data()),
                                             static_cast<int>(header_.size()));
   uint32_t tag = in.ReadTagNoLastTag();
+  // protobuf's reader accepts an overlong tag varint (more than 5 bytes) when the whole
+  // varint is in the buffer; refuse it always, so that the verdict does not depend on how
+  // the bytes were chunked (byte by byte, the 5-byte limit below refuses it).
+  if (tag != 0 && in.CurrentPosition() > 5) return fail("invalid field tag");
   if (tag == 0) {
     // A tag is at most 5 bytes, and a zero first byte is never a valid tag.
     if (header_.size() >= 5 || header_[0] == 0) return fail("invalid field tag");

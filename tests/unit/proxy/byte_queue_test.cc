@@ -51,3 +51,14 @@ TEST_CASE("byte queue capacity follows the backlog, not the bytes that passed th
   q.append(chunk.data(), 10);
   CHECK(q.size() == 10);
 }
+
+TEST_CASE("byte queue: reading an empty, never-allocated queue copies nothing") {
+  ByteQueue q;
+  uint8_t out[4] = {9, 9, 9, 9};
+  CHECK(q.read(out, sizeof out) == 0);
+  CHECK(out[0] == 9);
+  const uint8_t one[1] = {1};
+  q.append(one, 1);  // grow() reads the (empty) old contents first
+  CHECK(q.read(out, sizeof out) == 1);
+  CHECK(out[0] == 1);
+}

@@ -220,3 +220,24 @@ TEST_CASE("rpc table knows all 12 SparkConnectService methods and nothing else")
   CHECK(rpc("AnalyzePlan").client_type_field == 3);
   CHECK(rpc("Interrupt").operation_id_field == 6);
 }
+
+TEST_CASE("inspector refuses an overlong field tag however the bytes are chunked") {
+  // session_id, an empty user_context, then field 3 (length-delimited) with its tag
+  // written in 6 bytes instead of 1: protobuf's reader accepts that when the whole varint
+  // is buffered, the scanner must not let the chunking decide.
+  const std::string bytes = std::string("\x0a\x01s\x12\x00", 5) + std::string("\x9a\x80\x80\x80\x80\x00", 6) + "\x01x";
+  for (size_t chunk : {size_t{1}, size_t{2}, size_t{100}}) {
+    CAPTURE(chunk);
+    EnvelopeScanner s(rpc("ExecutePlan"), bytes.size());
+    CHECK_FALSE(feed_all(s, bytes, chunk));
+    CHECK(s.error() == "invalid field tag");
+  }
+  // A 5-byte tag (field 300000000: numbers above 2^25 need 5 bytes) is valid in any chunking.
+  const std::string five = std::string("\x0a\x01s\x12\x00", 5) + std::string("\x82\xb0\xb4\xf8\x08", 5) + "\x01x";
+  for (size_t chunk : {size_t{1}, size_t{100}}) {
+    CAPTURE(chunk);
+    EnvelopeScanner s(rpc("ExecutePlan"), five.size());
+    CHECK(feed_all(s, five, chunk));
+    CHECK(s.finished());
+  }
+}
