@@ -163,6 +163,7 @@ cat >&2 <<EOF
     >>> spark.range(5).show()
 
   Health: http://127.0.0.1:$admin_port/healthz  /readyz
+  Admin:  http://127.0.0.1:$admin_port/metrics  /v1/sessions  /v1/backends  /v1/config
   Logs: $state/spark.log, $state/gateway.log
   Stop: Ctrl-C (or kill $$)
 
