@@ -25,7 +25,8 @@
 #                LSan or UBSan report from any process fails the suite
 #   fuzz         tests/fuzz/run.sh --seconds FUZZ_SECONDS (default 30) for every libFuzzer
 #                target (clang build in build-fuzz/), with libFuzzer seed FUZZ_SEED (default
-#                1, so that a run repeats; 0 = random); a crash, leak or timeout fails
+#                1; 0 = random) and at most FUZZ_RUNS inputs (default 20000), so that every
+#                machine runs the same inputs; a crash, leak or timeout fails
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -62,6 +63,7 @@ INTEROP_ARGS="${INTEROP_ARGS---all}"
 ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 FUZZ_SEED="${FUZZ_SEED:-1}"
+FUZZ_RUNS="${FUZZ_RUNS:-20000}"  # inputs per target: with the fixed seed, the same inputs everywhere
 FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
 
 work="$(mktemp -d)"
@@ -281,7 +283,7 @@ run_asan() {
 run_fuzz() {
   banner "fuzz: tests/fuzz/run.sh --seconds $FUZZ_SECONDS"
   local log="$work/fuzz.log" rc=0
-  run_limited "$FUZZ_SUITE_TIMEOUT_S" "$log" bash tests/fuzz/run.sh --seconds "$FUZZ_SECONDS" --seed "$FUZZ_SEED" || rc=$?
+  run_limited "$FUZZ_SUITE_TIMEOUT_S" "$log" bash tests/fuzz/run.sh --seconds "$FUZZ_SECONDS" --seed "$FUZZ_SEED" --runs "$FUZZ_RUNS" || rc=$?
   # One case per target: "N passed, N failed" is the script's last line.
   local line passed=0 failed=0 note="exit $rc"
   line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"

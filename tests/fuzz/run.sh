@@ -2,7 +2,7 @@
 # Runs the libFuzzer targets of tests/fuzz/ (a campaign, or the short regression run of
 # tests/run.sh) and reports one case per target.
 #
-#   tests/fuzz/run.sh [--seconds N] [--seed S] [--merge] [target...]
+#   tests/fuzz/run.sh [--seconds N] [--seed S] [--runs R] [--merge] [target...]
 #
 # Builds build-fuzz/ first if needed (CXX=clang++, -Dfuzz=true: every object instrumented
 # with -fsanitize=fuzzer-no-link,address,undefined; ninja -j2). Then runs each named target
@@ -17,7 +17,9 @@
 # build-fuzz/artifacts/<target>/ (run the target binary on it to reproduce). The last line
 # is `N passed, N failed`; the exit status is non-zero if anything failed.
 #
-# --seed S fixes libFuzzer's random seed (a regression run that repeats); default: random.
+# --seed S fixes libFuzzer's random seed; --runs R stops each target after R inputs. With
+# both, a run executes the same inputs on every machine (the regression run of
+# tests/run.sh); --seconds still bounds it. Defaults: random seed, no run limit.
 #
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_INPUT_TIMEOUT_S (one input, default
 # 10), FUZZ_RSS_LIMIT_MB (default 2048).
@@ -28,6 +30,7 @@ cd "$repo"
 
 seconds=300
 fuzz_seed=""
+fuzz_runs=""
 merge=0
 targets=()
 while [ $# -gt 0 ]; do
@@ -35,8 +38,9 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="${2:?--seconds needs a value}"; shift ;;
     --seconds=*) seconds="${1#--seconds=}" ;;
     --seed) fuzz_seed="${2:?--seed needs a value}"; shift ;;
+    --runs) fuzz_runs="${2:?--runs needs a value}"; shift ;;
     --merge) merge=1 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "tests/fuzz/run.sh: unknown option: $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -100,6 +104,7 @@ for t in "${targets[@]}"; do
     http2_server) extra+=(-max_len=16384) ;;
   esac
   [ -z "$fuzz_seed" ] || extra+=(-seed="$fuzz_seed")
+  [ -z "$fuzz_runs" ] || extra+=(-runs="$fuzz_runs")
   log="$work/$t.log"
   rc=0
   # -max_total_time bounds the campaign; timeout(1) only catches a wedged process.
