@@ -27,6 +27,9 @@ struct GatewayState {
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};
+  // Client connections open now, all workers, from accept (TLS handshakes included) to
+  // close; checked against limits.max_connections.
+  std::atomic<uint32_t> open_connections{0};
 };
 
 }  // namespace sparkgate::server

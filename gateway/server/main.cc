@@ -3,6 +3,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -41,6 +43,26 @@ int check_config(const std::string& path) {
   return rc;
 }
 
+// Every client and backend connection is a file descriptor: the soft limit (often 1024)
+// is raised to the hard one, and a limits.max_connections the fd limit cannot hold is
+// reported at startup rather than as accept() failures under load.
+void raise_fd_limit(const config::Config& cfg) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  // Backend connections, listeners, the admin API and the config watcher need some too.
+  constexpr rlim_t kReserve = 1024;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cfg.limits.max_connections + kReserve)
+    spdlog::warn("the open file limit ({}) is below limits.max_connections ({}) + {}: past about {} client "
+                 "connections accept() fails (raise `ulimit -n` or lower limits.max_connections)",
+                 rl.rlim_cur, cfg.limits.max_connections, kReserve,
+                 rl.rlim_cur > kReserve ? rl.rlim_cur - kReserve : 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +97,7 @@ int main(int argc, char** argv) {
   }
   auto cfg = loaded.config;
   spdlog::set_level(spdlog::level::from_str(log_level.empty() ? cfg->log_level : log_level));
+  raise_fd_limit(*cfg);
 
   // Block the signals before any thread starts so that only sigwait sees them.
   sigset_t signals;

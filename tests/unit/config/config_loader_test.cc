@@ -116,7 +116,7 @@ TEST_CASE("a missing file is an error naming it") {
   auto r = load_config_file("/nonexistent/sparkgate.yaml");
   CHECK_FALSE(r.config);
   REQUIRE(r.errors.size() == 1);
-  CHECK(r.errors[0].to_string() == "/nonexistent/sparkgate.yaml: cannot open the file");
+  CHECK(r.errors[0].to_string() == "/nonexistent/sparkgate.yaml: cannot open the file: No such file or directory");
 }
 
 TEST_CASE("out-of-range values are rejected") {
