@@ -251,8 +251,9 @@ struct Limits {
   // 0 never. gRPC clients reconnect on their own.
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
   // Client connections open at once over all listeners; past it, new connections get a
-  // GOAWAY (ENHANCE_YOUR_CALM) and are closed, existing ones are unaffected.
-  uint32_t max_connections = 50000;
+  // GOAWAY (ENHANCE_YOUR_CALM) and are closed, existing ones are unaffected. 0: what the
+  // open file limit allows (the limit minus 1024 for backends and the rest).
+  uint32_t max_connections = 0;
 };
 
 struct Http2 {

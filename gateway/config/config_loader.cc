@@ -367,7 +367,7 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
                                 cfg.limits.header_timeout);
       if (limits["idle_timeout"]) w.get_duration(limits["idle_timeout"], "limits.idle_timeout", cfg.limits.idle_timeout);
       if (limits["max_connections"])
-        w.get_bounded(limits["max_connections"], "limits.max_connections", 1, 10000000, cfg.limits.max_connections,
+        w.get_bounded(limits["max_connections"], "limits.max_connections", 0, 10000000, cfg.limits.max_connections,
                       false);
     }
   }

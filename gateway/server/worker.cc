@@ -144,8 +144,9 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport,
   opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
   opts.header_timeout = cfg->limits.header_timeout;
   opts.idle_timeout = cfg->limits.idle_timeout;
-  if (state_.open_connections.load() > cfg->limits.max_connections) {
-    opts.refuse_with = "connection limit of " + std::to_string(cfg->limits.max_connections) +
+  const uint32_t limit = cfg->limits.max_connections ? cfg->limits.max_connections : state_.fd_connection_limit;
+  if (state_.open_connections.load() > limit) {
+    opts.refuse_with = "connection limit of " + std::to_string(limit) +
                        " reached (limits.max_connections); try again later";
     auto now = std::chrono::steady_clock::now();
     if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
