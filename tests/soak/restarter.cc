@@ -9,15 +9,21 @@ Restarter::Restarter(Fleet& fleet, std::chrono::milliseconds every, std::chrono:
                      std::function<void(const RestartRecord&)> on_restart)
     : fleet_(fleet), every_(every), down_(down), on_restart_(std::move(on_restart)), thread_([this] { run(); }) {}
 
-Restarter::~Restarter() { stop(); }
-
-void Restarter::stop() {
+Restarter::~Restarter() {
+  stop();
   {
     std::lock_guard lock(mu_);
-    stopping_ = true;
+    exiting_ = true;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+void Restarter::stop() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+  cv_.wait(lock, [this] { return !restarting_; });
 }
 
 std::string Restarter::error() const {
@@ -31,21 +37,29 @@ void Restarter::run() {
   for (size_t n = 0;; ++n) {
     {
       std::unique_lock lock(mu_);
-      if (every_.count() == 0) {
-        cv_.wait(lock, [this] { return stopping_; });
-      } else {
-        cv_.wait_until(lock, next, [this] { return stopping_; });
+      if (every_.count() > 0) cv_.wait_until(lock, next, [this] { return stopping_; });
+      if (stopping_ || every_.count() == 0) {
+        cv_.wait(lock, [this] { return exiting_; });
+        return;
       }
-      if (stopping_) return;
+      restarting_ = true;
     }
+    std::string error;
     try {
       const RestartRecord r = fleet_.restart(n % fleet_.size(), kModes[(n + n / fleet_.size()) % kModes.size()], down_);
       if (on_restart_) on_restart_(r);
     } catch (const std::exception& e) {
-      std::lock_guard lock(mu_);
-      error_ = e.what();
-      return;
+      error = e.what();
     }
+    {
+      std::lock_guard lock(mu_);
+      restarting_ = false;
+      if (!error.empty()) {
+        error_ = error;
+        stopping_ = true;  // no more restarts; the thread waits for the destructor
+      }
+    }
+    cv_.notify_all();
     next += every_;
   }
 }

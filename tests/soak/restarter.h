@@ -1,6 +1,10 @@
 // Restarts one backend of the fleet every `every`, round robin over the backends and over
 // the modes SIGTERM, SIGKILL, GOAWAY, each kept down for `down`, on a thread of its own.
 //
+// The thread lives until the Restarter is destroyed, not only until stop(): the harness
+// starts each fake with PR_SET_PDEATHSIG, which kills a child when the *thread* that
+// forked it ends, so the backends it restarted die with it.
+//
 // Threading: construct, stop() and error() on one thread; the Fleet must outlive it.
 #pragma once
 
@@ -25,7 +29,7 @@ class Restarter {
   Restarter(const Restarter&) = delete;
   Restarter& operator=(const Restarter&) = delete;
 
-  // No restart begins after this; one under way is completed first. Joins the thread.
+  // No restart begins after this; one under way is completed first.
   void stop();
   // Why a restart failed (the new process did not start), or "" if none did.
   std::string error() const;
@@ -40,6 +44,8 @@ class Restarter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool restarting_ = false;  // a restart is under way
+  bool exiting_ = false;     // the destructor runs: the thread may end
   std::string error_;
   std::thread thread_;
 };

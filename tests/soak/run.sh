@@ -38,10 +38,8 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" -j"${SOAK_BUILD_JOBS:-2}" tests/soak/soak_driver gateway/sparkgate tests/fakes/fake_spark_server >&2
 
-if [ -z "$out" ]; then
-  mkdir -p "$build/soak"
-  out="$build/soak/soak-$(date -u +%Y%m%dT%H%M%SZ).json"
-fi
+[ -n "$out" ] || out="$build/soak/soak-$(date -u +%Y%m%dT%H%M%SZ).json"
+mkdir -p "$(dirname "$out")"
 
 exec env SPARKGATE_BIN="$build/gateway/sparkgate" FAKE_SPARK_BIN="$build/tests/fakes/fake_spark_server" \
   "$build/tests/soak/soak_driver" --seconds "$seconds" --sample-every "$sample_every" \

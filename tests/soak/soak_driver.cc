@@ -21,7 +21,7 @@
 //   - every session ended; every backend is healthy again; the gateway still serves.
 // Exit status 0 if every check passed, 1 if one failed, 2 if the run could not be set up.
 // Results: the tables on stdout; with --out FILE, JSON in FILE and CSV in FILE's name
-// with the extension .csv.
+// with the extension .csv, and the gateway's stderr log with the extension .gateway.log.
 //
 // Environment: SPARKGATE_BIN and FAKE_SPARK_BIN, as for the integration tests.
 #include <CLI/CLI.hpp>
@@ -65,6 +65,7 @@ struct DriverOptions {
   double rss_growth_mib = 8;
   int down_ms = 2000;       // how long a restarted backend stays down
   int idle_timeout_s = 10;  // sessions.idle_timeout: expires the abandoned sessions
+  std::string log_level = "info";  // the gateway's
 };
 
 // Fds that are neither connections nor listeners may exceed the baseline by this many
@@ -243,6 +244,7 @@ int run(const DriverOptions& o) {
   Fleet fleet(static_cast<size_t>(o.backends));
   itest::GatewayOptions g;
   g.workers = o.workers;
+  g.log_level = o.log_level;
   g.backends = {fleet.address(0)};
   g.clusters_yaml = gateway_clusters_yaml(fleet);
   g.extra_yaml = "sessions:\n  idle_timeout: " + std::to_string(o.idle_timeout_s) + "s\n";
@@ -358,11 +360,17 @@ int run(const DriverOptions& o) {
     std::filesystem::path csv(o.out);
     csv.replace_extension(".csv");
     if (csv == std::filesystem::path(o.out)) csv += ".csv";
-    if (!write_json(o.out, report) || !write_csv(csv.string(), report)) {
-      std::cerr << "soak: cannot write " << o.out << " or " << csv.string() << "\n";
+    std::filesystem::path log(o.out);
+    log.replace_extension(".gateway.log");
+    std::error_code ec;
+    std::filesystem::copy_file(gateway.dir() / "gateway.err", log, std::filesystem::copy_options::overwrite_existing,
+                               ec);
+    if (!write_json(o.out, report) || !write_csv(csv.string(), report) || ec) {
+      std::cerr << "soak: cannot write " << o.out << ", " << csv.string() << " or " << log.string() << "\n";
       return 2;
     }
-    std::cout << "soak: results in " << o.out << " and " << csv.string() << "\n";
+    std::cout << "soak: results in " << o.out << " and " << csv.string() << "; the gateway's log in " << log.string()
+              << "\n";
   }
   return report.passed() ? 0 : 1;
 }
@@ -388,6 +396,7 @@ int main(int argc, char** argv) {
   app.add_option("--rss-growth-mib", o.rss_growth_mib, "plus this many MiB (default 8)");
   app.add_option("--down-ms", o.down_ms, "how long a restarted backend stays down (default 2000)")
       ->check(CLI::Range(0, 60000));
+  app.add_option("--log-level", o.log_level, "the gateway's --log-level (default info)");
   app.add_option("--idle-timeout", o.idle_timeout_s, "the gateway's sessions.idle_timeout, seconds (default 10)")
       ->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);

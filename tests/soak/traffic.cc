@@ -36,24 +36,39 @@ constexpr std::array<std::pair<Action, int>, 10> kWeights{{
     {Action::kReconnect, 2},
 }};
 
-// What a call asks for.
+// What a call asks for: OK, or one of the listed errors (the code, and a part of the
+// message if set).
+struct Outcome {
+  ::grpc::StatusCode code;
+  std::string message_part;
+};
 struct Expect {
-  ::grpc::StatusCode code = ::grpc::StatusCode::OK;
-  std::string message_part;  // must occur in the status message, if set
-  bool ok_too = false;       // OK is fine as well (a cancel that lost the race to the end)
-  // For an OK answer: "" if it is right, else what is wrong with it.
+  bool ok = true;  // OK is right (for a cancel: OK when the cancel lost the race to the end)
+  std::vector<Outcome> errors;
+  // For an outcome as expected: "" if the answer is right, else what is wrong with it.
   std::function<std::string(const CallResult&)> check;
 };
 
 Expect expect_ok() { return {}; }
 
-Expect expect_responses(size_t n) {
+Expect expect_error(std::vector<Outcome> errors) {
   Expect e;
-  e.check = [n](const CallResult& r) {
+  e.ok = false;
+  e.errors = std::move(errors);
+  return e;
+}
+
+std::function<std::string(const CallResult&)> responses_are(size_t n) {
+  return [n](const CallResult& r) {
     return r.responses.size() == n ? std::string()
                                    : "got " + std::to_string(r.responses.size()) + " of " + std::to_string(n) +
                                          " responses";
   };
+}
+
+Expect expect_responses(size_t n) {
+  Expect e;
+  e.check = responses_are(n);
   return e;
 }
 
@@ -139,12 +154,21 @@ class Client {
     return s;
   }
 
-  // The long-lived session, replaced when the gateway ended it or it was used enough.
-  SessionRef& long_session() {
+  // The long-lived session, replaced when the gateway ended it or it was used enough;
+  // null if it could not be opened now. It is opened with Config, as PySpark opens one:
+  // the gateway registers (pins) a session only on an RPC that creates one, and routes
+  // the others (FetchErrorDetails, Interrupt, ...) for an unknown session by rendezvous
+  // hashing without pinning (routing/router.cc), so a first such call may reach another
+  // backend than the one the session is placed on later.
+  SessionRef* long_session() {
     if (long_ && !long_->gone && long_->uses >= kLongSessionUses) release(Action::kUnary, *long_);
     if (!long_ || long_->gone) long_ = new_session();
+    if (long_->ssid.empty() && !step(Action::kUnary, *long_, "Config", {request("Config", *long_)})) {
+      long_->gone = true;  // try a new one next time
+      return nullptr;
+    }
     ++long_->uses;
-    return *long_;
+    return &*long_;
   }
 
   std::string request(std::string_view rpc, const SessionRef& s) {
@@ -176,7 +200,7 @@ class Client {
              Clock::time_point start, Clock::time_point end) {
     std::string why;
     Verdict v = classify(s, r, expect, start, end, why);
-    if (v == Verdict::kOk) {
+    if (v == Verdict::kOk || v == Verdict::kScripted) {
       if (expect.check) why = expect.check(r);
       if (why.empty()) why = follow_backend(s, rpc, r, start, end);
       if (!why.empty()) v = Verdict::kUnexpected;
@@ -202,10 +226,10 @@ class Client {
       why = "hung: an operation took longer than " + std::to_string(kOpTimeout.count()) + " s";
       return Verdict::kUnexpected;
     }
-    if (code == expect.code && (expect.message_part.empty() || message.find(expect.message_part) != std::string::npos)) {
-      return code == ::grpc::StatusCode::OK ? Verdict::kOk : Verdict::kScripted;
+    if (code == ::grpc::StatusCode::OK && expect.ok) return Verdict::kOk;
+    for (const auto& e : expect.errors) {
+      if (code == e.code && message.find(e.message_part) != std::string::npos) return Verdict::kScripted;
     }
-    if (code == ::grpc::StatusCode::OK && expect.ok_too) return Verdict::kOk;
     if (restart_code(code)) {
       // The backend the error is about: the one the gateway names, else the session's.
       std::optional<size_t> b = fleet_.backend_named_in(message);
@@ -230,8 +254,14 @@ class Client {
         return Verdict::kRestart;
       }
     }
-    why = "expected " + std::string(code_name(static_cast<size_t>(expect.code)));
-    if (!expect.message_part.empty()) why += " with '" + expect.message_part + "'";
+    std::vector<std::string> wanted;
+    if (expect.ok) wanted.push_back("OK");
+    for (const auto& e : expect.errors) {
+      wanted.push_back(code_name(static_cast<size_t>(e.code)) +
+                       (e.message_part.empty() ? std::string() : " '" + e.message_part + "'"));
+    }
+    why = "expected";
+    for (size_t i = 0; i < wanted.size(); ++i) why += (i == 0 ? " " : " or ") + wanted[i];
     return Verdict::kUnexpected;
   }
 
@@ -282,20 +312,26 @@ class Client {
   void unary() {
     static constexpr std::array<std::string_view, 5> kRpcs{"Config", "AnalyzePlan", "GetStatus", "ArtifactStatus",
                                                            "FetchErrorDetails"};
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     const auto rpc = kRpcs[rng_() % kRpcs.size()];
     step(Action::kUnary, s, rpc, {request(rpc, s)});
   }
 
   void stream() {
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     Expect e = expect_responses(32);
     step(Action::kStream, s, "ExecutePlan", {request("ExecutePlan", s)},
          with_metadata({{"x-fake-messages", "32"}, {"x-fake-message-bytes", "65536"}}), e);
   }
 
   void reattach() {
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     const std::string op = "op-" + s.id + "-" + std::to_string(++operations_);
     auto execute = itest::with_user(itest::execute_plan_request(s.id, op), s.user);
     auto reattach = itest::with_user(itest::reattach_request(s.id, op), s.user);
@@ -308,7 +344,9 @@ class Client {
   }
 
   void cancel() {
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     CallOptions o = with_metadata({{"x-fake-messages", "200"}, {"x-fake-message-bytes", "32768"}});
     o.op_timeout = kOpTimeout;
     const auto start = Clock::now();
@@ -330,22 +368,24 @@ class Client {
       r.responses = std::move(first);
     }
     Expect e;
-    e.code = ::grpc::StatusCode::CANCELLED;
-    e.ok_too = true;
+    e.errors = {{::grpc::StatusCode::CANCELLED, ""}};
     judge(Action::kCancel, s, "ExecutePlan", r, e, start, Clock::now());
   }
 
   void deadline() {
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     CallOptions o = with_metadata({{"x-fake-stall-ms", "3000"}});
     o.deadline = 200ms;
-    Expect e;
-    e.code = ::grpc::StatusCode::DEADLINE_EXCEEDED;
+    const Expect e = expect_error({{::grpc::StatusCode::DEADLINE_EXCEEDED, ""}});
     step(Action::kDeadline, s, "ExecutePlan", {request("ExecutePlan", s)}, o, e);
   }
 
   void upload() {
-    SessionRef& s = long_session();
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
     if (upload_session_ != s.id) {
       upload_session_ = s.id;
       upload_messages_.clear();
@@ -369,19 +409,23 @@ class Client {
   }
 
   void backend_error() {
-    SessionRef& s = long_session();
-    Expect e;
-    e.code = ::grpc::StatusCode::FAILED_PRECONDITION;
-    e.message_part = "soak: scripted failure";
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
+    const Expect e = expect_error({{::grpc::StatusCode::FAILED_PRECONDITION, "soak: scripted failure"}});
     step(Action::kBackendError, s, "Config", {request("Config", s)},
          with_metadata({{"x-fake-status", "9"}, {"x-fake-message", "soak: scripted failure"}}), e);
   }
 
   void backend_reset() {
-    SessionRef& s = long_session();
-    Expect e;
-    e.code = ::grpc::StatusCode::UNAVAILABLE;
-    e.message_part = "reset the stream";
+    SessionRef* session = long_session();
+    if (session == nullptr) return;
+    SessionRef& s = *session;
+    // The fake cancels the call on its side: grpc sends its CANCELLED trailers, which the
+    // gateway relays, or only RST_STREAM, which the gateway turns into UNAVAILABLE.
+    Expect e = expect_error({{::grpc::StatusCode::CANCELLED, "Cancelled on the server side"},
+                             {::grpc::StatusCode::UNAVAILABLE, "reset the stream"}});
+    e.check = responses_are(3);
     step(Action::kBackendReset, s, "ExecutePlan", {request("ExecutePlan", s)},
          with_metadata({{"x-fake-messages", "10"}, {"x-fake-reset-after", "3"}}), e);
   }
