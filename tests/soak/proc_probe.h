@@ -25,6 +25,10 @@ struct FdCensus {
   int non_sockets = 0;    // files, pipes, eventfds, epoll and timer fds, ...
 };
 
+// The fds that are neither connections nor listeners (files, pipes, eventfds, half-closed
+// and other sockets): what a process that does not leak holds a constant number of.
+inline int fixed_fds(const FdCensus& f) { return f.total - f.clients - f.backends - f.listening; }
+
 // VmRSS of `pid` in KiB; nullopt if the process does not exist.
 std::optional<uint64_t> rss_kib(pid_t pid);
 

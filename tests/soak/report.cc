@@ -29,9 +29,6 @@ double seconds_since(Clock::time_point epoch, Clock::time_point t) {
   return std::chrono::duration<double>(t - epoch).count();
 }
 
-// Connections and listeners aside, what the gateway holds open: it must not grow.
-int fixed_fds(const FdCensus& f) { return f.total - f.clients - f.backends - f.listening; }
-
 boost::json::value metric_json(const std::optional<double>& v) {
   if (!v) return nullptr;
   return *v;

@@ -182,8 +182,6 @@ void check_rss(RunReport& report, const DriverOptions& o) {
   report.checks.push_back({"RSS bounded", !worst || worst->rss_kib <= bound, d.str()});
 }
 
-int fixed_fds(const FdCensus& f) { return f.total - f.clients - f.backends - f.listening; }
-
 void check_fds(RunReport& report, const DriverOptions& o, const Sample& idle) {
   if (!report.baseline) {
     report.checks.push_back({"fds bounded during traffic", false, "no sample after the warm-up"});
@@ -302,11 +300,13 @@ int run(const DriverOptions& o) {
     if (alive && warm && !report.baseline) report.baseline = report.samples.size() - 1;
   }
   if (alive) std::this_thread::sleep_until(end);
-  traffic.stop();
+  // No restart begins after the traffic's time; one under way ends while traffic runs.
   restarter.stop();
+  traffic.stop();
   report.restarts = fleet.restarts();
 
-  // Idle: no client connection, no stream, every session released or expired.
+  // Idle: no client connection, no stream, every session released or expired, every
+  // backend healthy again.
   if (alive) {
     const auto limit = Clock::now() + std::chrono::seconds(o.idle_timeout_s + 15);
     for (;;) {
@@ -316,7 +316,8 @@ int run(const DriverOptions& o) {
         break;
       }
       const bool idle_now = s->fds.clients == 0 && s->fds.stale == 0 && s->sessions.value_or(1) == 0 &&
-                            s->active_streams.value_or(1) == 0;
+                            s->active_streams.value_or(1) == 0 &&
+                            sampler.healthy_backends().value_or(0) == o.backends;
       if (idle_now || Clock::now() >= limit) break;
       std::this_thread::sleep_for(250ms);
     }
