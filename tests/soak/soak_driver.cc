@@ -306,7 +306,9 @@ int run(const DriverOptions& o) {
   report.restarts = fleet.restarts();
 
   // Idle: no client connection, no stream, every session released or expired, every
-  // backend healthy again.
+  // backend healthy again. The sample that shows it is the last one: a later one could
+  // count the admin connection of this one's /metrics scrape, which the gateway is still
+  // closing.
   if (alive) {
     const auto limit = Clock::now() + std::chrono::seconds(o.idle_timeout_s + 15);
     for (;;) {
@@ -318,10 +320,13 @@ int run(const DriverOptions& o) {
       const bool idle_now = s->fds.clients == 0 && s->fds.stale == 0 && s->sessions.value_or(1) == 0 &&
                             s->active_streams.value_or(1) == 0 &&
                             sampler.healthy_backends().value_or(0) == o.backends;
-      if (idle_now || Clock::now() >= limit) break;
+      if (idle_now || Clock::now() >= limit) {
+        say(sample_row(*s));
+        report.samples.push_back(std::move(*s));
+        break;
+      }
       std::this_thread::sleep_for(250ms);
     }
-    if (alive) alive = record("quiesced");
   }
 
   report.tally = tally.snapshot();
