@@ -17,8 +17,10 @@ namespace {
 
 // Any single operation of a call that takes longer than this counts as hung.
 constexpr auto kOpTimeout = 60s;
-// The long-lived session of a client is released and replaced after this many actions.
-constexpr int kLongSessionUses = 200;
+// The long-lived session of a client is released and replaced after this long: longer
+// than a backend restart and its return to health, so that a session on a restarted
+// backend is used again after it and the gateway's "was lost" NOT_FOUND path runs.
+constexpr auto kLongSessionLifetime = 20s;
 constexpr int kUploadMessages = 8;
 constexpr size_t kUploadChunkBytes = 64 * 1024;
 
@@ -79,7 +81,7 @@ struct SessionRef {
   std::string ssid;               // the backend incarnation that answered
   Clock::time_point learned_at;   // when `ssid` was learned
   bool gone = false;              // the gateway answered NOT_FOUND: the session ended
-  int uses = 0;
+  Clock::time_point opened;       // when its first call started
 };
 
 bool restart_code(::grpc::StatusCode c) {
@@ -161,13 +163,17 @@ class Client {
   // hashing without pinning (routing/router.cc), so a first such call may reach another
   // backend than the one the session is placed on later.
   SessionRef* long_session() {
-    if (long_ && !long_->gone && long_->uses >= kLongSessionUses) release(Action::kUnary, *long_);
-    if (!long_ || long_->gone) long_ = new_session();
+    if (long_ && !long_->gone && Clock::now() - long_->opened >= kLongSessionLifetime) {
+      release(Action::kUnary, *long_);
+    }
+    if (!long_ || long_->gone) {
+      long_ = new_session();
+      long_->opened = Clock::now();
+    }
     if (long_->ssid.empty() && !step(Action::kUnary, *long_, "Config", {request("Config", *long_)})) {
       long_->gone = true;  // try a new one next time
       return nullptr;
     }
-    ++long_->uses;
     return &*long_;
   }
 
@@ -301,7 +307,7 @@ class Client {
     if (ok && sessions_ % 4 == 0) {
       // The clone is a session of its own, on the same backend, released on its own.
       if (step(Action::kChurn, s, "CloneSession", {request("CloneSession", s)})) {
-        SessionRef clone{"clone-of-" + s.id, s.user, s.backend, "", {}, false, 0};
+        SessionRef clone{"clone-of-" + s.id, s.user, s.backend, "", {}, false, Clock::now()};
         release(Action::kChurn, clone);
       }
     }
