@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [e2e] [bench] [deploy] [interop] [asan] [fuzz] [soak]
+#   tests/run.sh [--no-install] [unit] [integration] [asan] [e2e] [bench] [deploy] [interop] [fuzz] [soak]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
 #   unit         build/tests/unit/unit_tests                     (doctest)
 #   integration  build/tests/integration/integration_tests       (doctest; real gateway
 #                against tests/fakes/fake_spark_server)
+#   asan         builds build-asan/ (g++ -fsanitize=address,undefined; ~15 min from scratch
+#                on 2 idle cores, ASAN_BUILD_TIMEOUT_S bounds it) and runs the unit and
+#                integration suites against it (~3 min; the integration tests start that
+#                build's gateway and fake backend); LeakSanitizer is on, and any ASan, LSan
+#                or UBSan report from any process fails the suite
 #   e2e          pytest tests/e2e                                (real PySpark, real Spark
 #                Connect server, real gateway)
 #   bench        tests/bench/smoke.sh: the benchmark's ~10 s smoke run (every scenario
@@ -19,10 +24,6 @@
 #                deploy` runs only this suite; helm comes from the Go module proxy)
 #   interop      tests/interop/run.sh $INTEROP_ARGS              (the client x server
 #                matrix; INTEROP_ARGS defaults to "--all": every cell)
-#   asan         (only when named) builds build-asan/ (g++ -fsanitize=address,undefined) and runs
-#                the unit and integration suites against it (the integration tests start
-#                that build's gateway and fake backend); LeakSanitizer is on, and any ASan,
-#                LSan or UBSan report from any process fails the suite
 #   fuzz         tests/fuzz/run.sh --seconds FUZZ_SECONDS (default 30) for every libFuzzer
 #                target (clang build in build-fuzz/), with libFuzzer seed FUZZ_SEED (default
 #                1; 0 = random) and at most FUZZ_RUNS inputs (default 20000), so that every
@@ -51,9 +52,7 @@ for arg in "$@"; do
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-# asan is not in the default list yet: its build and run have not completed once on the
-# project's machine (tests/README note in README "Robustness testing"); run it by name.
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration e2e bench deploy interop fuzz soak)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration asan e2e bench deploy interop fuzz soak)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
@@ -65,7 +64,7 @@ INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 # Every cell of the matrix fits the CI budget (README, Interoperability); INTEROP_ARGS=""
 # runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
 INTEROP_ARGS="${INTEROP_ARGS---all}"
-ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"
+ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"  # build-asan/ from scratch; ccache makes reruns quick
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 FUZZ_SEED="${FUZZ_SEED:-1}"
 FUZZ_RUNS="${FUZZ_RUNS:-20000}"  # inputs per target: with the fixed seed, the same inputs everywhere
@@ -244,9 +243,17 @@ run_interop() {
 run_asan() {
   # The unit and integration suites under AddressSanitizer + UndefinedBehaviorSanitizer,
   # with LeakSanitizer. Reports of every process (the test binaries, the gateway and the
-  # fake backends they start) go to files under $reports; any file there fails the suite.
+  # fake backends they start) end up as files under $reports; any file there fails the
+  # suite. Where they come from:
+  # - ASan and LSan reports: log_path. In g++'s runtime libubsan.so sets the report path
+  #   of libasan.so too (the symbol is interposed), so ASan's reports land in asan.PID or
+  #   ubsan.PID depending on the order the two initialise: both are under $reports.
+  # - UBSan reports: that same runtime writes them to stderr whatever log_path says. The
+  #   test binaries' stderr is in this suite's logs (checked below); the harness copies the
+  #   stderr of a child that holds a report to $reports (SPARKGATE_ITEST_SANITIZER_DIR).
   local dir="$repo/build-asan" reports="$work/sanitizer-reports"
   banner "asan: build $dir (-fsanitize=address,undefined)"
+  local start=$SECONDS
   if [ ! -f "$dir/build.ninja" ] &&
      ! meson setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1 \
          "-Dcpp_args=-fno-sanitize-recover=undefined -Wno-maybe-uninitialized"; then
@@ -259,19 +266,32 @@ run_asan() {
   # (not the benchmark's tools).
   if ! timeout "$ASAN_BUILD_TIMEOUT_S" ninja -j2 -C "$dir" tests/unit/unit_tests tests/integration/integration_tests \
        tests/fakes/fake_spark_server gateway/sparkgate; then
-    record asan 0 1 "ninja -C build-asan failed"
+    record asan 0 1 "ninja -C build-asan failed or took over ${ASAN_BUILD_TIMEOUT_S}s"
     return
   fi
+  echo "asan: build took $((SECONDS - start)) s"
   mkdir -p "$reports"
   local env=(
     "ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0:log_path=$reports/asan"
     "LSAN_OPTIONS=suppressions=$repo/tests/lsan.supp:print_suppressions=0"
     "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
+    # The harness: keep children's stderr that holds a report; allow for ASan's quarantine
+    # in the one peak-RSS bound; give each child 10 s after SIGTERM to run LSan's check.
+    "SPARKGATE_ITEST_SANITIZER_DIR=$reports"
+    "SPARKGATE_ITEST_ASAN=1"
   )
+  start=$SECONDS
   run_doctest asan-unit "$dir/tests/unit/unit_tests" "$UNIT_TIMEOUT_S" "${env[@]}"
   run_doctest asan-integ "$dir/tests/integration/integration_tests" "$INTEGRATION_TIMEOUT_S" "${env[@]}" \
     SPARKGATE_BIN="$dir/gateway/sparkgate" \
     FAKE_SPARK_BIN="$dir/tests/fakes/fake_spark_server"
+  echo "asan: the two suites took $((SECONDS - start)) s"
+  local log pattern=': runtime error: |ERROR: (AddressSanitizer|LeakSanitizer)'
+  for log in "$work/asan-unit.log" "$work/asan-integ.log"; do
+    if grep -qE "$pattern" "$log" 2>/dev/null; then
+      cp "$log" "$reports/stderr.$(basename "$log" .log)"
+    fi
+  done
   local files
   files="$(find "$reports" -type f | sort)"
   if [ -z "$files" ]; then
@@ -283,7 +303,11 @@ run_asan() {
     echo "asan: $n sanitizer report(s):"
     while IFS= read -r f; do
       printf '\n--- %s ---\n' "$(basename "$f")"
-      head -n 80 "$f"
+      if grep -qE "$pattern" "$f"; then
+        grep -E -A 60 "$pattern" "$f" | head -n 80
+      else
+        head -n 80 "$f"
+      fi
     done <<<"$files"
     record asan-report 0 "$n" "sanitizer reports (see above)"
   fi

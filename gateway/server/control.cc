@@ -56,15 +56,30 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
     // good and leave the count now.
     state.router.sessions().add_end_listener(
         [r = quota_releaser_, ex = io_.get_executor()](const routing::SessionPtr& s, routing::EndReason why) {
-          if (why == routing::EndReason::kExpiredIdle || !r->alive.load()) return;
+          if (why == routing::EndReason::kExpiredIdle) return;
+          // Under the lock, so that the post cannot race ~ControlPlane destroying io_.
+          std::lock_guard lock(r->mu);
+          if (!r->alive) return;
           boost::asio::post(ex, [r, user = s->user_id, sid = s->session_id] {
-            if (r->alive.load()) r->quotas->remove_session(user, sid);
+            // After stop(), RedisQuotas::remove_session does nothing.
+            if (r->quotas) r->quotas->remove_session(user, sid);
           });
         });
   }
 }
 
-ControlPlane::~ControlPlane() { stop(); }
+ControlPlane::~ControlPlane() {
+  stop();
+  retire_quota_releaser();
+  // The listener may keep the struct alive past io_: its RedisQuotas must not.
+  if (quota_releaser_) quota_releaser_->quotas.reset();
+}
+
+void ControlPlane::retire_quota_releaser() {
+  if (!quota_releaser_) return;
+  std::lock_guard lock(quota_releaser_->mu);
+  quota_releaser_->alive = false;
+}
 
 void ControlPlane::start() {
   watched_ = stat_config();
@@ -79,6 +94,8 @@ void ControlPlane::start() {
 
 void ControlPlane::stop() {
   if (!thread_.joinable()) return;
+  // Before the cleanup below, which may never run if io_ is busy past the grace period.
+  retire_quota_releaser();
   boost::asio::post(io_, [this] {
     health_.stop();
     watch_timer_.cancel();
@@ -87,10 +104,7 @@ void ControlPlane::stop() {
     resolver_.cancel();
     pools_.close_all();
     if (store_) store_->close();
-    if (quota_releaser_) {
-      quota_releaser_->alive = false;
-      quota_releaser_->quotas->stop();
-    }
+    if (quota_releaser_) quota_releaser_->quotas->stop();
     work_.reset();
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -61,10 +62,17 @@ class ControlPlane {
   upstream::PoolSet pools_;  // connections for the gateway's own ReleaseSession calls
   std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
   // With quotas.store: redis, sessions that end for good leave the user's global count.
+  // The session registry's end listener shares this struct, and the registry (in
+  // GatewayState) outlives the ControlPlane: so `quotas`, whose timers and socket belong
+  // to io_, is destroyed in ~ControlPlane while io_ still exists, and the listener posts
+  // to io_ only while `alive`, which stop() clears under `mu` before io_ can go away.
   struct QuotaReleaser {
-    std::atomic<bool> alive{true};
-    std::unique_ptr<policy::RedisQuotas> quotas;
+    std::mutex mu;
+    bool alive = true;                            // guarded by mu
+    std::unique_ptr<policy::RedisQuotas> quotas;  // control thread only; null once destroyed
   };
+  // Stops the listener's posts to io_ (any thread; idempotent).
+  void retire_quota_releaser();
   std::shared_ptr<QuotaReleaser> quota_releaser_;
   routing::HealthChecker health_;
   boost::asio::steady_timer watch_timer_;

@@ -85,6 +85,11 @@ bool direct_mode() {
   return value != nullptr && std::string_view(value) == "direct";
 }
 
+bool asan_build() {
+  const char* value = std::getenv("SPARKGATE_ITEST_ASAN");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
 uint16_t free_port() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error("socket() failed");
@@ -125,7 +130,8 @@ std::string TempDir::write(const std::string& name, const std::string& text) con
 // ---- Child ----
 
 Child::Child(const std::vector<std::string>& argv, const std::string& stdout_path,
-             const std::string& stderr_path, int* stdout_fd) {
+             const std::string& stderr_path, int* stdout_fd)
+    : argv0_(argv.empty() ? std::string() : argv[0]), stderr_path_(stderr_path) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -157,7 +163,21 @@ Child::Child(const std::vector<std::string>& argv, const std::string& stdout_pat
   }
 }
 
-Child::~Child() { stop(); }
+Child::~Child() {
+  stop();
+  const char* dir = std::getenv("SPARKGATE_ITEST_SANITIZER_DIR");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string text = read_file(stderr_path_);
+  // UBSan's "file:line:col: runtime error: ...", or an ASan/LSan report that reached stderr.
+  for (const char* marker : {": runtime error: ", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"}) {
+    if (text.find(marker) == std::string::npos) continue;
+    std::ofstream out(fs::path(dir) / ("stderr." + std::to_string(pid_)), std::ios::binary);
+    out << argv0_ << " (pid " << pid_ << "), stderr:\n" << text;
+    return;
+  }
+}
+
+std::chrono::milliseconds default_stop_grace() { return asan_build() ? 10000ms : 3000ms; }
 
 bool Child::running() {
   if (status_) return false;
@@ -183,6 +203,11 @@ bool Child::stop(std::chrono::milliseconds grace) {
   if (!running()) return true;
   kill(pid_, SIGTERM);
   if (wait_exit(grace)) return true;
+  if (asan_build()) {
+    std::fprintf(stderr, "harness: %s (pid %d) still ran %lld ms after SIGTERM; killed, so its "
+                 "LeakSanitizer check did not run\n", argv0_.c_str(), static_cast<int>(pid_),
+                 static_cast<long long>(grace.count()));
+  }
   kill(pid_, SIGKILL);
   int status = 0;
   waitpid(pid_, &status, 0);

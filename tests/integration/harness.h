@@ -38,6 +38,10 @@ std::string fake_bin();
 std::string gateway_bin();
 // True if SPARKGATE_BIN=direct (no gateway; clients talk to the backend).
 bool direct_mode();
+// True if SPARKGATE_ITEST_ASAN=1: the binaries are the AddressSanitizer build (the asan
+// suite of tests/run.sh sets it). Only bounds that ASan itself breaks look at it: the
+// peak RSS of a process that keeps freed memory in ASan's quarantine.
+bool asan_build();
 
 // A port on 127.0.0.1 that the kernel reported free a moment ago.
 uint16_t free_port();
@@ -58,7 +62,16 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// How long Child::stop waits after SIGTERM by default: 3 s, 10 s with asan_build(),
+// where exit runs LeakSanitizer's check (a process killed after the grace never has it).
+std::chrono::milliseconds default_stop_grace();
+
 // A child process started with fork/exec. It dies with the test process (PDEATHSIG).
+//
+// With SPARKGATE_ITEST_SANITIZER_DIR set (the asan suite of tests/run.sh), the destructor
+// copies the child's stderr into that directory as stderr.<pid> if it holds a sanitizer
+// report: g++'s UBSan runtime writes its reports to stderr whatever UBSAN_OPTIONS's
+// log_path says, and the original is usually in a TempDir that is about to be removed.
 class Child {
  public:
   // stdout_fd: if non-null, receives the read end of a pipe connected to the child's
@@ -79,9 +92,11 @@ class Child {
   bool wait_exit(std::chrono::milliseconds timeout);
   // SIGTERM, wait `grace`, then SIGKILL; always reaps. Returns true if it exited within
   // the grace period.
-  bool stop(std::chrono::milliseconds grace = 3000ms);
+  bool stop(std::chrono::milliseconds grace = default_stop_grace());
 
  private:
+  std::string argv0_;
+  std::string stderr_path_;
   pid_t pid_ = -1;
   std::optional<int> status_;
 };
