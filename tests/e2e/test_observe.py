@@ -86,7 +86,9 @@ def test_operator_close(gateway_proc, spark_server, new_session):
     finally:
         direct.stop()
     def summary():
-        return [json.loads(line) for line in gateway_proc.access_log.read_text().splitlines()
+        # The gateway may be writing as we read: only lines that ended are whole.
+        complete = gateway_proc.access_log.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in complete
                 if '"session_end"' in line and sid in line]
     _wait(lambda: summary(), 5, "the session summary line (flushed every second)")
     lines = summary()
