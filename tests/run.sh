@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [asan] [e2e] [bench] [deploy] [interop] [fuzz]
+#   tests/run.sh [--no-install] [unit] [integration] [asan] [e2e] [bench] [deploy] [interop] [fuzz] [soak]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -29,6 +29,11 @@
 #                target (clang build in build-fuzz/), with libFuzzer seed FUZZ_SEED (default
 #                1; 0 = random) and at most FUZZ_RUNS inputs (default 20000), so that every
 #                machine runs the same inputs; a crash, leak or timeout fails
+#   soak         tests/soak/run.sh --seconds SOAK_SECONDS (default 60): mixed traffic
+#                through the real gateway to fake backends, a backend restart every
+#                SOAK_RESTART_EVERY s (default 25), RSS and fds sampled every
+#                SOAK_SAMPLE_EVERY s (default 5); one test case per check of the driver
+#                (no unexpected RPC outcome, RSS and fds bounded, every session ended, ...)
 # A failing suite does not stop the others. A suite that crashes, times out or whose
 # binary is missing counts as (at least) one failed test case. The exit status is 0 only
 # if nothing failed; the last line of output is always `N passed, N failed`.
@@ -43,12 +48,12 @@ for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
     unit|integration|e2e|bench|deploy|interop) suites+=("$arg") ;;
-    asan|fuzz) suites+=("$arg") ;;
+    asan|fuzz|soak) suites+=("$arg") ;;
     -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration asan e2e bench deploy interop fuzz)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration asan e2e bench deploy interop fuzz soak)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
@@ -65,6 +70,10 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 FUZZ_SEED="${FUZZ_SEED:-1}"
 FUZZ_RUNS="${FUZZ_RUNS:-20000}"  # inputs per target: with the fixed seed, the same inputs everywhere
 FUZZ_SUITE_TIMEOUT_S="${FUZZ_SUITE_TIMEOUT_S:-3600}"  # the whole fuzz suite, build included
+SOAK_SECONDS="${SOAK_SECONDS:-60}"
+SOAK_SAMPLE_EVERY="${SOAK_SAMPLE_EVERY:-5}"
+SOAK_RESTART_EVERY="${SOAK_RESTART_EVERY:-25}"
+SOAK_TIMEOUT_S="${SOAK_TIMEOUT_S:-$((SOAK_SECONDS + 600))}"  # start-up, the idle wait at the end, a build if needed
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -325,6 +334,25 @@ run_fuzz() {
   record fuzz "$passed" "$failed" "$note"
 }
 
+run_soak() {
+  banner "soak: tests/soak/run.sh --seconds $SOAK_SECONDS"
+  local log="$work/soak.log" rc=0
+  run_limited "$SOAK_TIMEOUT_S" "$log" bash tests/soak/run.sh --build-dir "$repo/build" --seconds "$SOAK_SECONDS" \
+    --sample-every "$SOAK_SAMPLE_EVERY" --restart-every "$SOAK_RESTART_EVERY" --out "$repo/build/soak/suite.json" || rc=$?
+  # One case per check: soak_driver prints "  PASS  name: ..." or "  FAIL  name: ...".
+  local passed failed note="exit $rc"
+  passed="$(grep -cE '^  PASS  ' "$log")" || passed=0
+  failed="$(grep -cE '^  FAIL  ' "$log")" || failed=0
+  if ! grep -qE '^soak: (PASSED|FAILED)$' "$log"; then
+    note="exit $rc, no verdict (crashed?)"
+  fi
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note="timed out after ${SOAK_TIMEOUT_S}s"
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record soak "$passed" "$failed" "$note"
+}
+
 if [ "$install" -eq 1 ]; then
   banner "install dependencies and build"
   if ! bash deploy/install-deps.sh; then
@@ -353,6 +381,8 @@ for suite in "${suites[@]}"; do
       run_asan ;;
     fuzz)
       run_fuzz ;;
+    soak)
+      run_soak ;;
   esac
 done
 

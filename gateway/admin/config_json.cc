@@ -170,12 +170,16 @@ json::value config_json(const config::Config& cfg) {
   o["admin"] = json::object{{"address", cfg.admin.address.to_string()}, {"token", credentials_json(cfg.admin.token)}};
   o["limits"] = json::object{{"max_message_bytes", cfg.limits.max_message_bytes},
                              {"max_header_list_bytes", cfg.limits.max_header_list_bytes},
-                             {"max_envelope_scan_bytes", cfg.limits.max_envelope_scan_bytes}};
+                             {"max_envelope_scan_bytes", cfg.limits.max_envelope_scan_bytes},
+                             {"header_timeout", ms(cfg.limits.header_timeout)},
+                             {"idle_timeout", ms(cfg.limits.idle_timeout)},
+                             {"max_connections", cfg.limits.max_connections}};
   o["http2"] = json::object{{"stream_window_bytes", cfg.http2.stream_window_bytes},
                             {"connection_window_bytes", cfg.http2.connection_window_bytes},
                             {"max_concurrent_streams", cfg.http2.max_concurrent_streams}};
   o["upstream"] = json::object{{"connect_timeout", ms(cfg.upstream.connect_timeout)},
-                               {"max_connections_per_backend", cfg.upstream.max_connections_per_backend}};
+                               {"max_connections_per_backend", cfg.upstream.max_connections_per_backend},
+                               {"idle_timeout", ms(cfg.upstream.idle_timeout)}};
   o["drain"] = json::object{{"timeout", ms(cfg.drain.timeout)}};
   o["log"] = json::object{{"level", cfg.log_level}, {"access", cfg.access_log}};
   return o;

@@ -243,6 +243,17 @@ struct Limits {
   // Largest prefix of the first request message held while looking for the routing
   // envelope (session_id, user_context). Never larger than the stream window.
   uint32_t max_envelope_scan_bytes = 1u << 20;
+  // A client connection must deliver the HTTP/2 preface and its SETTINGS, and each
+  // request its complete header block, within this time of starting it; else the
+  // connection is closed (slowloris).
+  std::chrono::milliseconds header_timeout{10000};
+  // A client connection without open streams for this long gets a GOAWAY and is closed;
+  // 0 never. gRPC clients reconnect on their own.
+  std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
+  // Client connections open at once over all listeners; past it, new connections get a
+  // GOAWAY (ENHANCE_YOUR_CALM) and are closed, existing ones are unaffected. 0: what the
+  // open file limit allows (the limit minus 1024 for backends and the rest).
+  uint32_t max_connections = 0;
 };
 
 struct Http2 {
@@ -259,6 +270,11 @@ struct Upstream {
   std::chrono::milliseconds connect_timeout{5000};
   // Upper bound of HTTP/2 connections one worker opens to one backend.
   uint32_t max_connections_per_backend = 64;
+  // A backend stream that moves no bytes either way for this long is cancelled and the
+  // client gets UNAVAILABLE; 0 never. Spark's reattachable execution ends a silent
+  // ExecutePlan stream after 2 minutes (senderMaxStreamDuration), so the default leaves
+  // room for that while bounding a backend that stalls forever.
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
 };
 
 struct Drain {

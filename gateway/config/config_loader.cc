@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -348,7 +349,10 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
     }
   }
   if (const auto limits = root["limits"]) {
-    if (w.check_keys(limits, {"max_message_bytes", "max_header_list_bytes", "max_envelope_scan_bytes"}, "limits")) {
+    if (w.check_keys(limits,
+                     {"max_message_bytes", "max_header_list_bytes", "max_envelope_scan_bytes", "header_timeout",
+                      "idle_timeout", "max_connections"},
+                     "limits")) {
       if (limits["max_message_bytes"])
         w.get_bounded(limits["max_message_bytes"], "limits.max_message_bytes", 1024, 2ull << 30,
                       cfg.limits.max_message_bytes, true);
@@ -358,6 +362,13 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
       if (limits["max_envelope_scan_bytes"])
         w.get_bounded(limits["max_envelope_scan_bytes"], "limits.max_envelope_scan_bytes", 1024, 16u << 20,
                       cfg.limits.max_envelope_scan_bytes, true);
+      if (limits["header_timeout"])
+        w.get_duration_at_least(limits["header_timeout"], "limits.header_timeout", std::chrono::milliseconds(100),
+                                cfg.limits.header_timeout);
+      if (limits["idle_timeout"]) w.get_duration(limits["idle_timeout"], "limits.idle_timeout", cfg.limits.idle_timeout);
+      if (limits["max_connections"])
+        w.get_bounded(limits["max_connections"], "limits.max_connections", 0, 10000000, cfg.limits.max_connections,
+                      false);
     }
   }
   if (const auto h2 = root["http2"]) {
@@ -375,11 +386,12 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
     }
   }
   if (const auto up = root["upstream"]) {
-    if (w.check_keys(up, {"connect_timeout", "max_connections_per_backend"}, "upstream")) {
+    if (w.check_keys(up, {"connect_timeout", "max_connections_per_backend", "idle_timeout"}, "upstream")) {
       if (up["connect_timeout"]) w.get_duration(up["connect_timeout"], "upstream.connect_timeout", cfg.upstream.connect_timeout);
       if (up["max_connections_per_backend"])
         w.get_bounded(up["max_connections_per_backend"], "upstream.max_connections_per_backend", 1, 10000,
                       cfg.upstream.max_connections_per_backend, false);
+      if (up["idle_timeout"]) w.get_duration(up["idle_timeout"], "upstream.idle_timeout", cfg.upstream.idle_timeout);
     }
   }
   if (const auto drain = root["drain"]) {
@@ -476,10 +488,16 @@ LoadResult load_config_string(const std::string& yaml, const std::string& name, 
 }
 
 LoadResult load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    LoadResult r;
+    r.errors.push_back({path, 0, "is a directory, not a configuration file"});
+    return r;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult r;
-    r.errors.push_back({path, 0, "cannot open the file"});
+    r.errors.push_back({path, 0, std::string("cannot open the file: ") + std::strerror(errno)});
     return r;
   }
   std::stringstream ss;

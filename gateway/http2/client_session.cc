@@ -4,6 +4,7 @@
 #include <openssl/x509_vfy.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace sparkgate::http2 {
@@ -181,7 +182,8 @@ bool ClientSession::has_capacity() const {
 }
 
 int32_t ClientSession::submit_request(const HeaderMap& headers, bool has_body,
-                                      std::shared_ptr<ClientStreamHandler> handler) {
+                                      std::shared_ptr<ClientStreamHandler> handler,
+                                      std::chrono::milliseconds idle_timeout) {
   if (is_closed()) return NGHTTP2_ERR_INVALID_STATE;
   auto nv = headers.to_nv();
   nghttp2_data_provider prd{};
@@ -190,9 +192,53 @@ int32_t ClientSession::submit_request(const HeaderMap& headers, bool has_body,
   if (id < 0) return id;
   auto st = std::make_unique<StreamState>();
   st->handler = std::move(handler);
+  st->idle_timeout = idle_timeout;
   streams_[id] = std::move(st);
+  if (idle_timeout.count() > 0) {
+    // A quarter of the timeout: a stream is cancelled after 1 to 1.25 timeouts of silence
+    // (the first tick may come at once, so a stream needs one tick more than the timeout).
+    auto tick = std::clamp(idle_timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    if (!idle_timer_armed_ || tick < idle_tick_) {
+      idle_tick_ = tick;
+      arm_idle_timer();
+    }
+  }
   signal_write();
   return id;
+}
+
+void ClientSession::arm_idle_timer() {
+  if (!idle_timer_) idle_timer_ = std::make_unique<boost::asio::steady_timer>(executor());
+  idle_timer_armed_ = true;
+  idle_timer_->expires_after(idle_tick_);
+  idle_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) static_cast<ClientSession&>(*self).on_idle_tick();
+  });
+}
+
+void ClientSession::on_idle_tick() {
+  idle_timer_armed_ = false;
+  if (is_closed()) return;
+  bool watching = false;
+  std::vector<std::pair<int32_t, std::shared_ptr<ClientStreamHandler>>> silent;
+  for (auto& [id, st] : streams_) {
+    if (st->idle_timeout.count() == 0 || st->idle_reported || !st->handler) continue;
+    watching = true;
+    st->idle_for += idle_tick_;
+    if (st->idle_for > st->idle_timeout) silent.emplace_back(id, st->handler);
+  }
+  for (auto& [id, handler] : silent) {
+    auto* st = find(id);
+    if (!st) continue;
+    if (handler->on_upstream_idle(st->idle_timeout)) {
+      st->idle_reported = true;
+      reset_stream(id, NGHTTP2_CANCEL);
+    } else {
+      st->idle_for = std::chrono::milliseconds(0);
+    }
+  }
+  if (watching) arm_idle_timer();
 }
 
 ClientSession::StreamState* ClientSession::find(int32_t stream_id) {
@@ -228,6 +274,7 @@ int ClientSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, v
     // Streams above last_stream_id are closed by nghttp2 with REFUSED_STREAM; the rest
     // finish here. New streams go to another connection.
     self->draining_ = true;
+    self->goaway_received_ = true;
     spdlog::info("{}: GOAWAY received (last stream {}, error {}); draining this connection", self->name(),
                  frame->goaway.last_stream_id, nghttp2_http2_strerror(frame->goaway.error_code));
     if (self->on_unusable) self->on_unusable(*self);
@@ -237,6 +284,8 @@ int ClientSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, v
   if (!st) return 0;
   auto handler = st->handler;
   bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  st->idle_for = std::chrono::milliseconds(0);
+  if (frame->hd.type == NGHTTP2_RST_STREAM) st->peer_reset = true;
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
       // 1xx informational headers are not expected from gRPC servers; treat as final.
@@ -258,6 +307,7 @@ int ClientSession::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t
     nghttp2_session_consume(session, stream_id, len);
     return 0;
   }
+  st->idle_for = std::chrono::milliseconds(0);
   auto handler = st->handler;
   handler->on_response_data(data, len);
   return 0;
@@ -268,9 +318,15 @@ int ClientSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   auto it = self->streams_.find(stream_id);
   if (it == self->streams_.end()) return 0;
   auto handler = std::move(it->second->handler);
+  // REFUSED_STREAM that the backend did not send (no RST_STREAM, no GOAWAY) is nghttp2
+  // giving up on a stream it never sent because the connection broke: a connection
+  // failure, not the backend's polite refusal.
+  std::string connection_error;
+  if (error_code == NGHTTP2_REFUSED_STREAM && !it->second->peer_reset && !self->goaway_received_)
+    connection_error = "the HTTP/2 connection failed before the request was sent";
   self->streams_.erase(it);
   if (handler) {
-    handler->on_upstream_closed(error_code, "");
+    handler->on_upstream_closed(error_code, connection_error);
     self->graveyard_.push_back(std::move(handler));
   }
   return 0;
@@ -295,12 +351,14 @@ int ClientSession::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8
 bool ClientSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
   auto* st = find(stream_id);
   if (!st || !st->handler) return false;
+  st->idle_for = std::chrono::milliseconds(0);
   auto handler = st->handler;
   return handler->take_request_body(out, n);
 }
 
 void ClientSession::on_connection_closed(const std::string& reason) {
   if (connect_timer_) connect_timer_->cancel();
+  if (idle_timer_) idle_timer_->cancel();
   if (connect_done_) {
     // Closed while connecting: abort the pending connect or handshake; its handler
     // reports the failure.

@@ -35,6 +35,11 @@ class ClientStreamHandler {
   // take_response_body.
   virtual ssize_t request_body_length(size_t max, uint32_t* data_flags) = 0;
   virtual bool take_request_body(uint8_t* out, size_t n) = 0;
+  // The stream moved no bytes either way for `idle` (at least its idle timeout). Return
+  // true to have it cancelled (RST_STREAM CANCEL follows; on_upstream_closed comes
+  // later), false if the silence is not the backend's doing (its clock starts again).
+  // Called from a timer, not from inside nghttp2.
+  virtual bool on_upstream_idle(std::chrono::milliseconds /*idle*/) { return true; }
 };
 
 // TLS towards the backend. The context is shared read-only between connections (and
@@ -62,9 +67,12 @@ class ClientSession final : public Session {
   void connect(const boost::asio::ip::tcp::resolver::results_type& endpoints, std::chrono::milliseconds timeout,
                const std::optional<ClientTls>& tls, std::function<void(const std::string& error)> done);
 
-  // Opens a stream. The body, if any, is pulled from `handler`. Returns the stream id,
-  // or a negative nghttp2 error. Safe from inside other sessions' callbacks.
-  int32_t submit_request(const HeaderMap& headers, bool has_body, std::shared_ptr<ClientStreamHandler> handler);
+  // Opens a stream. The body, if any, is pulled from `handler`. With `idle_timeout` > 0
+  // the handler hears on_upstream_idle once the stream has been silent that long.
+  // Returns the stream id, or a negative nghttp2 error. Safe from inside other sessions'
+  // callbacks.
+  int32_t submit_request(const HeaderMap& headers, bool has_body, std::shared_ptr<ClientStreamHandler> handler,
+                         std::chrono::milliseconds idle_timeout = {});
 
   // Usable for a new stream: connected, not draining, below the peer's stream limit.
   bool has_capacity() const;
@@ -97,17 +105,26 @@ class ClientSession final : public Session {
     std::shared_ptr<ClientStreamHandler> handler;
     HeaderMap headers;
     bool got_response_headers = false;
+    bool peer_reset = false;  // the backend sent RST_STREAM
+    // Silence accounting, in idle timer ticks (no clock read per frame): idle_for grows
+    // by a tick each time the timer fires and drops to 0 on any byte either way.
+    std::chrono::milliseconds idle_timeout{0};
+    std::chrono::milliseconds idle_for{0};
+    bool idle_reported = false;
   };
   StreamState* find(int32_t stream_id);
   // The connect sequence: TCP done → optional TLS handshake → HTTP/2 start.
   void start_tls(const ClientTls& tls, const std::string& peer);
   void start_http2();
   void finish_connect(const std::string& error);
+  void arm_idle_timer();
+  void on_idle_tick();
 
   std::string backend_;
   ClientSessionOptions options_;
   bool connected_ = false;
   bool draining_ = false;
+  bool goaway_received_ = false;
   bool tls_ = false;
   std::unordered_map<int32_t, std::unique_ptr<StreamState>> streams_;
   std::vector<std::shared_ptr<ClientStreamHandler>> graveyard_;
@@ -117,6 +134,9 @@ class ClientSession final : public Session {
   std::unique_ptr<boost::asio::steady_timer> connect_timer_;
   std::function<void(const std::string&)> connect_done_;  // set until connect finishes
   std::chrono::milliseconds connect_timeout_{0};
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  bool idle_timer_armed_ = false;
+  std::chrono::milliseconds idle_tick_{0};
 };
 
 }  // namespace sparkgate::http2

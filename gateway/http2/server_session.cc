@@ -8,7 +8,13 @@ namespace sparkgate::http2 {
 
 namespace {
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-constexpr std::chrono::seconds kPrefaceTimeout{10};
+
+using Clock = std::chrono::steady_clock;
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
 
 std::string http1_reply() {
   std::string body =
@@ -51,19 +57,91 @@ void ServerSession::start() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(options_.connection_window_bytes));
-  preface_timer_ = std::make_unique<boost::asio::steady_timer>(executor(), kPrefaceTimeout);
-  preface_timer_->async_wait([weak = std::weak_ptr<Session>(shared_from_this())](const boost::system::error_code& ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) self->close("no HTTP/2 preface within " + std::to_string(kPrefaceTimeout.count()) + " s");
-  });
+  header_timer_ = std::make_unique<boost::asio::steady_timer>(executor());
+  arm_header_timer(Clock::now() + options_.header_timeout);
+  idle_since_ = Clock::now();
+  if (options_.idle_timeout.count() > 0) {
+    idle_timer_ = std::make_unique<boost::asio::steady_timer>(executor());
+    arm_idle_timer(idle_since_ + options_.idle_timeout);
+  }
   // Our SETTINGS go out after the client's first bytes proved it speaks HTTP/2.
   start_io(false);
 }
 
+void ServerSession::arm_header_timer(Clock::time_point deadline) {
+  header_timer_armed_ = true;
+  header_timer_->expires_at(deadline);
+  header_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) static_cast<ServerSession&>(*self).on_header_timer();
+  });
+}
+
+void ServerSession::on_header_timer() {
+  header_timer_armed_ = false;
+  if (is_closed()) return;
+  if (!preface_done_) {
+    spdlog::debug("{}: no HTTP/2 preface and SETTINGS within {}", name(), seconds_text(options_.header_timeout));
+    close("no HTTP/2 preface and SETTINGS within " + seconds_text(options_.header_timeout) +
+          " (limits.header_timeout)");
+    return;
+  }
+  auto oldest = Clock::time_point::max();
+  for (const auto& [id, st] : streams_)
+    if (!st->headers_done) oldest = std::min(oldest, st->headers_begun);
+  if (oldest == Clock::time_point::max()) return;
+  if (Clock::now() - oldest < options_.header_timeout) {
+    arm_header_timer(oldest + options_.header_timeout);
+    return;
+  }
+  std::string why = "request headers incomplete after " + seconds_text(options_.header_timeout) +
+                    " (limits.header_timeout)";
+  spdlog::info("{}: {}; closing the connection", name(), why);
+  goaway_and_close(NGHTTP2_ENHANCE_YOUR_CALM, "sparkgate: " + why, why);
+}
+
+void ServerSession::arm_idle_timer(Clock::time_point deadline) {
+  idle_timer_->expires_at(deadline);
+  idle_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) static_cast<ServerSession&>(*self).on_idle_timer();
+  });
+}
+
+void ServerSession::on_idle_timer() {
+  if (is_closed()) return;
+  auto now = Clock::now();
+  // Checked lazily: streams come and go without touching the timer.
+  if (!streams_.empty()) {
+    arm_idle_timer(now + options_.idle_timeout);
+    return;
+  }
+  if (now - idle_since_ < options_.idle_timeout) {
+    arm_idle_timer(idle_since_ + options_.idle_timeout);
+    return;
+  }
+  std::string why = "connection idle for " + seconds_text(options_.idle_timeout) + " (limits.idle_timeout)";
+  spdlog::debug("{}: {}; closing it", name(), why);
+  goaway_and_close(NGHTTP2_NO_ERROR, "sparkgate: " + why, why);
+}
+
+void ServerSession::after_nghttp2_call() {
+  graveyard_.clear();
+  // A header block split over reads: its deadline starts counting.
+  if (incomplete_headers_ > 0 && !header_timer_armed_ && header_timer_ && !is_closed())
+    arm_header_timer(Clock::now() + options_.header_timeout);
+}
+
 bool ServerSession::on_first_read(const uint8_t* data, size_t n) {
-  preface_timer_->cancel();
   size_t cmp = std::min(n, kPreface.size());
-  if (std::memcmp(data, kPreface.data(), cmp) == 0) return true;
+  if (std::memcmp(data, kPreface.data(), cmp) == 0) {
+    if (!options_.refuse_with.empty()) {
+      spdlog::debug("{}: refused: {}", name(), options_.refuse_with);
+      goaway_and_close(NGHTTP2_ENHANCE_YOUR_CALM, "sparkgate: " + options_.refuse_with, options_.refuse_with);
+    }
+    return true;
+  }
+  header_timer_->cancel();
   // Not HTTP/2 prior knowledge. An HTTP/1.x request gets a readable answer.
   std::string_view head(reinterpret_cast<const char*>(data), n);
   if (head.find(" HTTP/1.") != std::string_view::npos) {
@@ -84,9 +162,16 @@ ServerSession::StreamState* ServerSession::find(int32_t stream_id) {
 int ServerSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* self = static_cast<ServerSession*>(user_data);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (!self->options_.refuse_with.empty()) {
+    nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
   auto state = std::make_unique<StreamState>();
+  state->headers_begun = Clock::now();
+  ++self->incomplete_headers_;
   state->handler = self->factory_(*self, frame->hd.stream_id);
   if (!state->handler) {
+    --self->incomplete_headers_;
     nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
@@ -113,6 +198,12 @@ int ServerSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const
 
 int ServerSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* self = static_cast<ServerSession*>(user_data);
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK) && !self->preface_done_) {
+    self->preface_done_ = true;
+    self->header_timer_->cancel();
+    self->header_timer_armed_ = false;
+    return 0;
+  }
   auto* st = self->find(frame->hd.stream_id);
   if (!st) return 0;
   auto handler = st->handler;  // keeps it alive through the call
@@ -120,6 +211,8 @@ int ServerSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, v
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->headers_done = true;
+        --self->incomplete_headers_;
         if (st->headers_too_large) {
           HeaderMap h;
           h.add(":status", "200");
@@ -166,7 +259,9 @@ int ServerSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   auto it = self->streams_.find(stream_id);
   if (it == self->streams_.end()) return 0;
   auto handler = std::move(it->second->handler);
+  if (!it->second->headers_done) --self->incomplete_headers_;
   self->streams_.erase(it);
+  if (self->streams_.empty() && self->idle_timer_) self->idle_since_ = Clock::now();
   if (handler) {
     handler->on_stream_closed(error_code);
     self->graveyard_.push_back(std::move(handler));
@@ -236,8 +331,10 @@ void ServerSession::on_connection_closed(const std::string&) {
       graveyard_.push_back(std::move(st->handler));
     }
   }
+  incomplete_headers_ = 0;
   if (drain_timer_) drain_timer_->cancel();
-  if (preface_timer_) preface_timer_->cancel();
+  if (header_timer_) header_timer_->cancel();
+  if (idle_timer_) idle_timer_->cancel();
   if (on_finished) {
     auto cb = std::move(on_finished);
     on_finished = nullptr;

@@ -3,6 +3,7 @@
 // handler the calls it needs to answer.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <unordered_map>
@@ -44,6 +45,15 @@ struct ServerSessionOptions {
   uint32_t connection_window_bytes = 16u << 20;
   uint32_t max_concurrent_streams = 1000;
   uint32_t max_header_list_bytes = 64u << 10;
+  // The preface with the client's SETTINGS, and each request header block, must arrive
+  // within this time of their start; else the connection is closed (limits.header_timeout).
+  std::chrono::milliseconds header_timeout{10000};
+  // No open streams for this long: GOAWAY and close (limits.idle_timeout); 0 never.
+  std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
+  // Non-empty: the connection is refused. Once the client's preface proves it speaks
+  // HTTP/2 it gets SETTINGS and a GOAWAY (ENHANCE_YOUR_CALM) with this as debug data,
+  // and no stream is served.
+  std::string refuse_with;
 };
 
 class ServerSession final : public Session {
@@ -87,15 +97,26 @@ class ServerSession final : public Session {
 
   void on_connection_closed(const std::string& reason) override;
   bool on_first_read(const uint8_t* data, size_t n) override;
-  void after_nghttp2_call() override { graveyard_.clear(); }
+  void after_nghttp2_call() override;
   bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
     std::shared_ptr<ServerStreamHandler> handler;
     HeaderMap headers;
     bool headers_too_large = false;
+    bool headers_done = false;
+    std::chrono::steady_clock::time_point headers_begun;
   };
   StreamState* find(int32_t stream_id);
+
+  // limits.header_timeout: armed at start for the preface, and after a read that left a
+  // header block incomplete; when it fires it closes the connection or re-arms for the
+  // oldest block still open.
+  void arm_header_timer(std::chrono::steady_clock::time_point deadline);
+  void on_header_timer();
+  // limits.idle_timeout: fires lazily and re-arms while streams are open.
+  void arm_idle_timer(std::chrono::steady_clock::time_point deadline);
+  void on_idle_timer();
 
   ServerSessionOptions options_;
   HandlerFactory factory_;
@@ -103,8 +124,12 @@ class ServerSession final : public Session {
   // Handlers released inside callbacks die here, after nghttp2 returns.
   std::vector<std::shared_ptr<ServerStreamHandler>> graveyard_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
-  // Closes connections that never send their first bytes.
-  std::unique_ptr<boost::asio::steady_timer> preface_timer_;
+  std::unique_ptr<boost::asio::steady_timer> header_timer_;
+  bool header_timer_armed_ = false;
+  bool preface_done_ = false;       // the client's first SETTINGS frame arrived
+  size_t incomplete_headers_ = 0;   // streams whose header block began but did not end
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  std::chrono::steady_clock::time_point idle_since_;  // when the last stream closed
 };
 
 }  // namespace sparkgate::http2

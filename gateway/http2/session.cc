@@ -94,7 +94,17 @@ void Session::on_readable() {
 }
 
 void Session::wait_readable() {
+  read_waiting_ = true;
   transport_->async_wait_readable([self = shared_from_this()](const boost::system::error_code& ec) {
+    self->read_waiting_ = false;
+    if (self->lingering_) {
+      if (ec) {
+        self->end_linger();
+      } else {
+        self->linger_read();
+      }
+      return;
+    }
     if (self->closed_) return;
     if (ec) {
       self->close(ec.message());
@@ -113,9 +123,15 @@ bool Session::process_input(const uint8_t* data, size_t n) {
   after_nghttp2_call();
   if (rv < 0) {
     spdlog::debug("{}: HTTP/2 protocol error: {}", name_, nghttp2_strerror(static_cast<int>(rv)));
-    // nghttp2 has queued a GOAWAY for most errors; flush it, then close.
+    // A fatal error leaves the GOAWAY to us (nghttp2 queues one itself only for the
+    // errors it handles inside mem_recv): flush it, then a lingering close. No more input
+    // is processed.
+    const bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+    nghttp2_session_terminate_session(session_, flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
+    close_after_write_ = true;
+    close_reason_ = std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(rv));
+    arm_close_timer();
     do_write();
-    close(std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(rv)));
     return false;
   }
   do_write();
@@ -153,6 +169,10 @@ void Session::do_write() {
   }
   after_nghttp2_call();
   if (out_.empty()) {
+    if (close_after_write_) {
+      begin_linger();
+      return;
+    }
     out_.trim(kIdleWriteBufferBytes);
     maybe_finish();
     return;
@@ -188,9 +208,70 @@ void Session::write_raw_and_close(std::string bytes, const std::string& reason) 
                           });
 }
 
-void Session::close(const std::string& reason) {
+void Session::goaway_and_close(uint32_t error_code, const std::string& debug, const std::string& reason) {
+  if (closed_ || close_after_write_) return;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_), error_code,
+                        reinterpret_cast<const uint8_t*>(debug.data()), debug.size());
+  close_after_write_ = true;
+  close_reason_ = reason;
+  arm_close_timer();
+  signal_write();
+}
+
+void Session::arm_close_timer() {
+  close_timer_ = std::make_unique<boost::asio::steady_timer>(executor_, std::chrono::seconds(1));
+  close_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    if (self->lingering_) {
+      self->end_linger();
+    } else {
+      self->close(self->close_reason_ + " (the peer did not read the GOAWAY)");
+    }
+  });
+}
+
+void Session::begin_linger() {
   if (closed_) return;
   closed_ = true;
+  lingering_ = true;
+  spdlog::debug("{}: connection closing: {}", name_, close_reason_);
+  on_connection_closed(close_reason_);
+  after_nghttp2_call();
+  transport_->shutdown_send();
+  // A wait of the read loop may be pending; its handler continues the linger.
+  if (!read_waiting_) linger_read();
+}
+
+void Session::linger_read() {
+  constexpr size_t kMaxLingerBytes = 1 << 20;
+  while (lingering_) {
+    boost::system::error_code ec;
+    auto data = transport_->read_available(ec);
+    if (ec == boost::asio::error::would_block) {
+      wait_readable();
+      return;
+    }
+    lingered_bytes_ += data.size();
+    if (ec || lingered_bytes_ > kMaxLingerBytes) end_linger();
+  }
+}
+
+void Session::end_linger() {
+  if (!lingering_) return;
+  lingering_ = false;
+  if (close_timer_) close_timer_->cancel();
+  transport_->close();
+}
+
+void Session::close(const std::string& reason) {
+  if (closed_) {
+    if (lingering_) end_linger();  // stop waiting for the peer's side
+    return;
+  }
+  closed_ = true;
+  if (close_timer_) close_timer_->cancel();
   spdlog::debug("{}: connection closed: {}", name_, reason);
   if (transport_) transport_->close();
   on_connection_closed(reason);

@@ -42,6 +42,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void reset_stream(int32_t stream_id, uint32_t error_code);
   // Closes the connection now: every stream is told it is gone.
   void close(const std::string& reason);
+  // Sends GOAWAY with `error_code` and `debug` as its debug data (last stream id: the
+  // last one processed), then closes once everything queued is written, or after a
+  // second if the peer does not read. Safe from inside callbacks.
+  void goaway_and_close(uint32_t error_code, const std::string& debug, const std::string& reason);
 
   bool is_closed() const { return closed_; }
   const std::string& name() const { return name_; }
@@ -95,6 +99,14 @@ class Session : public std::enable_shared_from_this<Session> {
   bool process_input(const uint8_t* data, size_t n);
   void do_write();
   void maybe_finish();
+  // Lingering close, once the last frame (a GOAWAY) is written: the streams are told the
+  // connection is gone, a FIN follows the GOAWAY, and what the peer still sends is read
+  // and dropped until it closes too (or a second passes, or 1 MiB arrived). Closing with
+  // unread input would send a TCP reset, and the peer could lose the GOAWAY with it.
+  void arm_close_timer();
+  void begin_linger();
+  void linger_read();
+  void end_linger();
 
   boost::asio::any_io_executor executor_;
   std::string name_;
@@ -104,6 +116,14 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool write_scheduled_ = false;
   bool closed_ = false;
+  // goaway_and_close or a protocol error: close once the write buffer is flushed, for
+  // this reason, by a lingering close; close_timer_ bounds the whole goodbye.
+  bool close_after_write_ = false;
+  bool lingering_ = false;
+  bool read_waiting_ = false;  // an async_wait_readable is pending
+  size_t lingered_bytes_ = 0;
+  std::string close_reason_;
+  std::unique_ptr<boost::asio::steady_timer> close_timer_;
 };
 
 }  // namespace sparkgate::http2

@@ -53,6 +53,11 @@ void TcpTransport::close() {
   socket_.close(ec);
 }
 
+void TcpTransport::shutdown_send() {
+  boost::system::error_code ec;
+  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+}
+
 TlsTransport::TlsTransport(std::unique_ptr<Stream> stream)
     : stream_(std::move(stream)), peer_(endpoint_string(stream_->next_layer())) {}
 
@@ -94,6 +99,12 @@ void TlsTransport::close() {
   boost::system::error_code ec;
   stream_->next_layer().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
   stream_->next_layer().close(ec);
+}
+
+void TlsTransport::shutdown_send() {
+  // A FIN under the TLS layer, without close_notify: the GOAWAY said goodbye.
+  boost::system::error_code ec;
+  stream_->next_layer().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace sparkgate::http2

@@ -37,6 +37,8 @@ class Transport {
   virtual void async_write(boost::asio::const_buffer buf, Handler h) = 0;
   // Closes the socket; pending operations complete with operation_aborted.
   virtual void close() = 0;
+  // Sends FIN after what was written (reading stays open), for a lingering close.
+  virtual void shutdown_send() = 0;
   // The peer's address as "ip:port", for logs.
   virtual const std::string& peer() const = 0;
 };
@@ -48,6 +50,7 @@ class TcpTransport final : public Transport {
   void async_wait_readable(WaitHandler h) override;
   void async_write(boost::asio::const_buffer buf, Handler h) override;
   void close() override;
+  void shutdown_send() override;
   const std::string& peer() const override { return peer_; }
 
  private:
@@ -66,6 +69,7 @@ class TlsTransport final : public Transport {
   void async_wait_readable(WaitHandler h) override;
   void async_write(boost::asio::const_buffer buf, Handler h) override;
   void close() override;
+  void shutdown_send() override;
   const std::string& peer() const override { return peer_; }
 
  private:

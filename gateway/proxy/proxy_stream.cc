@@ -660,7 +660,7 @@ void ProxyStream::connect_upstream() {
                         "backend " + self->backend_ + " is unreachable: " + error);
       return;
     }
-    int32_t id = session->submit_request(self->upstream_headers_, true, self);
+    int32_t id = session->submit_request(self->upstream_headers_, true, self, self->ctx_.config->upstream.idle_timeout);
     if (id < 0) {
       self->reply_local(grpc::StatusCode::kUnavailable, "cannot open a stream to backend " + self->backend_ + ": " +
                                                             nghttp2_strerror(id));
@@ -838,6 +838,20 @@ void ProxyStream::on_upstream_closed(uint32_t error_code, const std::string& con
                         ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
                         : "closed the connection (" + connection_error + ")";
   reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_->name));
+}
+
+bool ProxyStream::on_upstream_idle(std::chrono::milliseconds idle) {
+  if (phase_ != Phase::kForwarding || !downstream_) return true;
+  // The client is not reading (flow control holds the backend back), or has not finished
+  // its request: the silence is not the backend's.
+  if (!resp_buf_.empty() || (!req_end_ && req_buf_.empty())) return false;
+  auto ms = idle.count();
+  std::string took = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+  spdlog::info("rpc={} backend={}: no bytes either way for {}; cancelling the stream (upstream.idle_timeout)",
+               rpc_->name, backend_, took);
+  reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " sent nothing for " + took + " during " +
+                                                  std::string(rpc_->name) + " (upstream.idle_timeout)");
+  return true;
 }
 
 ssize_t ProxyStream::response_body_length(size_t max, uint32_t* data_flags) {

@@ -83,6 +83,9 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void on_upstream_closed(uint32_t error_code, const std::string& connection_error) override;
   ssize_t request_body_length(size_t max, uint32_t* data_flags) override;
   bool take_request_body(uint8_t* out, size_t n) override;
+  // upstream.idle_timeout: ends the RPC with UNAVAILABLE unless the silence is the
+  // client's (response bytes are waiting for it to read).
+  bool on_upstream_idle(std::chrono::milliseconds idle) override;
 
   // routing::SessionStream: DELETE /v1/sessions/{id} ends this RPC with NOT_FOUND and
   // `message`, resetting its upstream stream.

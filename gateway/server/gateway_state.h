@@ -27,6 +27,11 @@ struct GatewayState {
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};
+  // Client connections open now, all workers, from accept (TLS handshakes included) to
+  // close; checked against limits.max_connections.
+  std::atomic<uint32_t> open_connections{0};
+  // What limits.max_connections: 0 means, from the open file limit at startup.
+  uint32_t fd_connection_limit = 50000;
 };
 
 }  // namespace sparkgate::server

@@ -3,6 +3,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -41,6 +43,30 @@ int check_config(const std::string& path) {
   return rc;
 }
 
+// Every client and backend connection is a file descriptor: the soft limit (often 1024)
+// is raised to the hard one. Returns how many client connections that leaves room for
+// (the limit minus a reserve for backends, listeners, the admin API and the config
+// watcher); a configured limits.max_connections above it is reported at startup rather
+// than as accept() failures under load.
+uint32_t raise_fd_limit(const config::Config& cfg) {
+  constexpr rlim_t kReserve = 1024;
+  constexpr rlim_t kFloor = 64;
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 50000;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY) return 1000000;
+  const rlim_t room = rl.rlim_cur > kReserve + kFloor ? rl.rlim_cur - kReserve : kFloor;
+  if (cfg.limits.max_connections > room)
+    spdlog::warn("limits.max_connections ({}) is above what the open file limit ({}) leaves for client "
+                 "connections (about {}): past that, accept() fails; raise `ulimit -n` or lower it",
+                 cfg.limits.max_connections, rl.rlim_cur, room);
+  return static_cast<uint32_t>(std::min<rlim_t>(room, 10000000));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +101,10 @@ int main(int argc, char** argv) {
   }
   auto cfg = loaded.config;
   spdlog::set_level(spdlog::level::from_str(log_level.empty() ? cfg->log_level : log_level));
+  const uint32_t fd_connection_limit = raise_fd_limit(*cfg);
+  if (cfg->limits.max_connections == 0)
+    spdlog::info("client connection limit: {} (limits.max_connections 0: from the open file limit)",
+                 fd_connection_limit);
 
   // Block the signals before any thread starts so that only sigwait sees them.
   sigset_t signals;
@@ -86,6 +116,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   server::GatewayState state;
+  state.fd_connection_limit = fd_connection_limit;
   state.metrics.set_build_info(SPARKGATE_VERSION);
   state.access_log.set_enabled(cfg->access_log);
   spdlog::register_logger(state.access_log.logger());

@@ -10,6 +10,18 @@ namespace sparkgate::server {
 namespace {
 constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
 
+// One unit of GatewayState::open_connections, given back when the last owner lets go.
+class ConnectionSlot {
+ public:
+  explicit ConnectionSlot(std::atomic<uint32_t>& count) : count_(count) { count_.fetch_add(1); }
+  ~ConnectionSlot() { count_.fetch_sub(1); }
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+
+ private:
+  std::atomic<uint32_t>& count_;
+};
+
 upstream::PoolOptions pool_options(const config::Config& c, observe::Metrics* metrics) {
   upstream::PoolOptions o;
   o.metrics = metrics;
@@ -88,9 +100,12 @@ void Worker::accept(size_t i) {
     }
     boost::system::error_code ignored;
     socket.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+    // Counted before the limit check: a refused connection holds an fd too until it closes,
+    // and is refused in a second at most.
+    auto slot = std::make_shared<ConnectionSlot>(state_.open_connections);
     auto tls = i < state_.tls.size() ? state_.tls[i] : nullptr;
     if (!tls) {
-      start_session(std::make_unique<http2::TcpTransport>(std::move(socket)));
+      start_session(std::make_unique<http2::TcpTransport>(std::move(socket)), nullptr, std::move(slot));
     } else {
       auto stream = std::make_unique<http2::TlsTransport::Stream>(std::move(socket), *tls);
       auto* raw = stream.get();
@@ -103,7 +118,7 @@ void Worker::accept(size_t i) {
       });
       auto holder = std::make_shared<std::unique_ptr<http2::TlsTransport::Stream>>(std::move(stream));
       raw->async_handshake(boost::asio::ssl::stream_base::server,
-                           [this, holder, timer](const boost::system::error_code& hec) {
+                           [this, holder, timer, slot](const boost::system::error_code& hec) {
                              timer->cancel();
                              if (hec) {
                                spdlog::debug("worker {}: TLS handshake failed: {}", index_, hec.message());
@@ -111,7 +126,7 @@ void Worker::accept(size_t i) {
                              }
                              auto peer = policy::read_peer_certificate((*holder)->native_handle());
                              start_session(std::make_unique<http2::TlsTransport>(std::move(*holder)),
-                                           std::move(peer));
+                                           std::move(peer), slot);
                            });
     }
     accept(i);
@@ -119,13 +134,30 @@ void Worker::accept(size_t i) {
 }
 
 void Worker::start_session(std::unique_ptr<http2::Transport> transport,
-                           std::shared_ptr<const policy::PeerCertificate> peer_cert) {
+                           std::shared_ptr<const policy::PeerCertificate> peer_cert,
+                           std::shared_ptr<void> slot) {
   auto cfg = state_.config.load();
   http2::ServerSessionOptions opts;
   opts.stream_window_bytes = cfg->http2.stream_window_bytes;
   opts.connection_window_bytes = cfg->http2.connection_window_bytes;
   opts.max_concurrent_streams = cfg->http2.max_concurrent_streams;
   opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
+  opts.header_timeout = cfg->limits.header_timeout;
+  opts.idle_timeout = cfg->limits.idle_timeout;
+  const uint32_t limit = cfg->limits.max_connections ? cfg->limits.max_connections : state_.fd_connection_limit;
+  if (state_.open_connections.load() > limit) {
+    opts.refuse_with = "connection limit of " + std::to_string(limit) +
+                       " reached (limits.max_connections); try again later";
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+      spdlog::warn("worker {}: refusing a connection from {} ({} more since the last message): {}", index_,
+                   transport->peer(), refusals_unlogged_, opts.refuse_with);
+      last_refusal_log_ = now;
+      refusals_unlogged_ = 0;
+    } else {
+      ++refusals_unlogged_;
+    }
+  }
   auto session = std::make_shared<http2::ServerSession>(
       io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerSession& s, int32_t id) {
         proxy::ProxyContext ctx{state_.config.load(), &state_.router,  &pools_,
@@ -135,7 +167,7 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport,
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerSession> weak = session;
-  session->on_finished = [this, weak] {
+  session->on_finished = [this, weak, slot = std::move(slot)] {
     // Runs inside the session; erase after it returns.
     boost::asio::post(io_, [this, weak] {
       if (auto s = weak.lock()) {

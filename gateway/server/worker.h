@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,8 +41,9 @@ class Worker {
 
  private:
   void accept(size_t listener_index);
+  // `slot` holds the connection's unit of GatewayState::open_connections until it ends.
   void start_session(std::unique_ptr<http2::Transport> transport,
-                     std::shared_ptr<const policy::PeerCertificate> peer_cert = nullptr);
+                     std::shared_ptr<const policy::PeerCertificate> peer_cert, std::shared_ptr<void> slot);
 
   int index_;
   GatewayState& state_;
@@ -53,6 +55,9 @@ class Worker {
   std::unique_ptr<policy::RedisQuotas> redis_quotas_;   // with quotas.store: redis
   std::unordered_set<std::shared_ptr<http2::ServerSession>> sessions_;
   std::atomic<size_t> connections_{0};
+  // Refusals past limits.max_connections are logged at most once a second.
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  uint64_t refusals_unlogged_ = 0;
   std::thread thread_;
 };
 

@@ -86,6 +86,8 @@ class FuzzTransport final : public http2::Transport {
     asio::post(ex_, [h = std::move(h), n = buf.size()] { h({}, n); });
   }
 
+  void shutdown_send() override { FUZZ_CHECK(!closed_); }
+
   void close() override {
     closed_ = true;
     wake(asio::error::operation_aborted);

@@ -173,6 +173,9 @@ class Gateway {
   std::string stdout_text() const;
   // Peak resident set size (VmHWM) in KiB, from /proc/PID/status; -1 if unavailable.
   long vm_hwm_kib() const;
+  // The directory with its config, its stdout (gateway.out) and its stderr
+  // (gateway.err); removed with the Gateway.
+  const std::filesystem::path& dir() const { return dir_.path(); }
   pid_t pid() const;
   // Sends SIGTERM and waits up to `grace`; returns the raw wait status if the process
   // exited in time, else nullopt (it is then killed). Later calls return the same status.

@@ -72,6 +72,34 @@ http2:
   CHECK(r.config->http2.stream_window_bytes == 2u << 20);
 }
 
+TEST_CASE("connection and stream timeouts: defaults, values, and a header_timeout too short") {
+  auto d = load_config_string(kMinimal, "min.yaml");
+  REQUIRE(d.config);
+  CHECK(d.config->limits.header_timeout == std::chrono::seconds(10));
+  CHECK(d.config->limits.idle_timeout == std::chrono::hours(1));
+  CHECK(d.config->limits.max_connections == 0);
+  CHECK(d.config->upstream.idle_timeout == std::chrono::minutes(10));
+
+  std::string y = std::string(kMinimal) + R"(limits:
+  header_timeout: 2s
+  idle_timeout: 0
+  max_connections: 500
+upstream:
+  idle_timeout: 90s
+)";
+  auto r = load_config_string(y, "t.yaml");
+  INFO(all_errors(r));
+  REQUIRE(r.config);
+  CHECK(r.config->limits.header_timeout == std::chrono::seconds(2));
+  CHECK(r.config->limits.idle_timeout.count() == 0);
+  CHECK(r.config->limits.max_connections == 500);
+  CHECK(r.config->upstream.idle_timeout == std::chrono::seconds(90));
+
+  auto bad = load_config_string(std::string(kMinimal) + "limits:\n  header_timeout: 10ms\n", "b.yaml");
+  CHECK_FALSE(bad.config);
+  CHECK(all_errors(bad).find("limits.header_timeout must be at least 100ms") != std::string::npos);
+}
+
 TEST_CASE("errors carry the line and say what is wrong") {
   const char* y = R"(listeners:
   - address: 127.0.0.1:15001
@@ -116,7 +144,7 @@ TEST_CASE("a missing file is an error naming it") {
   auto r = load_config_file("/nonexistent/sparkgate.yaml");
   CHECK_FALSE(r.config);
   REQUIRE(r.errors.size() == 1);
-  CHECK(r.errors[0].to_string() == "/nonexistent/sparkgate.yaml: cannot open the file");
+  CHECK(r.errors[0].to_string() == "/nonexistent/sparkgate.yaml: cannot open the file: No such file or directory");
 }
 
 TEST_CASE("out-of-range values are rejected") {
