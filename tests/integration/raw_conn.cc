@@ -1,14 +1,12 @@
 #include "raw_conn.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
 
 namespace sparkgate::itest {
@@ -175,24 +173,6 @@ HeaderList RawConn::grpc_request_headers(uint16_t port, std::string_view rpc, co
                   {"te", "trailers"}};
   h.insert(h.end(), extra.begin(), extra.end());
   return h;
-}
-
-ProcessUsage process_usage(pid_t pid) {
-  ProcessUsage u;
-  std::string dir = "/proc/" + std::to_string(pid);
-  if (DIR* d = opendir((dir + "/fd").c_str())) {
-    long n = 0;
-    while (dirent* e = readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    closedir(d);
-    u.fds = n;  // opendir's own descriptor is ours, not the other process's
-  }
-  std::ifstream status(dir + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) u.rss_kib = std::stol(line.substr(6));
-  }
-  return u;
 }
 
 }  // namespace sparkgate::itest

@@ -73,11 +73,4 @@ class RawConn {
   nghttp2_hd_deflater* deflater_ = nullptr;
 };
 
-// Open file descriptors and resident memory of a process, from /proc.
-struct ProcessUsage {
-  long fds = -1;
-  long rss_kib = -1;
-};
-ProcessUsage process_usage(pid_t pid);
-
 }  // namespace sparkgate::itest

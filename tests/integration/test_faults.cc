@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "proc_probe.h"
 #include "raw_conn.h"
 
 namespace sparkgate::itest {
@@ -97,10 +98,11 @@ class Bystander {
 // The gateway's descriptors minus its connections to the backends: the pool keeps those
 // open on purpose, and a fault may have made it open another one.
 long client_side_fds(Gateway& gw, const std::vector<uint16_t>& backend_ports) {
-  long n = process_usage(gw.pid()).fds;
-  for (auto p : backend_ports) n -= established_connections_to(p);
-  return n;
+  const auto census = fd_census(gw.pid(), {gw.port()}, {backend_ports.begin(), backend_ports.end()});
+  return census ? census->total - census->backends : -1;
 }
+
+long gateway_rss_kib(Gateway& gw) { return static_cast<long>(rss_kib(gw.pid()).value_or(0)); }
 
 struct Baseline {
   long fds = 0;
@@ -108,7 +110,7 @@ struct Baseline {
 };
 
 Baseline baseline(Gateway& gw, const std::vector<uint16_t>& backend_ports) {
-  return {client_side_fds(gw, backend_ports), process_usage(gw.pid()).rss_kib};
+  return {client_side_fds(gw, backend_ports), gateway_rss_kib(gw)};
 }
 
 // The gateway is alive, its descriptors are back to `base` and its memory is within the
@@ -118,7 +120,7 @@ void check_back_to_baseline(Gateway& gw, const Baseline& base, const std::vector
   long fds = 0;
   bool back = wait_until([&] { return (fds = client_side_fds(gw, backend_ports)) <= base.fds; }, 10s);
   CHECK_MESSAGE(back, "descriptors " << fds << " > " << base.fds << " before the fault");
-  long rss = process_usage(gw.pid()).rss_kib;
+  long rss = gateway_rss_kib(gw);
   MESSAGE("rss before " << base.rss_kib << " KiB, after " << rss << " KiB; fds " << base.fds << " -> " << fds);
   CHECK_MESSAGE(rss <= base.rss_kib + rss_slack_kib(), "rss " << rss << " KiB vs " << base.rss_kib << " KiB before");
 }
@@ -445,7 +447,7 @@ TEST_CASE("faults: 10,000 streams on one connection that never reads: excess str
     // in all; the rest waits in the gateway and the backend, held by flow control.
     for (int i = 0; i < 30; ++i) {
       flood.read_for(100ms);
-      peak_rss = std::max(peak_rss, process_usage(gw.pid()).rss_kib);
+      peak_rss = std::max(peak_rss, gateway_rss_kib(gw));
     }
     int refused = 0;
     for (const auto& f : flood.frames())

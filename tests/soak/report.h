@@ -18,6 +18,11 @@
 
 namespace sparkgate::soak {
 
+using itest::FdCensus;
+using itest::fd_census;
+using itest::fixed_fds;
+using itest::rss_kib;
+
 struct Sample {
   double t_s = 0;     // seconds since the traffic started (0: just before)
   std::string phase;  // "idle" (before traffic), "warmup", "traffic", "quiesced" (after)

@@ -8,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-namespace sparkgate::soak {
+namespace sparkgate::itest {
 
 namespace {
 
@@ -101,4 +101,4 @@ std::optional<FdCensus> fd_census(pid_t pid, const std::set<uint16_t>& own_ports
   return census;
 }
 
-}  // namespace sparkgate::soak
+}  // namespace sparkgate::itest

@@ -1,5 +1,5 @@
-// What the soak test watches in the gateway process: its resident memory and its file
-// descriptors, read from /proc. Every function only reads files; safe from any thread.
+// What the soak test and the fault tests watch in the gateway process: its resident
+// memory and its file descriptors, read from /proc. Every function only reads files; safe from any thread.
 #pragma once
 
 #include <sys/types.h>
@@ -8,7 +8,7 @@
 #include <optional>
 #include <set>
 
-namespace sparkgate::soak {
+namespace sparkgate::itest {
 
 // The open file descriptors of a process, by kind. TCP sockets are classified with
 // /proc/net/tcp{,6} by their inode; a socket's entry there may change between reading
@@ -38,4 +38,4 @@ std::optional<uint64_t> rss_kib(pid_t pid);
 std::optional<FdCensus> fd_census(pid_t pid, const std::set<uint16_t>& own_ports,
                                   const std::set<uint16_t>& backend_ports);
 
-}  // namespace sparkgate::soak
+}  // namespace sparkgate::itest
