@@ -149,6 +149,19 @@ struct StaticToken {
 };
 
 // One trusted JWT issuer.
+// Keys published by the issuer over HTTPS: OpenID Connect discovery
+// ({issuer}/.well-known/openid-configuration names the jwks_uri) or a fixed jwks_uri.
+// Fetched and refreshed by policy::JwksCache on the control thread.
+struct RemoteJwks {
+  bool discovery = false;
+  std::string jwks_uri;  // set when discovery is false
+  std::string ca_file;   // PEM bundle to trust; empty: the system trust store
+  std::chrono::milliseconds refresh_interval{std::chrono::minutes(10)};
+  // The soonest a token naming an unknown kid may trigger another fetch.
+  std::chrono::milliseconds min_refresh_interval{std::chrono::seconds(30)};
+  bool operator==(const RemoteJwks&) const = default;
+};
+
 struct JwtIssuer {
   std::string issuer;                  // the required `iss`
   std::vector<std::string> audiences;  // `aud` must contain one of them; empty: not checked
@@ -158,8 +171,11 @@ struct JwtIssuer {
   std::string groups_claim = "groups";  // a string array (or one string)
   std::string tenant_claim = "tenant";
   // Verification keys, loaded (and validated) with the config: PEM public keys or
-  // certificates, a JWKS file, and/or an HMAC secret. Never null after loading.
+  // certificates, a JWKS file, and/or an HMAC secret. Never null after loading; empty
+  // when the keys are remote.
   std::shared_ptr<const policy::JwtKeySet> keys;
+  // Set instead of local keys: the keys are fetched (policy::JwksCache).
+  std::optional<RemoteJwks> remote;
   std::vector<std::string> key_sources;  // "file /etc/keys/a.pem", "jwks /etc/jwks.json", "secret env X"
 };
 

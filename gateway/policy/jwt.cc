@@ -395,7 +395,15 @@ bool JwtKeySet::add_jwks_file(const std::string& path, std::string& error) {
   return ok;
 }
 
-bool JwtKeySet::add_jwks_json(std::string_view text, const std::string& what, std::string& error) {
+std::vector<std::string> JwtKeySet::key_ids() const {
+  std::vector<std::string> out;
+  out.reserve(keys_.size());
+  for (const auto& k : keys_) out.push_back(k.kid);
+  return out;
+}
+
+bool JwtKeySet::add_jwks_json(std::string_view text, const std::string& what, std::string& error,
+                              bool allow_secrets) {
   auto jwks = parse_object(text);
   const json::value* list = jwks ? jwks->if_contains("keys") : nullptr;
   if (!list || !list->is_array()) {
@@ -438,6 +446,7 @@ bool JwtKeySet::add_jwks_json(std::string_view text, const std::string& what, st
       if (**crv != "P-256") continue;
       fits = JwtAlg::kES256;
     } else if (**kty == "oct") {
+      if (!allow_secrets) continue;
       fits = JwtAlg::kHS256;
     } else {
       continue;  // OKP and future types

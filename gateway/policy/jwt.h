@@ -67,8 +67,10 @@ class JwtKeySet {
   // A supported key that is malformed (bad base64url, point not on the curve, RSA modulus
   // under 2048 bits, alg contradicting kty) is an error, and so is a set with no usable
   // key. `what` names the source in error messages ("jwks /etc/sparkgate/jwks.json").
-  // All or nothing: on error (false, `error` set) no key of the set is added.
-  bool add_jwks_json(std::string_view json, const std::string& what, std::string& error);
+  // All or nothing: on error (false, `error` set) no key of the set is added. With
+  // `allow_secrets` false, "oct" keys are skipped like unsupported ones (a JWKS fetched
+  // from a URL carries no secrets).
+  bool add_jwks_json(std::string_view json, const std::string& what, std::string& error, bool allow_secrets = true);
 
   // Adds an HS256 secret. The config loader refuses empty secrets; an empty secret here
   // never verifies anything. `kid` may be empty (matches any token kid).
@@ -76,6 +78,8 @@ class JwtKeySet {
 
   // The number of usable keys.
   size_t size() const;
+  // The kid of every key, in the order added ("" for a key without one).
+  std::vector<std::string> key_ids() const;
 
   // Verifies `signature` (already base64url-decoded) over `signing_input` ("header.payload"
   // as it appeared in the token) with every key that fits: the key type matches `alg`
