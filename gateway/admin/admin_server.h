@@ -18,6 +18,10 @@
 #include "config/config.h"
 #include "routing/router.h"
 
+namespace sparkgate::policy {
+class JwksCache;
+}
+
 namespace sparkgate::admin {
 
 struct AdminHooks {
@@ -31,6 +35,9 @@ struct AdminHooks {
   // Sends ReleaseSession for `session` to its backend (asynchronously) and forgets it in
   // shared stores. Called after the session left the registry.
   std::function<void(const routing::SessionPtr&)> release_on_backend;
+  // The fetched keys of JWT issuers with discovery/jwks_uri, shown by /v1/config; it
+  // outlives the server. Null: none shown.
+  const policy::JwksCache* jwks = nullptr;
 };
 
 class AdminServer {

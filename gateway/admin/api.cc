@@ -257,7 +257,7 @@ ApiResponse Api::drain_backend(const ApiRequest& req, const std::string& address
 ApiResponse Api::show_config() const {
   auto cfg = hooks_.config ? hooks_.config() : nullptr;
   if (!cfg) return error(503, "no configuration loaded");
-  return json_response(200, config_json(*cfg));
+  return json_response(200, config_json(*cfg, hooks_.jwks));
 }
 
 }  // namespace sparkgate::admin

@@ -6,8 +6,14 @@
 
 #include "config/config.h"
 
+namespace sparkgate::policy {
+class JwksCache;
+}
+
 namespace sparkgate::admin {
 
-boost::json::value config_json(const config::Config& cfg);
+// `jwks`: the fetched keys of issuers with remote keys (their key ids, when they were
+// fetched, the last error); null leaves that out. Called on the admin thread.
+boost::json::value config_json(const config::Config& cfg, const policy::JwksCache* jwks = nullptr);
 
 }  // namespace sparkgate::admin

@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "config/walker.h"
+#include "policy/https_get.h"
 #include "policy/jwt.h"
+#include "policy/oidc_documents.h"
 
 namespace sparkgate::config::detail {
 
@@ -101,9 +103,74 @@ void load_tokens_file(Walker& w, const YAML::Node& n, std::vector<StaticToken>& 
   for (auto& e : fw.errors()) w.errors().push_back(std::move(e));
 }
 
+// discovery, jwks_uri, ca_file, refresh_interval, min_refresh_interval: keys fetched over
+// HTTPS. Sets iss.remote when discovery is true or jwks_uri is given.
+bool load_remote_jwks(Walker& w, const YAML::Node& n, JwtIssuer& iss) {
+  bool ok = true;
+  RemoteJwks r;
+  bool remote = false;
+  if (const auto d = n["discovery"]) {
+    if (!d.IsScalar() || (d.Scalar() != "true" && d.Scalar() != "false")) {
+      w.error(d, "auth.jwt.discovery must be true or false");
+      return false;
+    }
+    r.discovery = d.Scalar() == "true";
+    remote = r.discovery;
+    if (r.discovery && !iss.issuer.empty()) {
+      std::string why;
+      if (!policy::parse_https_url(policy::discovery_url(iss.issuer), why)) {
+        w.error(d, "auth.jwt.discovery needs an https:// issuer (discovery GETs {issuer}/.well-known/"
+                   "openid-configuration): " + why);
+        ok = false;
+      }
+    }
+  }
+  if (const auto u = n["jwks_uri"]) {
+    if (r.discovery) {
+      w.error(u, "auth.jwt: give discovery: true or jwks_uri, not both (discovery finds the jwks_uri itself)");
+      ok = false;
+    } else if (w.get_string(u, "auth.jwt.jwks_uri", r.jwks_uri)) {
+      std::string why;
+      if (!policy::parse_https_url(r.jwks_uri, why)) {
+        w.error(u, "auth.jwt.jwks_uri: " + why);
+        ok = false;
+      }
+      remote = true;
+    } else {
+      ok = false;
+    }
+  }
+  for (const char* key : {"ca_file", "refresh_interval", "min_refresh_interval"}) {
+    if (n[key] && !remote) {
+      w.error(n[key], std::string("auth.jwt.") + key + " applies only with discovery: true or jwks_uri");
+      ok = false;
+    }
+  }
+  if (!remote) return ok;
+  if (const auto ca = n["ca_file"]) {
+    if (w.get_readable_path(ca, "auth.jwt.ca_file", r.ca_file)) {
+      std::string error;
+      if (!policy::make_fetch_tls_context(r.ca_file, error)) {
+        w.error(ca, "auth.jwt.ca_file: " + error);
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (n["refresh_interval"])
+    ok = w.get_duration_at_least(n["refresh_interval"], "auth.jwt.refresh_interval", std::chrono::seconds(1),
+                                 r.refresh_interval) && ok;
+  if (n["min_refresh_interval"])
+    ok = w.get_duration_at_least(n["min_refresh_interval"], "auth.jwt.min_refresh_interval",
+                                 std::chrono::seconds(1), r.min_refresh_interval) && ok;
+  iss.remote = std::move(r);
+  return ok;
+}
+
 void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out) {
   if (!w.check_keys(n, {"issuer", "audience", "algorithms", "leeway", "keys", "jwks_file", "secret_env", "secret_file",
-                        "claims"},
+                        "claims", "discovery", "jwks_uri", "ca_file", "refresh_interval", "min_refresh_interval"},
                     "auth.jwt entry"))
     return;
   JwtIssuer iss;
@@ -211,8 +278,22 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
       ok = false;
     }
   }
-  if (ok && keys->size() == 0) {
-    w.error(n, "auth.jwt entry for issuer '" + iss.issuer + "' needs keys, jwks_file, or secret_env/secret_file");
+  ok = load_remote_jwks(w, n, iss) && ok;
+  if (iss.remote && (n["keys"] || n["jwks_file"] || n["secret_env"] || n["secret_file"])) {
+    w.error(n["discovery"] ? n["discovery"] : n["jwks_uri"],
+            "auth.jwt entry for issuer '" + iss.issuer +
+                "': discovery/jwks_uri (keys fetched over HTTPS) cannot be combined with keys, jwks_file or "
+                "secret_env/secret_file");
+    ok = false;
+  }
+  if (iss.remote) {
+    has_public = true;
+    iss.key_sources.push_back(iss.remote->discovery ? "discovery " + policy::discovery_url(iss.issuer)
+                                                    : "jwks_uri " + iss.remote->jwks_uri);
+  }
+  if (ok && keys->size() == 0 && !iss.remote) {
+    w.error(n, "auth.jwt entry for issuer '" + iss.issuer +
+                   "' needs keys, jwks_file, secret_env/secret_file, discovery: true or jwks_uri");
     ok = false;
   }
   if (const auto algs = n["algorithms"]) {

@@ -61,6 +61,10 @@ Metrics::Metrics()
                            .Name("sparkgate_sessions_closed_total")
                            .Help("Sessions that ended, by reason")
                            .Register(*registry_)),
+      jwks_fetches_(prometheus::BuildCounter()
+                        .Name("sparkgate_jwks_fetches_total")
+                        .Help("Fetches of a JWT issuer's remote keys (discovery and JWKS), by issuer and result")
+                        .Register(*registry_)),
       build_info_(prometheus::BuildGauge()
                       .Name("sparkgate_build_info")
                       .Help("Always 1; the version label names the running build")
@@ -114,6 +118,10 @@ prometheus::Counter& Metrics::auth_failure(policy::AuthFailure reason) {
   auto i = static_cast<size_t>(reason);
   if (i == 0 || i >= kAuthReasons) i = static_cast<size_t>(policy::AuthFailure::kMalformed);
   return *auth_failures_[i];
+}
+
+prometheus::Counter& Metrics::jwks_fetch(const std::string& issuer, std::string_view result) {
+  return jwks_fetches_.Add({{"issuer", issuer}, {"result", std::string(result)}});
 }
 
 prometheus::Counter& Metrics::sessions_closed(std::string_view reason) {

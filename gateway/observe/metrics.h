@@ -89,6 +89,11 @@ class Metrics {
   // sparkgate_auth_failures_total{reason}: refused credentials, by AuthFailure label.
   prometheus::Counter& auth_failure(policy::AuthFailure reason);
 
+  // sparkgate_jwks_fetches_total{issuer,result}: fetches of an issuer's remote keys, by
+  // policy::fetch_result_label ("ok", "unreachable", "tls", "timeout", ...). Issuers come
+  // from the config, so the label set is bounded. Thread-safe.
+  prometheus::Counter& jwks_fetch(const std::string& issuer, std::string_view result);
+
   // Quotas, in the order of the labels of sparkgate_quota_rejections_total{quota}.
   enum class Quota { kMaxSessions, kMaxConcurrentOperations, kRequestsPerSecond, kMaxArtifactBytes, kMaxMessageBytes };
   static std::string_view quota_name(Quota q);
@@ -118,12 +123,13 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_succeeded_;
   prometheus::Counter& reloads_failed_;
-  static constexpr size_t kAuthReasons = static_cast<size_t>(policy::AuthFailure::kBadCertificate) + 1;
+  static constexpr size_t kAuthReasons = static_cast<size_t>(policy::AuthFailure::kKeysUnavailable) + 1;
   std::array<prometheus::Counter*, kAuthReasons> auth_failures_{};
   std::array<prometheus::Counter*, 5> quota_rejections_{};
   prometheus::Counter& identity_rejections_;
   prometheus::Counter& sessions_expired_;
   prometheus::Family<prometheus::Counter>& sessions_closed_;
+  prometheus::Family<prometheus::Counter>& jwks_fetches_;
   prometheus::Family<prometheus::Gauge>& build_info_;
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& duration_;

@@ -23,10 +23,11 @@ enum class AuthFailure {
   kBadAudience,      // aud does not contain a configured audience
   kBadClaims,        // the user claim is missing or a claim has the wrong type
   kBadCertificate,   // mTLS: the client certificate carries no usable identity
+  kKeysUnavailable,  // the issuer's keys are remote and none has been fetched yet
 };
 
 // "missing", "malformed", "unknown_token", "expired", "not_yet_valid", "bad_signature",
-// "bad_algorithm", "unknown_issuer", "bad_audience", "bad_claims", "bad_certificate".
+// "bad_algorithm", "unknown_issuer", "bad_audience", "bad_claims", "bad_certificate", "keys_unavailable".
 std::string_view auth_failure_label(AuthFailure f);
 
 struct AuthResult {
@@ -35,6 +36,9 @@ struct AuthResult {
   // For the client (grpc-message) and the log. Says what was wrong; never contains the
   // credential or any part of it.
   std::string message;
+  // Set on a failure that a fetch of the issuer's remote keys may cure (the token names
+  // a kid that is not in the set, or no keys were fetched yet): the issuer to refresh.
+  std::string refresh_issuer;
 
   bool ok() const { return failure == AuthFailure::kNone; }
   static AuthResult fail(AuthFailure f, std::string message) {

@@ -77,7 +77,7 @@ AuthResult principal_from_certificate(const config::Mtls& mtls, const PeerCertif
 }
 
 AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& headers, const PeerCertificate* peer,
-                        std::chrono::system_clock::time_point now) {
+                        std::chrono::system_clock::time_point now, const JwksCache* remote) {
   std::string_view header_name;
   const std::string* header = credential_header(headers, header_name);
   if (header != nullptr) {
@@ -106,7 +106,7 @@ AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& header
         return r;
       }
     }
-    if (!auth.jwt.empty() && looks_like_jwt(token)) return verify_jwt(token, auth.jwt, now);
+    if (!auth.jwt.empty() && looks_like_jwt(token)) return verify_jwt(token, auth.jwt, now, remote);
     if (auth.tokens.empty() && auth.jwt.empty()) {
       return AuthResult::fail(AuthFailure::kUnknownToken,
                               "bearer tokens are not accepted here: authenticate with a client certificate");
@@ -139,6 +139,7 @@ std::string_view auth_failure_label(AuthFailure f) {
     case AuthFailure::kBadAudience: return "bad_audience";
     case AuthFailure::kBadClaims: return "bad_claims";
     case AuthFailure::kBadCertificate: return "bad_certificate";
+    case AuthFailure::kKeysUnavailable: return "keys_unavailable";
   }
   return "unknown";
 }

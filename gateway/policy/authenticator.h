@@ -17,11 +17,15 @@
 
 namespace sparkgate::policy {
 
+class JwksCache;
+
 // Only call with auth.enabled(). `peer` is the connection's verified client certificate
 // or null. An anonymous principal has an empty user: the caller fills in the request's
 // own user_id once it has read it.
+// `remote` holds the keys of issuers with discovery/jwks_uri (null: such issuers have
+// no keys).
 AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& headers, const PeerCertificate* peer,
-                        std::chrono::system_clock::time_point now);
+                        std::chrono::system_clock::time_point now, const JwksCache* remote = nullptr);
 
 // The principal a verified client certificate stands for under `mtls`, or a
 // kBadCertificate failure when the configured field is absent.

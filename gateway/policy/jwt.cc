@@ -1,5 +1,7 @@
 #include "policy/jwt.h"
 
+#include "policy/jwks_cache.h"
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -589,8 +591,20 @@ AuthResult map_claims(const json::object& claims, const config::JwtIssuer& issue
   return ok;
 }
 
+// " (keys fetched at T; the last refresh failed: E)" for a remote issuer's messages.
+std::string remote_note(const JwksSnapshot& s) {
+  std::string out = " (keys fetched ";
+  if (s.fetched_at) {
+    out += format_time(std::chrono::duration<double>(s.fetched_at->time_since_epoch()).count());
+  } else {
+    out += "never";
+  }
+  if (!s.last_error.empty()) out += "; the last fetch failed: " + s.last_error;
+  return out + ")";
+}
+
 AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                           std::chrono::system_clock::time_point now) {
+                           std::chrono::system_clock::time_point now, const JwksCache* remote) {
   if (token.empty()) return fail(AuthFailure::kMalformed, "JWT is empty");
   if (token.size() > kMaxTokenBytes) {
     return fail(AuthFailure::kMalformed, "JWT is longer than " + std::to_string(kMaxTokenBytes) + " bytes");
@@ -648,14 +662,35 @@ AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::Jwt
     return fail(AuthFailure::kBadAlgorithm,
                 "JWT algorithm " + std::string(alg_s) + " is not allowed for issuer " + iss_q);
   }
-  if (!issuer->keys || issuer->keys->size() == 0) {
+  const JwtKeySet* keys = issuer->keys.get();
+  std::shared_ptr<const JwksSnapshot> fetched;  // holds the remote keys while they are used
+  std::string note;
+  if (issuer->remote) {
+    fetched = remote ? remote->snapshot(issuer->issuer) : nullptr;
+    keys = fetched ? fetched->keys.get() : nullptr;
+    if (!keys) {
+      AuthResult r = fail(AuthFailure::kKeysUnavailable,
+                          "JWT issuer " + iss_q + " has no keys yet: " +
+                              (fetched && !fetched->last_error.empty()
+                                   ? "fetching them failed: " + fetched->last_error
+                                   : std::string("they have not been fetched yet")));
+      r.refresh_issuer = issuer->issuer;
+      return r;
+    }
+    note = remote_note(*fetched);
+  }
+  if (!keys || keys->size() == 0) {
     return fail(AuthFailure::kBadSignature, "JWT issuer " + iss_q + " has no verification keys");
   }
-  switch (issuer->keys->verify(*alg, kid ? *kid : std::optional<std::string>(), signing_input, *signature)) {
+  switch (keys->verify(*alg, kid ? *kid : std::optional<std::string>(), signing_input, *signature)) {
     case JwtKeySet::Verify::kVerified: break;
-    case JwtKeySet::Verify::kNoKey:
-      return fail(AuthFailure::kBadSignature, "JWT issuer " + iss_q + " has no " + std::string(alg_s) + " key" +
-                                                  (kid ? " with kid " + quote(**kid) : std::string()));
+    case JwtKeySet::Verify::kNoKey: {
+      AuthResult r = fail(AuthFailure::kBadSignature, "JWT issuer " + iss_q + " has no " + std::string(alg_s) +
+                                                          " key" + (kid ? " with kid " + quote(**kid) : std::string()) +
+                                                          note);
+      if (issuer->remote) r.refresh_issuer = issuer->issuer;
+      return r;
+    }
     case JwtKeySet::Verify::kMismatch:
       return fail(AuthFailure::kBadSignature, "JWT signature does not verify with any key of issuer " + iss_q);
   }
@@ -666,9 +701,9 @@ AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::Jwt
 }  // namespace
 
 AuthResult verify_jwt(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                      std::chrono::system_clock::time_point now) {
+                      std::chrono::system_clock::time_point now, const JwksCache* remote) {
   try {
-    return verify_jwt_impl(token, issuers, now);
+    return verify_jwt_impl(token, issuers, now, remote);
   } catch (...) {
     clear_openssl_errors();
     return fail(AuthFailure::kMalformed, "JWT could not be processed");

@@ -16,6 +16,8 @@
 
 namespace sparkgate::policy {
 
+class JwksCache;
+
 enum class JwtAlg { kHS256, kRS256, kES256 };
 
 // Exact, case-sensitive JOSE names: "HS256", "RS256", "ES256". Anything else (including
@@ -116,7 +118,12 @@ class JwtKeySet {
 // The message says what was wrong and never contains the token, its signature or its
 // raw claims (names taken from the token — iss, kid, alg — are quoted only when short and
 // printable). Never throws. Thread-safe: `issuers` and their key sets are only read.
+//
+// An issuer with remote keys (discovery/jwks_uri) takes them from `remote`'s current
+// snapshot. No keys fetched yet is kKeysUnavailable (naming the last fetch error); a
+// token whose kid is not in the set is kBadSignature. Both set refresh_issuer, so the
+// caller may ask `remote` for a refresh and verify again.
 AuthResult verify_jwt(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                      std::chrono::system_clock::time_point now);
+                      std::chrono::system_clock::time_point now, const JwksCache* remote = nullptr);
 
 }  // namespace sparkgate::policy

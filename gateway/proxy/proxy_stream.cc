@@ -4,7 +4,10 @@
 
 #include <algorithm>
 
+#include <boost/asio/post.hpp>
+
 #include "policy/authenticator.h"
+#include "policy/jwks_cache.h"
 #include "policy/redis_quotas.h"
 #include "routing/router.h"
 #include "spark/user_context.h"
@@ -103,19 +106,61 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
   }
   upstream_headers_.add("te", "trailers");
   forward_correlation();
-  const auto& cfg = *ctx_.config;
-  if (cfg.auth.enabled()) {
-    auto r = policy::authenticate(cfg.auth, headers, ctx_.peer_cert.get(), std::chrono::system_clock::now());
-    if (!r.ok()) {
-      if (ctx_.metrics) ctx_.metrics->auth_failure(r.failure).Increment();
-      spdlog::info("rpc={} peer={}: authentication failed ({}): {}", rpc_->name,
-                   downstream_ ? downstream_->peer() : std::string("-"), policy::auth_failure_label(r.failure),
-                   r.message);
-      reply_local(grpc::StatusCode::kUnauthenticated, r.message);
-      return;
-    }
-    principal_ = std::move(r.principal);
+  headers_end_stream_ = end_stream;
+  if (ctx_.config->auth.enabled()) {
+    auth_headers_ = std::move(headers);
+    if (!authenticate_headers(true)) return;
   }
+  headers_authenticated();
+}
+
+bool ProxyStream::authenticate_headers(bool may_refresh) {
+  const auto& cfg = *ctx_.config;
+  auto r = policy::authenticate(cfg.auth, auth_headers_, ctx_.peer_cert.get(), std::chrono::system_clock::now(),
+                                ctx_.jwks);
+  if (r.ok()) {
+    principal_ = std::move(r.principal);
+    auth_headers_ = http2::HeaderMap();
+    return true;
+  }
+  if (may_refresh && !r.refresh_issuer.empty() && ctx_.jwks && downstream_) {
+    // The worker must not wait: the control thread fetches, then posts back here.
+    auto ex = downstream_->executor();
+    auto outcome = ctx_.jwks->request_refresh(r.refresh_issuer, [weak = weak_from_this(), ex] {
+      boost::asio::post(ex, [weak] {
+        if (auto self = weak.lock()) self->on_keys_refreshed();
+      });
+    });
+    if (outcome == policy::JwksCache::Refresh::kPending) {
+      spdlog::debug("rpc={}: {}; waiting for a refresh of the issuer's keys", rpc_->name, r.message);
+      phase_ = Phase::kAuthenticating;
+      return false;
+    }
+    if (outcome == policy::JwksCache::Refresh::kRateLimited) r.message += "; the keys were refreshed too recently to refresh them again (min_refresh_interval)";
+  }
+  if (ctx_.metrics) ctx_.metrics->auth_failure(r.failure).Increment();
+  spdlog::info("rpc={} peer={}: authentication failed ({}): {}", rpc_->name,
+               downstream_ ? downstream_->peer() : std::string("-"), policy::auth_failure_label(r.failure), r.message);
+  reply_local(grpc::StatusCode::kUnauthenticated, r.message);
+  return false;
+}
+
+void ProxyStream::on_keys_refreshed() {
+  if (phase_ != Phase::kAuthenticating || !downstream_) return;
+  if (!authenticate_headers(false)) return;
+  headers_authenticated();
+  if (phase_ != Phase::kInspecting) return;
+  if (principal_.verified() && quota_.max_message_bytes && req_framer_.messages() >= 1 &&
+      req_framer_.last_header().length > quota_.max_message_bytes) {
+    reply_too_large("request", req_framer_);
+    return;
+  }
+  // DATA (or the end of the request) that arrived during the pause.
+  if (req_end_ || req_buf_.size() > 0) try_route();
+}
+
+void ProxyStream::headers_authenticated() {
+  const auto& cfg = *ctx_.config;
   if (!cfg.auth.forward_client_credentials) {
     // The client's credential was for the gateway; the backend gets the cluster's own
     // (apply_backend_credentials) or none.
@@ -131,7 +176,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
     }
   }
   phase_ = Phase::kInspecting;
-  if (end_stream) {
+  if (headers_end_stream_) {
     reply_local(grpc::StatusCode::kInvalidArgument, "the request has no message");
   }
 }

@@ -34,6 +34,7 @@ namespace sparkgate::upstream {
 class PoolSet;
 }
 namespace sparkgate::policy {
+class JwksCache;
 class RedisQuotas;
 struct QuotaDecision;
 }
@@ -57,6 +58,8 @@ struct ProxyContext {
   const std::atomic<bool>* draining = nullptr;
   // The connection's verified client certificate (mTLS), or null.
   std::shared_ptr<const policy::PeerCertificate> peer_cert;
+  // Process-wide: the remote keys of JWT issuers (discovery/jwks_uri); null: none.
+  policy::JwksCache* jwks = nullptr;
 };
 
 class ProxyStream final : public http2::ServerStreamHandler,
@@ -92,7 +95,19 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void close_by_operator(const std::string& message) override;
 
  private:
-  enum class Phase { kHeaders, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
+  // kAuthenticating: paused until a refresh of a JWT issuer's remote keys has ended
+  // (request DATA is buffered meanwhile, as in kInspecting, but not routed).
+  enum class Phase { kHeaders, kAuthenticating, kInspecting, kConnecting, kForwarding, kLocalReply, kDone };
+
+  // Authentication of the request headers. `may_refresh`: a token naming a kid that is
+  // not in its issuer's remote key set pauses the stream (kAuthenticating) for one
+  // refresh of that set, after which authenticate_headers(false) runs again from
+  // on_keys_refreshed(). False when the RPC was answered or paused.
+  bool authenticate_headers(bool may_refresh);
+  // The refresh asked for by authenticate_headers has ended (on this worker's thread).
+  void on_keys_refreshed();
+  // After authentication: credentials, the message size quota, then kInspecting.
+  void headers_authenticated();
 
   void try_route();
   // Policy, in order: identity (enforce or rewrite user_context), then quota admission
@@ -141,6 +156,8 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void consume_downstream(size_t n);
   void consume_upstream(size_t n);
   std::string backend_label() const;
+  http2::HeaderMap auth_headers_;  // the request headers, kept while kAuthenticating
+  bool headers_end_stream_ = false;
 
   // Observability (observe/). grpc.health.v1.Health/Check, answered by the gateway once
   // the request has ended.

@@ -84,6 +84,8 @@ void ControlPlane::retire_quota_releaser() {
 void ControlPlane::start() {
   watched_ = stat_config();
   boost::asio::post(io_, [this] {
+    state_.jwks.start(io_.get_executor(), [this](const std::string& issuer, policy::FetchResult result,
+                                                 const std::string& error) { on_jwks_fetch(issuer, result, error); });
     health_.start();
     if (options_.watch_config) schedule_watch();
     schedule_reap();
@@ -98,6 +100,7 @@ void ControlPlane::stop() {
   retire_quota_releaser();
   boost::asio::post(io_, [this] {
     health_.stop();
+    state_.jwks.stop();
     watch_timer_.cancel();
     reap_timer_.cancel();
     dns_timer_.cancel();
@@ -136,11 +139,32 @@ void ControlPlane::reload(const std::string& why) {
   }
   // Listener, admin and TLS listener changes need a restart; routes, clusters, limits and
   // sessions apply to new streams at once. In-flight streams keep their snapshot.
+  // Before the new config is visible: its remote issuers must be known to the cache.
+  state_.jwks.sync(next.config->auth.jwt);
   state_.config.store(next.config);
   state_.router.backends().apply_config(next.config);
   state_.metrics.reloads_succeeded().Increment();
   state_.access_log.set_enabled(next.config->access_log);
   spdlog::info("configuration reloaded from {} ({})", options_.config_path, why);
+}
+
+void ControlPlane::on_jwks_fetch(const std::string& issuer, policy::FetchResult result, const std::string& error) {
+  state_.metrics.jwks_fetch(issuer, policy::fetch_result_label(result)).Increment();
+  auto snap = state_.jwks.snapshot(issuer);
+  if (result == policy::FetchResult::kOk) {
+    std::string kids;
+    if (snap) {
+      for (const auto& k : snap->kids) kids += (kids.empty() ? "" : ", ") + (k.empty() ? std::string("(no kid)") : k);
+    }
+    spdlog::info("jwt issuer {}: fetched {} keys from {} (kids: {})", issuer, snap ? snap->kids.size() : 0,
+                 snap ? snap->jwks_uri : std::string("?"), kids);
+    return;
+  }
+  const size_t kept = snap && snap->keys ? snap->kids.size() : 0;
+  spdlog::warn("jwt issuer {}: fetching its keys failed ({}): {}; {}", issuer, policy::fetch_result_label(result),
+               error,
+               kept ? "keeping the " + std::to_string(kept) + " keys fetched before"
+                    : std::string("no keys yet: its tokens are refused until a fetch succeeds"));
 }
 
 void ControlPlane::schedule_watch() {

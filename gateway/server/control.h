@@ -47,6 +47,8 @@ class ControlPlane {
 
  private:
   void reload(const std::string& why);
+  // Every fetch of an issuer's remote keys: counted and logged.
+  void on_jwks_fetch(const std::string& issuer, policy::FetchResult result, const std::string& error);
   void schedule_watch();
   void schedule_reap();
   void reap();

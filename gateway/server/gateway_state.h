@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "observe/access_log.h"
 #include "observe/metrics.h"
+#include "policy/jwks_cache.h"
 #include "policy/quota.h"
 #include "routing/router.h"
 
@@ -23,6 +24,8 @@ struct GatewayState {
   routing::Router router{backends};
   observe::Metrics metrics;
   observe::AccessLog access_log;  // JSON lines on stdout (log.access)
+  // The keys of JWT issuers with discovery/jwks_uri; fetched by the control thread.
+  policy::JwksCache jwks;
   policy::LocalQuotas quotas;  // per-user rate buckets and operation counts (quotas.store: memory)
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;

@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   spdlog::register_logger(state.access_log.logger());
   spdlog::flush_every(std::chrono::seconds(1));
   server::install_session_observers(state);
+  state.jwks.sync(cfg->auth.jwt);  // fetched once the control thread starts
   state.config.store(cfg);
   state.backends.apply_config(cfg);
   for (const auto& l : cfg->listeners) {
@@ -153,6 +154,7 @@ int main(int argc, char** argv) {
   hooks.not_ready = [&state] { return server::not_ready_reason(state); };
   hooks.metrics = [&state, &pool] { return state.metrics.render(server::scrape_input(state, pool)); };
   hooks.config = [&state] { return state.config.load(); };
+  hooks.jwks = &state.jwks;
   hooks.release_on_backend = [&control](const routing::SessionPtr& s) {
     control.release_session(s, "operator-closed");
   };

@@ -164,6 +164,7 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport,
                                 store_.get(),         &state_.metrics, &state_.quotas,
                                 redis_quotas_.get(),  &state_.access_log, &state_.draining,
                                 peer_cert};
+        ctx.jwks = &state_.jwks;
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerSession> weak = session;

@@ -247,7 +247,7 @@ func placeholders(rels []string, cfg *gatewayConfig, configPath, mountPath strin
 		}
 		switch {
 		case strings.HasSuffix(what, ".key") || strings.HasSuffix(what, ".cert") || strings.HasSuffix(what, ".ca") ||
-			strings.HasSuffix(what, ".client_ca"):
+			strings.HasSuffix(what, ".client_ca") || strings.HasSuffix(what, ".ca_file"):
 			if certPEM == nil {
 				var err error
 				certPEM, keyPEM, err = selfSigned()

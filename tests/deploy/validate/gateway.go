@@ -201,7 +201,7 @@ func parseGatewayConfig(text string) (*gatewayConfig, []string) {
 			if name, ok := asString(j["secret_env"]); ok {
 				cfg.envs[name] = fmt.Sprintf("auth.jwt[%d].secret_env", i)
 			}
-			for _, k := range []string{"jwks_file", "secret_file"} {
+			for _, k := range []string{"jwks_file", "secret_file", "ca_file"} {
 				if f, ok := asString(j[k]); ok {
 					cfg.files[f] = fmt.Sprintf("auth.jwt[%d].%s", i, k)
 				}

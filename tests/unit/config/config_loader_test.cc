@@ -612,7 +612,7 @@ identity:
   CHECK(has_error(r, 15, "the same token hash is already defined (line 14)"));
   CHECK(has_error(r, 16, "needs sha256"));
   CHECK(has_error(r, 17, "auth.tokens.user must not be empty"));
-  CHECK(has_error(r, 20, "needs keys, jwks_file, or secret_env/secret_file"));
+  CHECK(has_error(r, 20, "needs keys, jwks_file, secret_env/secret_file, discovery: true or jwks_uri"));
   CHECK(has_error(r, 22, "'none' is not one of HS256, RS256, ES256"));
   CHECK(has_error(r, 23, "environment variable 'SPARKGATE_TEST_UNSET_JWT' is not set"));
   CHECK(has_error(r, 24, "auth.anonymous 'maybe' is not one of allow, deny"));
