@@ -70,6 +70,9 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
 
 ControlPlane::~ControlPlane() {
   stop();
+  // The thread is gone: the cache's timers (on io_) must go before io_ does, even if the
+  // posted stop never ran.
+  state_.jwks.stop();
   retire_quota_releaser();
   // The listener may keep the struct alive past io_: its RedisQuotas must not.
   if (quota_releaser_) quota_releaser_->quotas.reset();
