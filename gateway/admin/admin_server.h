@@ -4,7 +4,7 @@
 // where the config says; the default is loopback.
 //
 // It reads the session registry and the backend registry and changes state only through
-// routing's interfaces (ending a session, a backend's admin_drain flag) and the hooks
+// routing's interfaces (ending a session, draining a backend) and the hooks
 // below.
 #pragma once
 
@@ -15,12 +15,10 @@
 #include <string>
 #include <thread>
 
+#include <boost/json/object.hpp>
+
 #include "config/config.h"
 #include "routing/router.h"
-
-namespace sparkgate::policy {
-class JwksCache;
-}
 
 namespace sparkgate::admin {
 
@@ -35,9 +33,9 @@ struct AdminHooks {
   // Sends ReleaseSession for `session` to its backend (asynchronously) and forgets it in
   // shared stores. Called after the session left the registry.
   std::function<void(const routing::SessionPtr&)> release_on_backend;
-  // The fetched keys of JWT issuers with discovery/jwks_uri, shown by /v1/config; it
-  // outlives the server. Null: none shown.
-  const policy::JwksCache* jwks = nullptr;
+  // The fetched keys of a JWT issuer with discovery/jwks_uri (key ids, fetch times, last
+  // error) as a JSON object for /v1/config; empty: none shown. Called on the admin thread.
+  std::function<boost::json::object(const std::string& issuer)> jwt_remote_status;
 };
 
 class AdminServer {

@@ -2,9 +2,6 @@
 
 #include <boost/json.hpp>
 
-#include <ctime>
-
-#include "policy/jwks_cache.h"
 
 namespace sparkgate::admin {
 
@@ -100,35 +97,21 @@ json::object route_json(const config::Route& r) {
   return o;
 }
 
-std::string utc(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// An issuer's remote keys as fetched: what the operator checks after a rotation.
-json::object remote_json(const config::JwtIssuer& j, const policy::JwksCache* jwks) {
+// An issuer's remote key source, and what was fetched from it.
+json::object remote_json(const config::JwtIssuer& j, const RemoteStatus& status) {
   const auto& r = *j.remote;
   json::object o{{"discovery", r.discovery},
                  {"ca_file", r.ca_file.empty() ? std::string("(system trust store)") : r.ca_file},
                  {"refresh_interval", ms(r.refresh_interval)},
                  {"min_refresh_interval", ms(r.min_refresh_interval)}};
   if (!r.discovery) o["jwks_uri"] = r.jwks_uri;
-  auto snap = jwks ? jwks->snapshot(j.issuer) : nullptr;
-  if (!snap) return o;
-  o["fetched_jwks_uri"] = snap->jwks_uri;
-  o["key_ids"] = strings(snap->kids);
-  o["fetched_at"] = snap->fetched_at ? json::value(utc(*snap->fetched_at)) : json::value(nullptr);
-  o["last_attempt_at"] = snap->attempted_at ? json::value(utc(*snap->attempted_at)) : json::value(nullptr);
-  o["last_error"] = snap->last_error.empty() ? json::value(nullptr) : json::value(snap->last_error);
-  o["consecutive_failures"] = snap->consecutive_failures;
+  if (status) {
+    for (auto& kv : status(j.issuer)) o[kv.key()] = kv.value();
+  }
   return o;
 }
 
-json::object auth_json(const config::Auth& a, const policy::JwksCache* jwks) {
+json::object auth_json(const config::Auth& a, const RemoteStatus& remote_status) {
   json::array tokens;
   for (const auto& t : a.tokens) {
     tokens.push_back(json::object{{"sha256", kRedacted},
@@ -146,7 +129,7 @@ json::object auth_json(const config::Auth& a, const policy::JwksCache* jwks) {
                                                        {"groups", j.groups_claim},
                                                        {"tenant", j.tenant_claim}}},
                                {"keys", strings(j.key_sources)}});
-    if (j.remote) jwt.back().as_object()["remote"] = remote_json(j, jwks);
+    if (j.remote) jwt.back().as_object()["remote"] = remote_json(j, remote_status);
   }
   json::object o{{"tokens", std::move(tokens)},
                  {"jwt", std::move(jwt)},
@@ -162,7 +145,7 @@ json::object auth_json(const config::Auth& a, const policy::JwksCache* jwks) {
 
 }  // namespace
 
-json::value config_json(const config::Config& cfg, const policy::JwksCache* jwks) {
+json::value config_json(const config::Config& cfg, const RemoteStatus& remote_status) {
   json::object o;
   o["source"] = cfg.source_path;
   json::array listeners;
@@ -189,7 +172,7 @@ json::value config_json(const config::Config& cfg, const policy::JwksCache* jwks
                         {"store", s.store == config::Sessions::Store::kRedis ? "redis" : "memory"}};
   if (s.store == config::Sessions::Store::kRedis) sessions["redis"] = redis_json(s.redis);
   o["sessions"] = std::move(sessions);
-  o["auth"] = auth_json(cfg.auth, jwks);
+  o["auth"] = auth_json(cfg.auth, remote_status);
   o["identity"] = json::object{{"mode", config::identity_mode_name(cfg.identity.mode)}};
   const auto& q = cfg.quotas;
   json::object quotas{{"default", quota_json(q.defaults)},

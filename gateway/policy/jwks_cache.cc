@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <boost/json.hpp>
+#include <ctime>
 #include <mutex>
 
 #include "policy/oidc_documents.h"
@@ -42,6 +44,35 @@ std::shared_ptr<const JwksSnapshot> JwksCache::snapshot(const std::string& issue
   auto it = map->find(issuer);
   if (it == map->end()) return nullptr;
   return it->second->snap.load();
+}
+
+namespace {
+
+std::string utc(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+boost::json::object JwksCache::status_json(const std::string& issuer) const {
+  namespace json = boost::json;
+  auto snap = snapshot(issuer);
+  json::object o;
+  if (!snap) return o;
+  json::array kids;
+  for (const auto& k : snap->kids) kids.emplace_back(k);
+  o["fetched_jwks_uri"] = snap->jwks_uri;
+  o["key_ids"] = std::move(kids);
+  o["fetched_at"] = snap->fetched_at ? json::value(utc(*snap->fetched_at)) : json::value(nullptr);
+  o["last_attempt_at"] = snap->attempted_at ? json::value(utc(*snap->attempted_at)) : json::value(nullptr);
+  o["last_error"] = snap->last_error.empty() ? json::value(nullptr) : json::value(snap->last_error);
+  o["consecutive_failures"] = snap->consecutive_failures;
+  return o;
 }
 
 JwksCache::Refresh JwksCache::request_refresh(const std::string& issuer, std::function<void()> done) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -63,6 +64,9 @@ class JwksCache {
 
   // The current keys of a remote issuer; null if `issuer` is not a remote issuer.
   std::shared_ptr<const JwksSnapshot> snapshot(const std::string& issuer) const;
+  // For /v1/config: fetched_jwks_uri, key_ids, fetched_at and last_attempt_at (UTC, or
+  // null), last_error (null after a success), consecutive_failures. Empty if unknown.
+  boost::json::object status_json(const std::string& issuer) const;
 
   enum class Refresh {
     kPending,      // a fetch is running (started now, or already); `done` will be called

@@ -287,22 +287,6 @@ std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view n
 
 // ---- algorithms and base64url -----------------------------------------------------------
 
-std::optional<JwtAlg> parse_jwt_alg(std::string_view name) {
-  if (name == "HS256") return JwtAlg::kHS256;
-  if (name == "RS256") return JwtAlg::kRS256;
-  if (name == "ES256") return JwtAlg::kES256;
-  return std::nullopt;
-}
-
-std::string_view jwt_alg_name(JwtAlg alg) {
-  switch (alg) {
-    case JwtAlg::kHS256: return "HS256";
-    case JwtAlg::kRS256: return "RS256";
-    case JwtAlg::kES256: return "ES256";
-  }
-  return "?";
-}
-
 std::optional<std::string> base64url_decode(std::string_view in) {
   if (in.size() % 4 == 1) return std::nullopt;
   std::string out;
@@ -662,7 +646,7 @@ AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::Jwt
     return fail(AuthFailure::kBadAlgorithm,
                 "JWT algorithm " + std::string(alg_s) + " is not allowed for issuer " + iss_q);
   }
-  const JwtKeySet* keys = issuer->keys.get();
+  const base::JwtKeys* keys = issuer->keys.get();
   std::shared_ptr<const JwksSnapshot> fetched;  // holds the remote keys while they are used
   std::string note;
   if (issuer->remote) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/https_url.h"
 #include "policy/jwt.h"
 
 namespace sparkgate::policy {
@@ -21,26 +22,10 @@ namespace sparkgate::policy {
 // for IdPs that publish dozens of keys and certificates, and bounds a hostile answer.
 inline constexpr size_t kMaxOidcDocumentBytes = 1024 * 1024;
 
-// An https:// URL, split for a request: host (a name, an IPv4 address, or an IPv6
-// address without its brackets), port (443 if absent) and the request target (path and
-// query, "/" if empty).
-struct HttpsUrl {
-  std::string host;
-  uint16_t port = 443;
-  std::string target;
-  std::string text;  // the URL as given
-
-  std::string authority() const;  // host[:port] as it goes in the Host header
-};
-
-// Parses `text` as an absolute https URL. Refused with a reason in `error`: any other
-// scheme (http:// included), userinfo ("user@"), a fragment, an empty or malformed host, a
-// bad port, whitespace or control characters.
-std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& error);
-
-// {issuer}/.well-known/openid-configuration, with one trailing '/' of the issuer dropped
-// (OpenID Connect Discovery 1.0 §4).
-std::string discovery_url(std::string_view issuer);
+// The URL vocabulary lives in base/ (the config loader checks URLs too).
+using base::discovery_url;
+using base::HttpsUrl;
+using base::parse_https_url;
 
 // Parses a discovery document. It must be at most kMaxOidcDocumentBytes, a JSON object,
 // with "issuer" a string exactly equal to `expected_issuer` (§4.3: no normalisation)
