@@ -30,7 +30,7 @@ bool quota_store_ok(RpcState& state, const policy::QuotaDecision& d) {
   }
   spdlog::warn("quota store unavailable ({}); refusing {} of user '{}' (quotas.on_store_failure: deny)", d.error,
                state.rpc->name, user);
-  state.stop(grpc::StatusCode::kUnavailable, "sparkgate cannot check quotas: the quota store is unavailable (" +
+  state.stop(grpcwire::StatusCode::kUnavailable, "sparkgate cannot check quotas: the quota store is unavailable (" +
                                                  d.error + ") and quotas.on_store_failure is deny");
   return false;
 }

@@ -26,7 +26,7 @@ StepStatus AuthenticateStep::run() {
       if (state_.ctx.metrics) state_.ctx.metrics->auth_failure(r.failure).Increment();
       spdlog::info("rpc={} peer={}: authentication failed ({}): {}", state_.rpc->name,
                    state_.peer ? *state_.peer : std::string("-"), policy::auth_failure_label(r.failure), r.message);
-      return state_.stop(grpc::StatusCode::kUnauthenticated, r.message);
+      return state_.stop(grpcwire::StatusCode::kUnauthenticated, r.message);
     }
     state_.principal = std::move(r.principal);
   }

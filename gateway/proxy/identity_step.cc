@@ -31,8 +31,8 @@ StepStatus IdentityStep::run() {
     if (env.user_id == principal.user) return StepStatus::kContinue;
     if (state_.ctx.metrics) state_.ctx.metrics->identity_rejections().Increment();
     spdlog::info("rpc={} session={}: user_id '{}' refused for authenticated user '{}' ({})", state_.rpc->name,
-                 env.session_id, env.user_id, principal.user, principal.method);
-    return state_.stop(grpc::StatusCode::kPermissionDenied,
+                 env.session_id, env.user_id, principal.user, base::auth_method_name(principal.method));
+    return state_.stop(grpcwire::StatusCode::kPermissionDenied,
                        "user_id '" + env.user_id + "' does not match authenticated user '" + principal.user + "'");
   }
   if (env.user_id == principal.user && env.user_name == principal.user) return StepStatus::kContinue;
@@ -49,7 +49,7 @@ StepStatus IdentityStep::rewrite() {
   auto spliced = spark::splice_user_context(head, state_.inspector->scanner().user_context_spans(), user, user);
   if (!spliced.ok()) {
     up.put_request_head(head, 0);
-    return state_.stop(grpc::StatusCode::kInvalidArgument,
+    return state_.stop(grpcwire::StatusCode::kInvalidArgument,
                        "cannot rewrite user_context of " + std::string(state_.rpc->name) + ": " + spliced.error);
   }
   up.put_request_head(spliced.head, spliced.delta);

@@ -11,13 +11,13 @@ RequestKind check_request(const http2::HeaderMap& headers) {
   const std::string* content_type = headers.find("content-type");
   if (!method || *method != "POST") {
     k.http_status = 405;
-    k.code = grpc::StatusCode::kUnimplemented;
+    k.code = grpcwire::StatusCode::kUnimplemented;
     k.message = "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST";
     return k;
   }
   if (!content_type || !content_type->starts_with("application/grpc")) {
     k.http_status = 415;
-    k.code = grpc::StatusCode::kInvalidArgument;
+    k.code = grpcwire::StatusCode::kInvalidArgument;
     k.message = "content-type '" + (content_type ? *content_type : std::string()) +
                 "' is not gRPC: sparkgate expects application/grpc";
     return k;
@@ -28,7 +28,7 @@ RequestKind check_request(const http2::HeaderMap& headers) {
   }
   k.rpc = path ? spark::find_rpc_by_path(*path) : nullptr;
   if (!k.rpc) {
-    k.code = grpc::StatusCode::kUnimplemented;
+    k.code = grpcwire::StatusCode::kUnimplemented;
     k.message = "unknown method '" + (path ? *path : std::string()) +
                 "': sparkgate serves spark.connect.SparkConnectService";
     return k;

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "http2/header_map.h"
 #include "spark/rpc.h"
 
@@ -16,7 +16,7 @@ struct RequestKind {
   // kReject: the reply. http_status is 200 (a gRPC status) unless the request is not
   // gRPC at all (405 wrong method, 415 wrong content type).
   int http_status = 200;
-  grpc::StatusCode code = grpc::StatusCode::kOk;
+  grpcwire::StatusCode code = grpcwire::StatusCode::kOk;
   std::string message;
 };
 

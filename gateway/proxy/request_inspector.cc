@@ -13,40 +13,40 @@ namespace {
 // them would hold a large plan.
 constexpr size_t kOptionalFieldBudget = 16 * 1024;
 
-LocalReply invalid(std::string message) { return {grpc::StatusCode::kInvalidArgument, std::move(message), {}}; }
+LocalReply invalid(std::string message) { return {grpcwire::StatusCode::kInvalidArgument, std::move(message), {}}; }
 }  // namespace
 
 const spark::Envelope& RpcState::envelope() const { return *inspector->envelope(); }
 
-LocalReply too_large_reply(std::string_view direction, const grpc::Framer& framer, const RpcState& state) {
+LocalReply too_large_reply(std::string_view direction, const grpcwire::Framer& framer, const RpcState& state) {
   const uint64_t limit = framer.max_message_bytes();
   std::string msg = std::string(direction) + " message of " + std::to_string(framer.last_header().length) + " bytes";
   if (direction == "response") msg += " from backend " + state.backend;
   const uint64_t quota = state.quota.max_message_bytes;
   if (quota && limit == quota && limit < state.ctx.config->limits.max_message_bytes) {
-    return {grpc::StatusCode::kResourceExhausted,
+    return {grpcwire::StatusCode::kResourceExhausted,
             msg + " exceeds quota max_message_bytes (" + std::to_string(limit) + ") of user '" + state.principal.user +
                 "'",
             observe::Metrics::Quota::kMaxMessageBytes};
   }
-  return {grpc::StatusCode::kResourceExhausted,
+  return {grpcwire::StatusCode::kResourceExhausted,
           msg + " exceeds the gateway limit of " + std::to_string(limit) + " bytes (limits.max_message_bytes)",
           {}};
 }
 
 bool RequestInspector::inspect(const RpcState& state, const uint8_t* data, size_t n, LocalReply& reply) {
   const uint64_t chunk_start = offset_;
-  auto err = framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+  auto err = framer_.scan({data, n}, [&](const grpcwire::MessageHeader& h, size_t payload_offset) {
     if (framer_.messages() != 1) return;
     first_payload_start_ = chunk_start + payload_offset;
     if (!h.compressed) scanner_.emplace(*state.rpc, h.length);
   });
   offset_ += n;
-  if (err == grpc::FramerError::kTooLarge) {
+  if (err == grpcwire::FramerError::kTooLarge) {
     reply = too_large_reply("request", framer_, state);
     return false;
   }
-  if (err == grpc::FramerError::kBadFlag) {
+  if (err == grpcwire::FramerError::kBadFlag) {
     reply = invalid("malformed gRPC framing: invalid compressed flag");
     return false;
   }

@@ -7,7 +7,7 @@
 
 #include <optional>
 
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 #include "proxy/rpc_state.h"
 #include "proxy/step.h"
 #include "spark/inspector.h"
@@ -30,14 +30,14 @@ class RequestInspector {
 
   // The message size limit, lowered by a principal's max_message_bytes quota.
   void set_max_message_bytes(uint64_t limit) { framer_.set_max_message_bytes(limit); }
-  const grpc::Framer& framer() const { return framer_; }
+  const grpcwire::Framer& framer() const { return framer_; }
   bool at_boundary() const { return framer_.at_boundary(); }
   const spark::Envelope* envelope() const { return scanner_ ? &scanner_->envelope() : nullptr; }
   const spark::EnvelopeScanner& scanner() const { return *scanner_; }
   uint64_t bytes() const { return offset_; }  // request body bytes inspected
 
  private:
-  grpc::Framer framer_;
+  grpcwire::Framer framer_;
   std::optional<spark::EnvelopeScanner> scanner_;
   uint64_t offset_ = 0;               // request body bytes seen so far
   uint64_t first_payload_start_ = 0;  // stream offset of the first message's payload
@@ -46,7 +46,7 @@ class RequestInspector {
 // The reply to a message over the limit in `direction` ("request" or "response"): the
 // principal's max_message_bytes quota when that is the limit that applies, else the
 // gateway's limits.max_message_bytes.
-LocalReply too_large_reply(std::string_view direction, const grpc::Framer& framer, const RpcState& state);
+LocalReply too_large_reply(std::string_view direction, const grpcwire::Framer& framer, const RpcState& state);
 
 // The pipeline's wait for the envelope: kPaused until the first message's envelope is
 // known (RpcStream calls poll() as request bytes arrive).

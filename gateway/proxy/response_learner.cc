@@ -5,7 +5,7 @@
 
 namespace sparkgate::proxy {
 
-void ResponseLearner::first_message(const grpc::MessageHeader& header, uint64_t start) {
+void ResponseLearner::first_message(const grpcwire::MessageHeader& header, uint64_t start) {
   if (!state_.route.session || header.compressed) return;
   payload_start_ = start;
   scanner_.emplace(*state_.rpc, header.length);

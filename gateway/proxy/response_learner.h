@@ -20,7 +20,7 @@ class ResponseLearner final : public ResponseTap {
  public:
   // `admit` takes over a clone's reserved quota slot.
   ResponseLearner(RpcState& state, AdmitStep& admit) : state_(state), admit_(admit) {}
-  void first_message(const grpc::MessageHeader& header, uint64_t start) override;
+  void first_message(const grpcwire::MessageHeader& header, uint64_t start) override;
   void chunk(const uint8_t* data, size_t n, uint64_t start) override;
 
  private:

@@ -14,7 +14,7 @@ routing::RouteRequest RouteStep::request() const {
   return r;
 }
 
-StepStatus RouteStep::refuse(const grpc::Status& status) {
+StepStatus RouteStep::refuse(const grpcwire::Status& status) {
   if (state_.route.over_session_quota) return state_.stop_quota(observe::Metrics::Quota::kMaxSessions, status.message);
   return state_.stop(status.code, status.message);
 }
@@ -37,7 +37,7 @@ StepStatus RouteStep::run() {
 StepStatus RouteStep::on_lookup(const routing::StoreAnswer& a) {
   const auto& env = state_.envelope();
   auto& route = state_.route;
-  grpc::Status status;
+  grpcwire::Status status;
   if (a.backend) {
     status = state_.ctx.router->adopt(*state_.ctx.config, request(), *a.backend, route);
   } else {

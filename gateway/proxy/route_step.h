@@ -8,7 +8,7 @@
 #pragma once
 
 #include "base/cancellable.h"
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "proxy/step.h"
 #include "routing/session_store.h"
 
@@ -38,7 +38,7 @@ class RouteStep final : public Step, private routing::StoreWaiter {
  private:
   enum class Wait { kNone, kLookup, kClaim };
   routing::RouteRequest request() const;
-  StepStatus refuse(const grpc::Status& status);
+  StepStatus refuse(const grpcwire::Status& status);
   StepStatus on_lookup(const routing::StoreAnswer& a);
   StepStatus on_claim(const routing::StoreAnswer& a);
   void on_store_answer(const routing::StoreAnswer& a) override;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "http2/header_map.h"
-#include "policy/principal.h"
+#include "base/principal.h"
 #include "policy/quota.h"
 #include "proxy/proxy_context.h"
 #include "proxy/step.h"
@@ -28,7 +28,7 @@ struct RpcState {
   // The request as it goes upstream: built by request_check, credentials changed by
   // AuthenticateStep (the client's removed) and UpstreamStep (the cluster's added).
   http2::HeaderMap upstream_headers;
-  policy::Principal principal;   // AuthenticateStep; IdentityStep when unauthenticated
+  base::Principal principal;   // AuthenticateStep; IdentityStep when unauthenticated
   policy::EffectiveQuota quota;  // resolved with the principal
   routing::RouteDecision route;  // RouteStep: cluster, backend, session
   std::string backend;           // RouteStep: the chosen backend's name ("" before)
@@ -49,12 +49,12 @@ struct RpcState {
   const spark::Envelope& envelope() const;
 
   // Sets `reply` and answers kStop.
-  StepStatus stop(grpc::StatusCode code, std::string message) {
+  StepStatus stop(grpcwire::StatusCode code, std::string message) {
     reply = {code, std::move(message), std::nullopt};
     return StepStatus::kStop;
   }
   StepStatus stop_quota(observe::Metrics::Quota q, std::string message) {
-    reply = {grpc::StatusCode::kResourceExhausted, std::move(message), q};
+    reply = {grpcwire::StatusCode::kResourceExhausted, std::move(message), q};
     return StepStatus::kStop;
   }
 };

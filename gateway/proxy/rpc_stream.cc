@@ -7,7 +7,7 @@
 
 namespace sparkgate::proxy {
 
-RpcStream::RpcStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context)
+RpcStream::RpcStream(http2::ServerConnection& downstream, int32_t stream_id, ProxyContext context)
     : down_(downstream, stream_id),
       state_(std::move(context)),
       inspector_(state_.ctx.config->limits.max_message_bytes),
@@ -52,7 +52,7 @@ void RpcStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
   state_.request_headers = &headers;
   pipeline_.start();
   state_.request_headers = nullptr;
-  if (end_stream && !pipeline_.stopped()) reply_local(grpc::StatusCode::kInvalidArgument, "the request has no message");
+  if (end_stream && !pipeline_.stopped()) reply_local(grpcwire::StatusCode::kInvalidArgument, "the request has no message");
 }
 
 void RpcStream::on_request_data(const uint8_t* data, size_t n) {
@@ -85,7 +85,7 @@ void RpcStream::on_request_end() {
   if (!started_ || upstream_->replied()) return;
   if (!inspector_.at_boundary()) {
     // Passing this on would let the backend drop the torn message silently and answer OK.
-    reply_local(grpc::StatusCode::kInvalidArgument,
+    reply_local(grpcwire::StatusCode::kInvalidArgument,
                 "malformed gRPC framing: the request stream ended in the middle of a message");
     return;
   }
@@ -106,7 +106,7 @@ void RpcStream::on_stream_closed(uint32_t error_code) {
 
 void RpcStream::close_by_operator(const std::string& message) {
   if (closed_ || upstream_->replied()) return;
-  reply_local(grpc::StatusCode::kNotFound, message);
+  reply_local(grpcwire::StatusCode::kNotFound, message);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ void RpcStream::reply(const LocalReply& r) {
     const auto* env = inspector_.envelope();
     spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", state_.rpc ? state_.rpc->name : "-",
                   env ? env->describe() : std::string("session=-"), state_.backend.empty() ? "-" : state_.backend,
-                  grpc::status_name(r.code), r.message);
+                  grpcwire::status_name(r.code), r.message);
   }
   pipeline_.cancel();
   upstream_->reply(r.code, r.message);

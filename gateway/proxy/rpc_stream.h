@@ -15,7 +15,7 @@
 #include <memory>
 #include <string>
 
-#include "http2/server_session.h"
+#include "http2/server_connection.h"
 #include "proxy/pipeline.h"
 #include "proxy/request_inspector.h"
 #include "proxy/response_learner.h"
@@ -36,7 +36,7 @@ class RpcStream final : public http2::ServerStreamHandler,
                         private RelayEvents {
  public:
   // `downstream` outlives this object's use of it: it calls on_stream_closed() first.
-  RpcStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context);
+  RpcStream(http2::ServerConnection& downstream, int32_t stream_id, ProxyContext context);
   ~RpcStream() override;
 
   // ServerStreamHandler (downstream events)
@@ -57,7 +57,7 @@ class RpcStream final : public http2::ServerStreamHandler,
   // The downstream stream, for the relay.
   class ServerPeer final : public DownstreamPeer {
    public:
-    ServerPeer(http2::ServerSession& conn, int32_t id) : conn_(&conn), id_(id) {}
+    ServerPeer(http2::ServerConnection& conn, int32_t id) : conn_(&conn), id_(id) {}
     void consume(size_t n) override {
       if (conn_) conn_->consume(id_, n);
     }
@@ -73,17 +73,17 @@ class RpcStream final : public http2::ServerStreamHandler,
     void send_trailers(const http2::HeaderMap& t) override {
       if (conn_) conn_->submit_trailers(id_, t);
     }
-    http2::ServerSession* conn() const { return conn_; }
+    http2::ServerConnection* conn() const { return conn_; }
     void closed() { conn_ = nullptr; }
 
    private:
-    http2::ServerSession* conn_;  // null once the downstream stream is closed
+    http2::ServerConnection* conn_;  // null once the downstream stream is closed
     int32_t id_;
   };
 
   // Ends the RPC with the gateway's own status (counted as a quota refusal if it is one).
   void reply(const LocalReply& r);
-  void reply_local(grpc::StatusCode code, std::string message) { reply({code, std::move(message), {}}); }
+  void reply_local(grpcwire::StatusCode code, std::string message) { reply({code, std::move(message), {}}); }
 
   // PipelineOwner
   void on_stop() override { reply(state_.reply); }

@@ -96,11 +96,11 @@ void SessionAdmitStep::unbind() {
   state_.route.session->in_flight.fetch_sub(1);
 }
 
-void SessionAdmitStep::release(std::optional<grpc::StatusCode> status) {
+void SessionAdmitStep::release(std::optional<grpcwire::StatusCode> status) {
   wait_.cancel();
   auto& route = state_.route;
   if (!route.session) return;
-  if (state_.rpc->rpc == spark::Rpc::kReleaseSession && status == grpc::StatusCode::kOk) {
+  if (state_.rpc->rpc == spark::Rpc::kReleaseSession && status == grpcwire::StatusCode::kOk) {
     const auto& user = state_.principal.user;
     state_.ctx.router->session_released(route.session);
     state_.ctx.quotas->remove_session(user, route.session->session_id);

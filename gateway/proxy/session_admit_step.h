@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "base/cancellable.h"
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "policy/quota_service.h"
 #include "proxy/step.h"
 
@@ -33,7 +33,7 @@ class SessionAdmitStep final : public Step, private policy::QuotaWaiter {
   void unbind();
   // The RPC is over, with `status` the client's grpc-status (if any): the session is
   // touched, and a ReleaseSession that succeeded ends it everywhere.
-  void release(std::optional<grpc::StatusCode> status);
+  void release(std::optional<grpcwire::StatusCode> status);
 
  private:
   StepStatus admitted();

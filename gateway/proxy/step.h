@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "observe/metrics.h"
 
 namespace sparkgate::proxy {
@@ -23,7 +23,7 @@ enum class StepStatus { kContinue, kStop, kPaused };
 // The gateway's own answer to an RPC: a typed status and a message for a person. With
 // `quota` set the refusal is counted in sparkgate_quota_rejections_total.
 struct LocalReply {
-  grpc::StatusCode code = grpc::StatusCode::kOk;
+  grpcwire::StatusCode code = grpcwire::StatusCode::kOk;
   std::string message;
   std::optional<observe::Metrics::Quota> quota;
 };

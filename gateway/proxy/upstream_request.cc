@@ -4,7 +4,7 @@
 
 #include <cassert>
 
-#include "grpc/local_reply.h"
+#include "grpcwire/local_reply.h"
 
 namespace sparkgate::proxy {
 
@@ -75,7 +75,7 @@ void UpstreamRequest::discard(Direction& d, StreamPeer* from) {
 
 // ---- Request direction
 
-int32_t UpstreamRequest::open(http2::ClientSession& conn, const http2::HeaderMap& headers,
+int32_t UpstreamRequest::open(http2::ClientConnection& conn, const http2::HeaderMap& headers,
                               std::chrono::milliseconds idle_timeout, const std::shared_ptr<void>& owner,
                               std::string backend) {
   // Shares the owner's control block: the connection keeps the RpcStream (and so this
@@ -163,7 +163,7 @@ void UpstreamRequest::on_response_headers(http2::HeaderMap headers, bool end_str
   http2::HeaderMap out;
   for (auto& [name, value] : headers.take_fields()) {
     if (http2::is_hop_by_hop(name)) continue;
-    if (name == "grpc-status") status_ = grpc::parse_status(value);
+    if (name == "grpc-status") status_ = grpcwire::parse_status(value);
     out.add(std::move(name), std::move(value));
   }
   resp_headers_sent_ = true;
@@ -185,12 +185,12 @@ void UpstreamRequest::on_response_data(const uint8_t* data, size_t n) {
     return;
   }
   const uint64_t chunk_start = resp_offset_;
-  auto err = resp_framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+  auto err = resp_framer_.scan({data, n}, [&](const grpcwire::MessageHeader& h, size_t payload_offset) {
     if (resp_framer_.messages() == 1 && tap_) tap_->first_message(h, chunk_start + payload_offset);
   });
   resp_offset_ += n;
   if (tap_) tap_->chunk(data, n, chunk_start);
-  if (err == grpc::FramerError::kTooLarge) {
+  if (err == grpcwire::FramerError::kTooLarge) {
     resp_.received += n;
     resp_.unconsumed += n;
     consume(resp_, n, up());
@@ -209,10 +209,10 @@ void UpstreamRequest::on_response_trailers(http2::HeaderMap trailers) {
   http2::HeaderMap out;
   for (auto& [name, value] : trailers.take_fields()) {
     if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
-    if (name == "grpc-status") status_ = grpc::parse_status(value);
+    if (name == "grpc-status") status_ = grpcwire::parse_status(value);
     out.add(std::move(name), std::move(value));
   }
-  if (status_ == grpc::StatusCode::kUnavailable) events_.on_backend_failed("the backend answered UNAVAILABLE");
+  if (status_ == grpcwire::StatusCode::kUnavailable) events_.on_backend_failed("the backend answered UNAVAILABLE");
   resp_trailers_ = std::move(out);
   resp_.ended = true;
   down_.resume();
@@ -235,7 +235,7 @@ void UpstreamRequest::on_upstream_closed(uint32_t error_code, const std::string&
   std::string why = connection_error.empty() ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
                                              : "closed the connection (" + connection_error + ")";
   events_.on_upstream_failed(
-      {grpc::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_name_), {}});
+      {grpcwire::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_name_), {}});
 }
 
 bool UpstreamRequest::on_upstream_idle(std::chrono::milliseconds idle) {
@@ -247,7 +247,7 @@ bool UpstreamRequest::on_upstream_idle(std::chrono::milliseconds idle) {
   std::string took = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
   spdlog::info("rpc={} backend={}: no bytes either way for {}; cancelling the stream (upstream.idle_timeout)",
                rpc_name_, backend_, took);
-  events_.on_upstream_failed({grpc::StatusCode::kUnavailable,
+  events_.on_upstream_failed({grpcwire::StatusCode::kUnavailable,
                               "backend " + backend_ + " sent nothing for " + took + " during " +
                                   std::string(rpc_name_) + " (upstream.idle_timeout)",
                               {}});
@@ -289,7 +289,7 @@ void UpstreamRequest::cancel_upstream() {
   up_->reset(NGHTTP2_CANCEL);
 }
 
-void UpstreamRequest::reply(grpc::StatusCode code, const std::string& message) {
+void UpstreamRequest::reply(grpcwire::StatusCode code, const std::string& message) {
   if (replied_ || !down_open_) {
     // Answered already, or nobody to answer: still nothing more goes upstream.
     if (!replied_) {
@@ -306,7 +306,7 @@ void UpstreamRequest::reply(grpc::StatusCode code, const std::string& message) {
     resp_headers_sent_ = true;
     resp_.ended = true;
     http2::HeaderMap h;
-    grpc::add_trailers_only(h, code, message);
+    grpcwire::add_trailers_only(h, code, message);
     down_.send_headers(h, false);
     return;
   }
@@ -317,18 +317,18 @@ void UpstreamRequest::reply(grpc::StatusCode code, const std::string& message) {
     discard(resp_, up());
   }
   http2::HeaderMap t;
-  grpc::add_status_trailers(t, code, message);
+  grpcwire::add_status_trailers(t, code, message);
   resp_trailers_ = std::move(t);
   resp_.ended = true;
   down_.resume();
 }
 
-void UpstreamRequest::reply_http(int http_status, grpc::StatusCode code, const std::string& message) {
+void UpstreamRequest::reply_http(int http_status, grpcwire::StatusCode code, const std::string& message) {
   replied_ = true;
   status_ = code;
   if (!down_open_) return;
   http2::HeaderMap h;
-  grpc::add_trailers_only(h, code, message, http_status);
+  grpcwire::add_trailers_only(h, code, message, http_status);
   resp_headers_sent_ = true;
   resp_.ended = true;
   down_.send_headers(h, false);
@@ -336,17 +336,17 @@ void UpstreamRequest::reply_http(int http_status, grpc::StatusCode code, const s
 
 void UpstreamRequest::reply_message(const uint8_t* payload, size_t n) {
   replied_ = true;
-  status_ = grpc::StatusCode::kOk;
+  status_ = grpcwire::StatusCode::kOk;
   if (!down_open_ || resp_headers_sent_) return;
   http2::HeaderMap h;
-  grpc::add_reply_headers(h);
+  grpcwire::add_reply_headers(h);
   resp_headers_sent_ = true;
-  const std::string prefix = grpc::encode_prefix(static_cast<uint32_t>(n));
+  const std::string prefix = grpcwire::encode_prefix(static_cast<uint32_t>(n));
   resp_.queue.append(reinterpret_cast<const uint8_t*>(prefix.data()), prefix.size());
   resp_.queue.append(payload, n);
   resp_.added += prefix.size() + n;  // the gateway's own bytes: nothing to consume
   http2::HeaderMap t;
-  grpc::add_status_trailers(t, grpc::StatusCode::kOk, {});
+  grpcwire::add_status_trailers(t, grpcwire::StatusCode::kOk, {});
   resp_trailers_ = std::move(t);
   resp_.ended = true;
   check(resp_);

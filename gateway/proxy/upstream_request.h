@@ -21,9 +21,9 @@
 #include <optional>
 #include <string>
 
-#include "grpc/framer.h"
-#include "grpc/status.h"
-#include "http2/client_session.h"
+#include "grpcwire/framer.h"
+#include "grpcwire/status.h"
+#include "http2/client_connection.h"
 #include "http2/header_map.h"
 #include "proxy/byte_queue.h"
 #include "proxy/step.h"
@@ -70,7 +70,7 @@ class RelayEvents {
 class ResponseTap {
  public:
   // The first response message's prefix; its payload starts at stream offset `start`.
-  virtual void first_message(const grpc::MessageHeader& header, uint64_t start) = 0;
+  virtual void first_message(const grpcwire::MessageHeader& header, uint64_t start) = 0;
   // Each response chunk, which starts at stream offset `start`.
   virtual void chunk(const uint8_t* data, size_t n, uint64_t start) = 0;
 
@@ -100,7 +100,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   // Opens the upstream stream on `conn` for backend `backend`; `owner` keeps this object
   // alive while the connection holds the stream. Returns the stream id or a negative
   // nghttp2 error (then nothing changed).
-  int32_t open(http2::ClientSession& conn, const http2::HeaderMap& headers, std::chrono::milliseconds idle_timeout,
+  int32_t open(http2::ClientConnection& conn, const http2::HeaderMap& headers, std::chrono::milliseconds idle_timeout,
                const std::shared_ptr<void>& owner, std::string backend);
   // For tests: relays to `up` as if open() had succeeded.
   void attach(StreamPeer& up, std::string backend);
@@ -126,9 +126,9 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   // Ends the RPC with the gateway's status: trailers-only if no response headers went
   // out, else trailers after what was sent (a torn message is dropped). Cancels the
   // upstream stream.
-  void reply(grpc::StatusCode code, const std::string& message);
+  void reply(grpcwire::StatusCode code, const std::string& message);
   // A trailers-only reply with HTTP status `http_status` (a request that is not gRPC).
-  void reply_http(int http_status, grpc::StatusCode code, const std::string& message);
+  void reply_http(int http_status, grpcwire::StatusCode code, const std::string& message);
   // A reply of one message (`payload`, unframed) with status OK.
   void reply_message(const uint8_t* payload, size_t n);
   bool replied() const { return replied_; }
@@ -138,10 +138,10 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   void downstream_closed();
 
   // --- What the RPC reports.
-  std::optional<grpc::StatusCode> status() const { return status_; }  // the client's grpc-status
+  std::optional<grpcwire::StatusCode> status() const { return status_; }  // the client's grpc-status
   uint64_t bytes_out() const { return resp_bytes_ - std::min<uint64_t>(resp_bytes_, resp_.queue.size()); }
   std::chrono::steady_clock::time_point first_response() const { return first_response_; }
-  const grpc::Framer& response_framer() const { return resp_framer_; }
+  const grpcwire::Framer& response_framer() const { return resp_framer_; }
   const Direction& request() const { return req_; }
   const Direction& response() const { return resp_; }
   // Every byte received either way was consumed exactly once.
@@ -169,7 +169,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
     void consume(size_t n) override;
     void resume() override;
     void reset(uint32_t code) override;
-    std::weak_ptr<http2::Session> conn;
+    std::weak_ptr<http2::Connection> conn;
     int32_t id = -1;
   };
 
@@ -203,11 +203,11 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
 
   Direction req_;
   Direction resp_;
-  grpc::Framer resp_framer_;
+  grpcwire::Framer resp_framer_;
   uint64_t resp_offset_ = 0;
   bool resp_headers_sent_ = false;
   std::optional<http2::HeaderMap> resp_trailers_;
-  std::optional<grpc::StatusCode> status_;
+  std::optional<grpcwire::StatusCode> status_;
   uint64_t resp_bytes_ = 0;  // response body bytes queued for the client (minus those dropped)
   std::chrono::steady_clock::time_point first_response_{};  // zero until response bytes came
 };

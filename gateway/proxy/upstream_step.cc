@@ -22,22 +22,22 @@ StepStatus UpstreamStep::run() {
   }
   auto& pool = state_.ctx.pools->get(route.backend->address(), route.cluster->tls);
   auto a = pool.acquire(*this);
-  if (a.session) return open(*a.session);
+  if (a.conn) return open(*a.conn);
   wait_.start(a.pending);
   return StepStatus::kPaused;
 }
 
-StepStatus UpstreamStep::open(http2::ClientSession& conn) {
+StepStatus UpstreamStep::open(http2::ClientConnection& conn) {
   int32_t id = state_.upstream->open(conn, state_.upstream_headers, state_.ctx.config->upstream.idle_timeout,
                                      state_.self.lock(), state_.backend);
   if (id < 0) {
-    return state_.stop(grpc::StatusCode::kUnavailable,
+    return state_.stop(grpcwire::StatusCode::kUnavailable,
                        "cannot open a stream to backend " + state_.backend + ": " + nghttp2_strerror(id));
   }
   return StepStatus::kContinue;
 }
 
-void UpstreamStep::on_pool_ready(http2::ClientSession* conn, const std::string& error) {
+void UpstreamStep::on_pool_ready(http2::ClientConnection* conn, const std::string& error) {
   wait_.done();
   if (conn) {
     done_.step_done(open(*conn));
@@ -47,7 +47,7 @@ void UpstreamStep::on_pool_ready(http2::ClientSession* conn, const std::string& 
   route.backend->report_failure(route.cluster->health_check.passive_failures, error);
   unreachable_ = true;
   error_ = error;
-  state_.stop(grpc::StatusCode::kUnavailable, "backend " + state_.backend + " is unreachable: " + error);
+  state_.stop(grpcwire::StatusCode::kUnavailable, "backend " + state_.backend + " is unreachable: " + error);
   done_.step_done(StepStatus::kStop);
 }
 

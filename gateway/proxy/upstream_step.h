@@ -27,8 +27,8 @@ class UpstreamStep final : public Step, private upstream::PoolWaiter {
   const std::string& error() const { return error_; }
 
  private:
-  StepStatus open(http2::ClientSession& conn);
-  void on_pool_ready(http2::ClientSession* conn, const std::string& error) override;
+  StepStatus open(http2::ClientConnection& conn);
+  void on_pool_ready(http2::ClientConnection* conn, const std::string& error) override;
 
   RpcState& state_;
   StepDone& done_;

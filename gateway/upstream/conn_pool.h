@@ -17,7 +17,7 @@
 
 #include "base/cancellable.h"
 #include "config/config.h"
-#include "http2/client_session.h"
+#include "http2/client_connection.h"
 #include "upstream/tls_client.h"
 
 namespace prometheus {
@@ -32,7 +32,7 @@ namespace sparkgate::upstream {
 struct PoolOptions {
   std::chrono::milliseconds connect_timeout{5000};
   uint32_t max_connections = 64;
-  http2::ClientSessionOptions session;
+  http2::ClientConnectionOptions connection;
   // Process-wide, or null: each pool keeps sparkgate_upstream_connections{backend} current.
   observe::Metrics* metrics = nullptr;
 };
@@ -40,9 +40,9 @@ struct PoolOptions {
 // Waits for a connection (ConnPool::acquire); called at most once per wait.
 class PoolWaiter {
  public:
-  // `session` is null on failure and `error` says why. The session pointer is valid for
-  // the duration of the call; the waiter opens its stream inside it.
-  virtual void on_pool_ready(http2::ClientSession* session, const std::string& error) = 0;
+  // `conn` is null on failure and `error` says why. The pointer is valid for the
+  // duration of the call; the waiter opens its stream inside it.
+  virtual void on_pool_ready(http2::ClientConnection* conn, const std::string& error) = 0;
 
  protected:
   ~PoolWaiter() = default;
@@ -50,14 +50,14 @@ class PoolWaiter {
 
 // What acquire(PoolWaiter&) gives: a connection now, or a wait to cancel.
 struct PoolAnswer {
-  http2::ClientSession* session = nullptr;  // set: use it now (valid during the caller's turn)
+  http2::ClientConnection* conn = nullptr;  // set: use it now (valid during the caller's turn)
   base::Cancellable* pending = nullptr;     // set: the waiter hears later
 };
 
 class ConnPool {
  public:
-  // `session` is null on failure and `error` says why ("connection refused", ...).
-  using Ready = std::function<void(http2::ClientSession* session, const std::string& error)>;
+  // `connection` is null on failure and `error` says why ("connection refused", ...).
+  using Ready = std::function<void(http2::ClientConnection* connection, const std::string& error)>;
 
   // `tls` set: every connection is TLS (server name tls->server_name, or the backend's
   // host when empty), with a context from `tls_cache` looked up per new connection.
@@ -66,9 +66,9 @@ class ConnPool {
   ~ConnPool();
 
   // Hands `ready` a connection with room for one more stream: at once (synchronously) if
-  // one exists, else once a new connection is up or has failed. The session pointer is
+  // one exists, else once a new connection is up or has failed. The connection pointer is
   // valid for the duration of the call; the caller opens its stream inside it.
-  // Safe from inside nghttp2 callbacks of other sessions.
+  // Safe from inside nghttp2 callbacks of other connections.
   void acquire(Ready ready);
   // The same for an object that waits: a connection with room at once, or a wait that
   // ends in waiter.on_pool_ready unless cancelled first. No allocation when a connection
@@ -78,19 +78,19 @@ class ConnPool {
   const std::string& backend() const { return backend_name_; }
   const config::Endpoint& endpoint() const { return backend_; }
   const std::optional<config::UpstreamTls>& tls() const { return tls_; }
-  size_t connections() const { return sessions_.size(); }
+  size_t connections() const { return conns_.size(); }
   // Closes every connection (their streams are told) and fails every waiter.
   void close_all();
 
  private:
   void open_connection();
-  void on_connected(const std::shared_ptr<http2::ClientSession>& s, const std::string& error);
+  void on_connected(const std::shared_ptr<http2::ClientConnection>& s, const std::string& error);
   void serve_waiters();
-  void forget(http2::ClientSession& s);
-  http2::ClientSession* pick();
+  void forget(http2::ClientConnection& s);
+  http2::ClientConnection* pick();
   // At the cap: the usable connection with the fewest streams (nghttp2 holds a stream
   // until the backend has room), or null.
-  http2::ClientSession* least_loaded();
+  http2::ClientConnection* least_loaded();
   // Brings sparkgate_upstream_connections up to the connections open now.
   void report_connections();
 
@@ -101,14 +101,14 @@ class ConnPool {
   std::shared_ptr<TlsContextCache> tls_cache_;
   PoolOptions options_;
   boost::asio::ip::tcp::resolver resolver_;
-  std::vector<std::shared_ptr<http2::ClientSession>> sessions_;  // usable or connecting
+  std::vector<std::shared_ptr<http2::ClientConnection>> conns_;  // usable or connecting
   size_t connecting_ = 0;
   // One wait for a connection: a function or a PoolWaiter. Nodes never move (list), so
   // a wait can cancel itself.
   struct Waiting final : base::Cancellable {
     Waiting(Ready r, PoolWaiter* w) : ready(std::move(r)), waiter(w) {}
     void cancel() override { in->erase(self); }
-    void call(http2::ClientSession* s, const std::string& error) {
+    void call(http2::ClientConnection* s, const std::string& error) {
       if (waiter) waiter->on_pool_ready(s, error);
       else ready(s, error);
     }
@@ -119,7 +119,7 @@ class ConnPool {
   };
   void add_waiter(Ready ready, PoolWaiter* waiter);
   // Takes the first waiter off `list` and calls it.
-  static void serve_first(std::list<Waiting>& list, http2::ClientSession* s, const std::string& error);
+  static void serve_first(std::list<Waiting>& list, http2::ClientConnection* s, const std::string& error);
   // Fails every waiter queued now (not those that a failing one queues again).
   void fail_waiters(const std::string& error);
   std::list<Waiting> waiters_;

@@ -65,7 +65,7 @@ TEST_CASE("Pipeline: a stop at authentication ends the RPC before any later step
   f.pipeline.start();
   CHECK(f.owner.stops == 1);
   CHECK(f.pipeline.stopped());
-  CHECK(f.rpc.state.reply.code == grpc::StatusCode::kUnauthenticated);
+  CHECK(f.rpc.state.reply.code == grpcwire::StatusCode::kUnauthenticated);
   CHECK(f.rpc.quotas.calls.empty());
   CHECK(f.owner.routed == 0);
 }
@@ -99,7 +99,7 @@ TEST_CASE("Pipeline: a new session whose backend refuses connections is placed o
   CHECK(f.owner.routed == 2);
   CHECK(f.owner.unrouted == 1);
   CHECK(f.rpc.state.backend != first);
-  CHECK(f.rpc.state.reply.code == grpc::StatusCode::kUnavailable);
+  CHECK(f.rpc.state.reply.code == grpcwire::StatusCode::kUnavailable);
   CHECK(f.rpc.state.reply.message.find("backend " + f.rpc.state.backend + " is unreachable: ") == 0);
   // The session stays counted once, on the backend it was moved to.
   REQUIRE(f.rpc.state.route.session);

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "config/config_loader.h"
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 #include "policy/authenticator.h"
 #include "policy/quota_service.h"
 #include "proxy/request_inspector.h"
@@ -85,7 +85,7 @@ inline std::string field(int number, const std::string& bytes) {
 inline std::string request_message(const std::string& session, const std::string& user,
                                    const std::string& extra = {}) {
   std::string payload = field(1, session) + field(2, field(1, user)) + extra;
-  return grpc::encode_prefix(static_cast<uint32_t>(payload.size())) + payload;
+  return grpcwire::encode_prefix(static_cast<uint32_t>(payload.size())) + payload;
 }
 
 // A QuotaService whose checks answer `next` at once, or wait (pending) until complete().

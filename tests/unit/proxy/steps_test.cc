@@ -46,7 +46,7 @@ TEST_CASE("InspectStep: a request that ends before its envelope, or has an empty
   f.upstream.end_request();
   step.poll();
   CHECK(f.done.results == std::vector<StepStatus>{StepStatus::kStop});
-  CHECK(f.state.reply.code == grpc::StatusCode::kInvalidArgument);
+  CHECK(f.state.reply.code == grpcwire::StatusCode::kInvalidArgument);
 
   RpcFixture g(load_config());
   REQUIRE(g.receive(request_message("", "alice")));
@@ -64,7 +64,7 @@ TEST_CASE("RequestInspector: compressed and oversized requests are refused") {
 
   RpcFixture g(load_config("limits: {max_message_bytes: 1024}\n"));
   CHECK_FALSE(g.receive(request_message("s1", "alice", field(3, std::string(2000, 'x')))));
-  CHECK(g.state.reply.code == grpc::StatusCode::kResourceExhausted);
+  CHECK(g.state.reply.code == grpcwire::StatusCode::kResourceExhausted);
   CHECK(g.state.reply.message.find("exceeds the gateway limit of 1024 bytes (limits.max_message_bytes)") !=
         std::string::npos);
   CHECK_FALSE(g.state.reply.quota);
@@ -87,13 +87,13 @@ TEST_CASE("AuthenticateStep: a missing or unknown credential stops the RPC with 
   RpcFixture f(load_config(token_auth()));
   AuthenticateStep step(f.state);
   CHECK(step.run() == StepStatus::kStop);
-  CHECK(f.state.reply.code == grpc::StatusCode::kUnauthenticated);
+  CHECK(f.state.reply.code == grpcwire::StatusCode::kUnauthenticated);
 
   RpcFixture g(load_config(token_auth()));
   g.headers.add("authorization", "Bearer mallory-token");
   AuthenticateStep wrong(g.state);
   CHECK(wrong.run() == StepStatus::kStop);
-  CHECK(g.state.reply.code == grpc::StatusCode::kUnauthenticated);
+  CHECK(g.state.reply.code == grpcwire::StatusCode::kUnauthenticated);
   CHECK(g.state.reply.message.find("mallory-token") == std::string::npos);  // never the secret
 }
 
@@ -115,7 +115,7 @@ TEST_CASE("IdentityStep: enforce refuses another user's user_id; unauthenticated
   f.envelope(request_message("s1", "bob"));
   IdentityStep step(f.state);
   CHECK(step.run() == StepStatus::kStop);
-  CHECK(f.state.reply.code == grpc::StatusCode::kPermissionDenied);
+  CHECK(f.state.reply.code == grpcwire::StatusCode::kPermissionDenied);
   CHECK(f.state.reply.message == "user_id 'bob' does not match authenticated user 'alice'");
 
   RpcFixture g(load_config());
@@ -166,7 +166,7 @@ TEST_CASE("AdmitStep: rate, then operations; a refusal names the quota") {
   g.quotas.next.allowed = false;
   AdmitStep refused(g.state, g.done);
   CHECK(refused.run() == StepStatus::kStop);
-  CHECK(g.state.reply.code == grpc::StatusCode::kResourceExhausted);
+  CHECK(g.state.reply.code == grpcwire::StatusCode::kResourceExhausted);
   CHECK(g.state.reply.quota == observe::Metrics::Quota::kRequestsPerSecond);
   CHECK(g.state.reply.message == "quota requests_per_second (5, burst 5) exceeded by user 'alice'");
 }
@@ -206,7 +206,7 @@ TEST_CASE("AdmitStep: a failed quota store is allowed or denied by quotas.on_sto
     f.quotas.next = {true, true, "connection refused"};
     AdmitStep step(f.state, f.done);
     CHECK(step.run() == (deny ? StepStatus::kStop : StepStatus::kContinue));
-    if (deny) CHECK(f.state.reply.code == grpc::StatusCode::kUnavailable);
+    if (deny) CHECK(f.state.reply.code == grpcwire::StatusCode::kUnavailable);
   }
 }
 
@@ -335,7 +335,7 @@ TEST_CASE("SessionAdmitStep: admitted, the RPC counts on its session until relea
   CHECK(session->rpcs.load() == 1);
   CHECK(f.state.backend == f.state.route.backend->name());
   CHECK(f.store.calls == std::vector<std::string>{"refresh s1"});
-  step.release(grpc::StatusCode::kOk);
+  step.release(grpcwire::StatusCode::kOk);
   CHECK(session->in_flight.load() == 0);
   CHECK_FALSE(f.state.route.session);
 }
@@ -373,7 +373,7 @@ TEST_CASE("SessionAdmitStep: a ReleaseSession that succeeded ends the session in
   REQUIRE(RouteStep(f.state, f.done).run() == StepStatus::kContinue);
   SessionAdmitStep step(f.state, f.done);
   REQUIRE(step.run() == StepStatus::kContinue);
-  step.release(grpc::StatusCode::kOk);
+  step.release(grpcwire::StatusCode::kOk);
   CHECK(f.router.sessions().size() == 0);
   CHECK(f.quotas.calls.back() == "remove s1");
   CHECK(f.store.calls.back() == "erase s1");

@@ -94,7 +94,7 @@ TEST_CASE("UpstreamRequest: the response is relayed untouched and consumed on th
   CHECK(r.events.answered == 1);
   REQUIRE(r.down.headers.size() == 1);
   CHECK(r.down.headers_with_body[0]);
-  const std::string body = grpc::encode_prefix(4) + "abcd" + grpc::encode_prefix(2) + "ef";
+  const std::string body = grpcwire::encode_prefix(4) + "abcd" + grpcwire::encode_prefix(2) + "ef";
   r.response(body.substr(0, 7));
   r.response(body.substr(7));
   CHECK(r.up.consumed == 0);
@@ -108,7 +108,7 @@ TEST_CASE("UpstreamRequest: the response is relayed untouched and consumed on th
   CHECK((flags & NGHTTP2_DATA_FLAG_NO_END_STREAM) != 0);
   REQUIRE(r.down.trailers.size() == 1);
   CHECK(*r.down.trailers[0].find("grpc-status") == "0");
-  CHECK(r.up_req.status() == grpc::StatusCode::kOk);
+  CHECK(r.up_req.status() == grpcwire::StatusCode::kOk);
   CHECK(r.up.consumed == body.size());
   CHECK(r.up_req.bytes_out() == body.size());
   r.up_req.on_upstream_closed(0, "");
@@ -121,7 +121,7 @@ TEST_CASE("UpstreamRequest: a client that goes away returns every byte either wa
   r.request(std::string(700, 'q'));
   CHECK(r.pull_request(200).size() == 200);
   r.up_req.on_response_headers(response_headers(), false);
-  r.response(grpc::encode_prefix(1000) + std::string(500, 'r'));
+  r.response(grpcwire::encode_prefix(1000) + std::string(500, 'r'));
   CHECK(r.pull_response(100).size() == 100);
   r.up_req.downstream_closed();
   CHECK(r.down.consumed == 700);
@@ -139,7 +139,7 @@ TEST_CASE("UpstreamRequest: a local reply before response headers is trailers-on
   Relay r;
   r.up_req.attach(r.up, "b:1");
   r.request(std::string(300, 'q'));
-  r.up_req.reply(grpc::StatusCode::kResourceExhausted, "quota 100%");
+  r.up_req.reply(grpcwire::StatusCode::kResourceExhausted, "quota 100%");
   CHECK(r.down.consumed == 300);
   REQUIRE(r.down.headers.size() == 1);
   CHECK_FALSE(r.down.headers_with_body[0]);
@@ -147,12 +147,12 @@ TEST_CASE("UpstreamRequest: a local reply before response headers is trailers-on
   CHECK(r.down.header(0, "grpc-status") == "8");
   CHECK(r.down.header(0, "grpc-message") == "quota 100%25");
   CHECK(r.up.resets == std::vector<uint32_t>{NGHTTP2_CANCEL});
-  CHECK(r.up_req.status() == grpc::StatusCode::kResourceExhausted);
+  CHECK(r.up_req.status() == grpcwire::StatusCode::kResourceExhausted);
   CHECK_FALSE(r.up_req.accepting_request());
   uint32_t flags = 0;
   CHECK(r.up_req.request_body_length(100, &flags) == NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
   // A second reply changes nothing.
-  r.up_req.reply(grpc::StatusCode::kUnavailable, "late");
+  r.up_req.reply(grpcwire::StatusCode::kUnavailable, "late");
   CHECK(r.down.headers.size() == 1);
   r.up_req.drop_request(40);
   CHECK(r.down.consumed == 340);
@@ -162,9 +162,9 @@ TEST_CASE("UpstreamRequest: a local reply mid-response ends with trailers and dr
   Relay r;
   r.up_req.attach(r.up, "b:1");
   r.up_req.on_response_headers(response_headers(), false);
-  const std::string whole = grpc::encode_prefix(3) + "abc";
-  r.response(whole + grpc::encode_prefix(10) + "01234");  // the second message is torn
-  r.up_req.reply(grpc::StatusCode::kUnavailable, "backend gone");
+  const std::string whole = grpcwire::encode_prefix(3) + "abc";
+  r.response(whole + grpcwire::encode_prefix(10) + "01234");  // the second message is torn
+  r.up_req.reply(grpcwire::StatusCode::kUnavailable, "backend gone");
   CHECK(r.up.consumed == whole.size() + 10);  // everything queued, consumed once
   uint32_t flags = 0;
   CHECK(r.pull_response(1 << 20, &flags).empty());
@@ -199,7 +199,7 @@ TEST_CASE("UpstreamRequest: upstream failures become UNAVAILABLE naming the back
     r.up_req.attach(r.up, "b:1");
     r.up_req.on_upstream_closed(NGHTTP2_INTERNAL_ERROR, "");
     REQUIRE(r.events.failed.size() == 1);
-    CHECK(r.events.failed[0].code == grpc::StatusCode::kUnavailable);
+    CHECK(r.events.failed[0].code == grpcwire::StatusCode::kUnavailable);
     CHECK(r.events.failed[0].message.find("backend b:1 reset the stream") == 0);
     CHECK(r.events.failures.empty());
   }
@@ -238,7 +238,7 @@ TEST_CASE("UpstreamRequest: a response message over the limit is dropped and rep
   req.set_max_response_bytes(10);
   req.attach(up, "b:1");
   req.on_response_headers(response_headers(), false);
-  const std::string big = grpc::encode_prefix(11) + "0123456789A";
+  const std::string big = grpcwire::encode_prefix(11) + "0123456789A";
   req.on_response_data(reinterpret_cast<const uint8_t*>(big.data()), big.size());
   CHECK(events.too_large == 1);
   CHECK(up.consumed == big.size());
@@ -265,7 +265,7 @@ TEST_CASE("UpstreamRequest: a reply with a message (health check) queues the gat
   REQUIRE(r.down.headers.size() == 1);
   CHECK(r.down.headers_with_body[0]);
   uint32_t flags = 0;
-  CHECK(r.pull_response(1 << 20, &flags) == grpc::encode_prefix(2) + "\x08\x01");
+  CHECK(r.pull_response(1 << 20, &flags) == grpcwire::encode_prefix(2) + "\x08\x01");
   REQUIRE(r.down.trailers.size() == 1);
   CHECK(*r.down.trailers[0].find("grpc-status") == "0");
   CHECK(r.down.trailers[0].find("grpc-message") == nullptr);

@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 inline std::string status_value(StatusCode code) { return std::to_string(static_cast<int>(code)); }
 
@@ -46,4 +46,4 @@ void add_status_trailers(Headers& h, StatusCode code, std::string_view message) 
 // 0..16 is kept as it is, for the metrics to show), or kUnknown when there is none.
 StatusCode parse_status(std::string_view value);
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire

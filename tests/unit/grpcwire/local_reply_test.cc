@@ -1,4 +1,4 @@
-#include "grpc/local_reply.h"
+#include "grpcwire/local_reply.h"
 
 #include <doctest/doctest.h>
 
@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-using namespace sparkgate::grpc;
+using namespace sparkgate::grpcwire;
 
 namespace {
 struct Fields {

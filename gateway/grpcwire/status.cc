@@ -1,11 +1,11 @@
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
 #include <array>
 #include <charconv>
 
-#include "grpc/local_reply.h"
+#include "grpcwire/local_reply.h"
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 std::string_view status_name(StatusCode code) {
   static constexpr std::array<std::string_view, 17> kNames = {
@@ -66,4 +66,4 @@ StatusCode parse_status(std::string_view value) {
   return static_cast<StatusCode>(code);
 }
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire
