@@ -77,7 +77,7 @@ void UpstreamRequest::discard(Direction& d, StreamPeer* from) {
 
 int32_t UpstreamRequest::open(http2::ClientConnection& conn, const http2::HeaderMap& headers,
                               std::chrono::milliseconds idle_timeout, const std::shared_ptr<void>& owner,
-                              std::string backend) {
+                              std::string_view backend) {
   // Shares the owner's control block: the connection keeps the RpcStream (and so this
   // object) alive while it holds the stream; no allocation.
   std::shared_ptr<http2::ClientStreamHandler> handler(owner, this);
@@ -85,13 +85,13 @@ int32_t UpstreamRequest::open(http2::ClientConnection& conn, const http2::Header
   if (id < 0) return id;
   conn_peer_.conn = conn.shared_from_this();
   conn_peer_.id = id;
-  attach(conn_peer_, std::move(backend));
+  attach(conn_peer_, backend);
   return id;
 }
 
-void UpstreamRequest::attach(StreamPeer& up, std::string backend) {
+void UpstreamRequest::attach(StreamPeer& up, std::string_view backend) {
   up_ = &up;
-  backend_ = std::move(backend);
+  backend_ = backend;
   attached_ = true;
   upstream_open_ = true;
 }
@@ -235,7 +235,9 @@ void UpstreamRequest::on_upstream_closed(uint32_t error_code, const std::string&
   std::string why = connection_error.empty() ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
                                              : "closed the connection (" + connection_error + ")";
   events_.on_upstream_failed(
-      {grpcwire::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_name_), {}});
+      {grpcwire::StatusCode::kUnavailable,
+       "backend " + std::string(backend_) + " " + why + " during " + std::string(rpc_name_),
+       {}});
 }
 
 bool UpstreamRequest::on_upstream_idle(std::chrono::milliseconds idle) {
@@ -248,7 +250,7 @@ bool UpstreamRequest::on_upstream_idle(std::chrono::milliseconds idle) {
   spdlog::info("rpc={} backend={}: no bytes either way for {}; cancelling the stream (upstream.idle_timeout)",
                rpc_name_, backend_, took);
   events_.on_upstream_failed({grpcwire::StatusCode::kUnavailable,
-                              "backend " + backend_ + " sent nothing for " + took + " during " +
+                              "backend " + std::string(backend_) + " sent nothing for " + took + " during " +
                                   std::string(rpc_name_) + " (upstream.idle_timeout)",
                               {}});
   return true;
@@ -359,7 +361,7 @@ void UpstreamRequest::downstream_closed() {
   down_open_ = false;
   if (!upstream_done_ && upstream_open_) {
     spdlog::debug("rpc={} backend={}: client ended the stream early; cancelling upstream", rpc_name_,
-                  backend_.empty() ? "-" : backend_);
+                  backend_.empty() ? std::string_view("-") : backend_);
     cancel_upstream();
   }
   // Response bytes that will never be sent go back to the backend's window.

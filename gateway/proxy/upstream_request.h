@@ -97,13 +97,14 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   void set_max_response_bytes(uint64_t limit) { resp_framer_.set_max_message_bytes(limit); }
   void set_tap(ResponseTap* tap) { tap_ = tap; }
   void set_rpc_name(std::string_view name) { rpc_name_ = name; }
-  // Opens the upstream stream on `conn` for backend `backend`; `owner` keeps this object
-  // alive while the connection holds the stream. Returns the stream id or a negative
-  // nghttp2 error (then nothing changed).
+  // Opens the upstream stream on `conn` for backend `backend` (its name, for messages;
+  // the string outlives this object); `owner` keeps this object alive while the
+  // connection holds the stream. Returns the stream id or a negative nghttp2 error (then
+  // nothing changed).
   int32_t open(http2::ClientConnection& conn, const http2::HeaderMap& headers, std::chrono::milliseconds idle_timeout,
-               const std::shared_ptr<void>& owner, std::string backend);
+               const std::shared_ptr<void>& owner, std::string_view backend);
   // For tests: relays to `up` as if open() had succeeded.
-  void attach(StreamPeer& up, std::string backend);
+  void attach(StreamPeer& up, std::string_view backend);
 
   // --- Request direction (downstream events).
   // True while request bytes have somewhere to go (not answered, upstream not gone).
@@ -191,7 +192,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   DownstreamPeer& down_;
   RelayEvents& events_;
   std::string_view rpc_name_;
-  std::string backend_;
+  std::string_view backend_;  // RpcState::backend
   ConnectionPeer conn_peer_;
   StreamPeer* up_ = nullptr;
   ResponseTap* tap_ = nullptr;
