@@ -228,6 +228,37 @@ check_dockerfile() {
 }
 check "Dockerfile (entrypoint, user, ports, runtime packages)" check_dockerfile "$dockerfile"
 
+check_build_context() {
+  # check_build_context FILE — what the build stage COPYs is all that meson reads: those
+  # files alone configure with the stage's `meson setup --buildtype=release`.
+  local dockerfile="$1" ctx line dest src
+  ctx="$(mktemp -d)"
+  while read -r line; do
+    # COPY SRC... DEST, relative to the repository root and the WORKDIR; a directory's
+    # contents go into DEST, as docker copies them.
+    set -- $line
+    shift
+    dest="${*: -1}"
+    mkdir -p "$ctx/$dest"
+    for src in "${@:1:$#-1}"; do
+      if [ -d "$repo/$src" ]; then
+        cp -a "$repo/${src%/}/." "$ctx/$dest" || { rm -rf "$ctx"; return 1; }
+      else
+        cp -a "$repo/$src" "$ctx/$dest" || { rm -rf "$ctx"; return 1; }
+      fi
+    done
+  done < <(awk '/^FROM .* AS build/{b=1; next} /^FROM /{b=0} b && /^COPY / && !/--from/' "$dockerfile")
+  echo "build context: $(cd "$ctx" && echo *)"
+  local rc=0
+  meson setup --buildtype=release "$ctx/build" "$ctx" >"$ctx/setup.log" 2>&1 || { rc=$?; cat "$ctx/setup.log"; }
+  rm -rf "$ctx"
+  return "$rc"
+}
+if command -v meson >/dev/null; then
+  check "Dockerfile build stage: its COPYed sources configure (meson setup --buildtype=release)" \
+    check_build_context "$dockerfile"
+fi
+
 # ---------------------------------------------------------------------------------------
 # 5. Negative cases: each must be refused
 # ---------------------------------------------------------------------------------------
