@@ -77,7 +77,7 @@ AuthResult principal_from_certificate(const config::Mtls& mtls, const PeerCertif
 }
 
 AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& headers, const PeerCertificate* peer,
-                        std::chrono::system_clock::time_point now, const JwksCache* remote) {
+                        std::chrono::system_clock::time_point now, const RemoteKeys* remote) {
   std::string_view header_name;
   const std::string* header = credential_header(headers, header_name);
   if (header != nullptr) {

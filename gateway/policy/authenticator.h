@@ -17,7 +17,7 @@
 
 namespace sparkgate::policy {
 
-class JwksCache;
+class RemoteKeys;
 
 // Only call with auth.enabled(). `peer` is the connection's verified client certificate
 // or null. An anonymous principal has an empty user: the caller fills in the request's
@@ -25,7 +25,7 @@ class JwksCache;
 // `remote` holds the keys of issuers with discovery/jwks_uri (null: such issuers have
 // no keys).
 AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& headers, const PeerCertificate* peer,
-                        std::chrono::system_clock::time_point now, const JwksCache* remote = nullptr);
+                        std::chrono::system_clock::time_point now, const RemoteKeys* remote = nullptr);
 
 // The principal a verified client certificate stands for under `mtls`, or a
 // kBadCertificate failure when the configured field is absent.

@@ -45,7 +45,18 @@ struct JwksSnapshot {
   std::chrono::steady_clock::time_point on_demand_at{};
 };
 
-class JwksCache {
+// Where JWT verification (jwt.h) reads the current keys of remote issuers: the
+// JwksCache, or a test's fixed keys. Any thread.
+class RemoteKeys {
+ public:
+  // The current keys of a remote issuer; null if `issuer` is not a remote issuer.
+  virtual std::shared_ptr<const JwksSnapshot> snapshot(const std::string& issuer) const = 0;
+
+ protected:
+  ~RemoteKeys() = default;
+};
+
+class JwksCache final : public RemoteKeys {
  public:
   // Called on the control thread after every fetch: issuer, outcome, error (empty on kOk).
   using FetchHook = std::function<void(const std::string& issuer, FetchResult result, const std::string& error)>;
@@ -63,7 +74,7 @@ class JwksCache {
   // ---- any thread ----
 
   // The current keys of a remote issuer; null if `issuer` is not a remote issuer.
-  std::shared_ptr<const JwksSnapshot> snapshot(const std::string& issuer) const;
+  std::shared_ptr<const JwksSnapshot> snapshot(const std::string& issuer) const override;
   // For /v1/config: fetched_jwks_uri, key_ids, fetched_at and last_attempt_at (UTC, or
   // null), last_error (null after a success), consecutive_failures. Empty if unknown.
   boost::json::object status_json(const std::string& issuer) const;

@@ -588,7 +588,7 @@ std::string remote_note(const JwksSnapshot& s) {
 }
 
 AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                           std::chrono::system_clock::time_point now, const JwksCache* remote) {
+                           std::chrono::system_clock::time_point now, const RemoteKeys* remote) {
   if (token.empty()) return fail(AuthFailure::kMalformed, "JWT is empty");
   if (token.size() > kMaxTokenBytes) {
     return fail(AuthFailure::kMalformed, "JWT is longer than " + std::to_string(kMaxTokenBytes) + " bytes");
@@ -685,7 +685,7 @@ AuthResult verify_jwt_impl(std::string_view token, const std::vector<config::Jwt
 }  // namespace
 
 AuthResult verify_jwt(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                      std::chrono::system_clock::time_point now, const JwksCache* remote) {
+                      std::chrono::system_clock::time_point now, const RemoteKeys* remote) {
   try {
     return verify_jwt_impl(token, issuers, now, remote);
   } catch (...) {

@@ -17,7 +17,7 @@
 
 namespace sparkgate::policy {
 
-class JwksCache;
+class RemoteKeys;
 
 // The algorithms are base vocabulary (the config loader checks auth.jwt.algorithms).
 using base::JwtAlg;
@@ -115,8 +115,8 @@ class JwtKeySet final : public base::JwtKeys {
 // An issuer with remote keys (discovery/jwks_uri) takes them from `remote`'s current
 // snapshot. No keys fetched yet is kKeysUnavailable (naming the last fetch error); a
 // token whose kid is not in the set is kBadSignature. Both set refresh_issuer, so the
-// caller may ask `remote` for a refresh and verify again.
+// caller may ask for a refresh of that issuer's keys (key_source.h) and verify again.
 AuthResult verify_jwt(std::string_view token, const std::vector<config::JwtIssuer>& issuers,
-                      std::chrono::system_clock::time_point now, const JwksCache* remote = nullptr);
+                      std::chrono::system_clock::time_point now, const RemoteKeys* remote = nullptr);
 
 }  // namespace sparkgate::policy
