@@ -1,6 +1,7 @@
 // The order of one RPC's steps — the only place that knows it:
 //
-//   authenticate → inspect (wait for the envelope) → identity → admit (quotas) →
+//   authenticate (may wait for an issuer's keys) → inspect (wait for the envelope) →
+//   identity → admit (quotas) →
 //   route (backend) → session admit (session quotas) → upstream (open the stream)
 //
 // start() runs the steps from the first; each answers continue, stop or paused (step.h).
