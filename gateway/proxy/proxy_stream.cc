@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "policy/authenticator.h"
 #include "policy/redis_quotas.h"
@@ -67,13 +68,15 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
   const std::string* content_type = headers.find("content-type");
   if (!method || *method != "POST") {
     reply_http(405, grpc::StatusCode::kUnimplemented,
-               "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST");
+               "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST",
+               headers.find(":authority"));
     return;
   }
   if (!content_type || !content_type->starts_with("application/grpc")) {
     reply_http(415, grpc::StatusCode::kInvalidArgument,
                "content-type '" + (content_type ? *content_type : std::string()) +
-                   "' is not gRPC: sparkgate expects application/grpc");
+                   "' is not gRPC: sparkgate expects application/grpc",
+               headers.find(":authority"));
     return;
   }
   if (path && *path == kHealthCheckPath) {
@@ -917,18 +920,36 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   downstream_->resume_data(down_id_);
 }
 
-void ProxyStream::reply_http(int status, grpc::StatusCode code, const std::string& message) {
+void ProxyStream::reply_http(int status, grpc::StatusCode code, const std::string& message,
+                             const std::string* authority) {
   phase_ = Phase::kLocalReply;
   final_status_ = std::to_string(static_cast<int>(code));
   if (!downstream_) return;
+  // Not a gRPC client (curl, a browser, a probe): the HTTP status and a short text that
+  // says what this endpoint is, as a complete response with a body. The stream is left to
+  // close the normal way (no RST_STREAM), as RFC 9113 section 8.1 lets a server answer
+  // before the request ended. The client's :authority is echoed only when it looks like
+  // host[:port].
+  std::string where = "HOST:PORT";
+  if (authority && !authority->empty() && authority->size() <= 255 &&
+      std::all_of(authority->begin(), authority->end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' ||
+               c == ']';
+      })) {
+    where = *authority;
+  }
+  const std::string body = std::to_string(status) + " " + message +
+                           "\n\nThis is sparkgate, a gateway for Apache Spark Connect (gRPC over HTTP/2).\n"
+                           "Connect with a Spark Connect client, e.g. PySpark:\n"
+                           "  SparkSession.builder.remote(\"sc://" + where + "\").getOrCreate()\n";
   http2::HeaderMap h;
   h.add(":status", std::to_string(status));
-  h.add("content-type", "application/grpc");
-  h.add("grpc-status", std::to_string(static_cast<int>(code)));
-  h.add("grpc-message", grpc::percent_encode(message));
+  h.add("content-type", "text/plain; charset=utf-8");
+  h.add("content-length", std::to_string(body.size()));
+  resp_buf_.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
   resp_headers_sent_ = true;
   resp_end_ = true;
-  downstream_->submit_response(down_id_, h, false);
+  downstream_->submit_response(down_id_, h, true);
 }
 
 void ProxyStream::cancel_upstream() {

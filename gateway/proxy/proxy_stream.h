@@ -134,8 +134,10 @@ class ProxyStream final : public http2::ServerStreamHandler,
   // Ends the RPC with a status of the gateway's own: trailers-only if no response
   // headers went out yet, else trailers after what was sent. Cancels the upstream stream.
   void reply_local(grpc::StatusCode code, const std::string& message);
-  // Answers a request that is not gRPC at all (wrong method or content type).
-  void reply_http(int status, grpc::StatusCode code, const std::string& message);
+  // Answers a request that is not gRPC at all (wrong method or content type): HTTP
+  // `status` with a text/plain body of `message` and how to connect (sc://authority);
+  // `code` is what the access log and metrics record. `authority` may be null.
+  void reply_http(int status, grpc::StatusCode code, const std::string& message, const std::string* authority);
   void cancel_upstream();
   void scan_response(const uint8_t* data, size_t n, uint64_t chunk_start);
   void consume_downstream(size_t n);
