@@ -69,7 +69,7 @@ DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and th
 BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-1800}"  # the first run makes the image's release build
 H2SPEC_TIMEOUT_S="${H2SPEC_TIMEOUT_S:-600}"  # the first run installs h2spec with go install
 INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
-# Every cell of the matrix fits the CI budget (README, Interoperability); INTEROP_ARGS=""
+# Every cell of the matrix fits the CI budget (docs/interoperability.md); INTEROP_ARGS=""
 # runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
 INTEROP_ARGS="${INTEROP_ARGS---all}"
 ASAN_BUILD_TIMEOUT_S="${ASAN_BUILD_TIMEOUT_S:-2400}"  # build-asan/ from scratch; ccache makes reruns quick
@@ -88,6 +88,7 @@ trap 'rm -rf "$work"' EXIT
 total_passed=0
 total_failed=0
 summary=()
+timings=()  # "suite seconds", printed before the summary (docs/testing.md keeps the table)
 
 banner() { printf '\n===== %s =====\n' "$*"; }
 
@@ -385,13 +386,16 @@ run_soak() {
 
 if [ "$install" -eq 1 ]; then
   banner "install dependencies and build"
+  started=$SECONDS
   if ! bash deploy/install-deps.sh; then
     echo "deploy/install-deps.sh failed; running whatever suites can still run"
     record build 0 1 "install-deps/build failed"
   fi
+  timings+=("$(printf '%-12s %6d s' install $((SECONDS - started)))")
 fi
 
 for suite in "${suites[@]}"; do
+  started=$SECONDS
   case "$suite" in
     unit)
       run_doctest unit "$repo/build/tests/unit/unit_tests" "$UNIT_TIMEOUT_S" ;;
@@ -416,9 +420,12 @@ for suite in "${suites[@]}"; do
     soak)
       run_soak ;;
   esac
+  timings+=("$(printf '%-12s %6d s' "$suite" $((SECONDS - started)))")
 done
 
 banner "summary"
+echo "wall-clock time per suite (total ${SECONDS} s):"
+printf '  %s\n' "${timings[@]}"
 printf '%s\n' "${summary[@]}"
 printf '%d passed, %d failed\n' "$total_passed" "$total_failed"
 [ "$total_failed" -eq 0 ]

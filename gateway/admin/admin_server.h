@@ -1,7 +1,7 @@
 // The admin HTTP listener (Boost.Beast): health, readiness, Prometheus metrics and the
-// /v1/ API over sessions, backends and the running configuration (README.md "Operating
-// sparkgate"). Runs on its own thread so that a slow admin client never delays the data
-// path. Binds where the config says; the default is loopback.
+// /v1/ API over sessions, backends and the running configuration (docs/operations.md).
+// Runs on its own thread so that a slow admin client never delays the data path. Binds
+// where the config says; the default is loopback.
 //
 // It reads the session registry and the backend registry and changes state only through
 // routing's interfaces (ending a session, a backend's admin_drain flag) and the hooks

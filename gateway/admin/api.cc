@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "admin/config_json.h"
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "observe/access_log.h"
 
 namespace sparkgate::admin {
@@ -80,7 +80,7 @@ json::object backend_json(const routing::BackendState& b) {
 }
 
 // "a%20b" → "a b"; '+' stays '+' (paths and ids, not form data).
-std::string decode(std::string_view s) { return grpc::percent_decode(s); }
+std::string decode(std::string_view s) { return grpcwire::percent_decode(s); }
 
 }  // namespace
 

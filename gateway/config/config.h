@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "policy/principal.h"
+#include "base/principal.h"
 
 namespace sparkgate::policy {
 class JwtKeySet;
@@ -144,7 +144,7 @@ struct Sessions {
 // A static bearer token: only its SHA-256 is kept.
 struct StaticToken {
   std::string sha256;  // 32 raw bytes
-  policy::Principal principal;  // method "token"
+  base::Principal principal;  // method "token"
   int line = 0;        // where it was defined, for logs
 };
 

@@ -29,7 +29,7 @@ bool parse_hex_sha256(const std::string& text, std::string& out) {
 }
 
 // user, groups, tenant of a token entry.
-bool load_principal_fields(Walker& w, const YAML::Node& n, const std::string& where, policy::Principal& p) {
+bool load_principal_fields(Walker& w, const YAML::Node& n, const std::string& where, base::Principal& p) {
   if (!n["user"]) {
     w.error(n, where + " needs a user");
     return false;
@@ -53,7 +53,7 @@ void load_token_list(Walker& w, const YAML::Node& list, const std::string& where
     if (!w.check_keys(item, {"sha256", "user", "groups", "tenant"}, where + " entry")) continue;
     StaticToken t;
     t.line = item.Mark().line + 1;
-    t.principal.method = "token";
+    t.principal.method = base::AuthMethod::kToken;
     bool ok = true;
     std::string text;
     if (!item["sha256"]) {

@@ -86,12 +86,12 @@ std::span<const uint8_t> TlsTransport::read_available(boost::system::error_code&
 }
 
 void TlsTransport::async_wait_readable(WaitHandler h) {
-  if (read_pending_) return;  // one read at a time; the session never asks twice
+  if (read_pending_) return;  // one read at a time; the connection never asks twice
   if (!buf_) buf_ = std::make_unique_for_overwrite<uint8_t[]>(kTlsReadBufferBytes);
   read_pending_ = true;
   stream_->async_read_some(boost::asio::buffer(buf_.get(), kTlsReadBufferBytes),
                            [this, h = std::move(h)](const boost::system::error_code& ec, size_t n) {
-                             // `h` holds the session, which owns this transport.
+                             // `h` holds the connection, which owns this transport.
                              read_pending_ = false;
                              have_ = n;
                              if (ec && ec != boost::asio::error::operation_aborted) read_ec_ = ec;

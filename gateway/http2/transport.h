@@ -1,7 +1,7 @@
-// A byte pipe under an HTTP/2 session: plain TCP or TLS. Single-threaded: every call
+// A byte pipe under an HTTP/2 connection: plain TCP or TLS. Single-threaded: every call
 // and every completion runs on the owning worker's io_context.
 //
-// Reads are readiness-based: the session asks for what has arrived (read_available) and,
+// Reads are readiness-based: the connection asks for what has arrived (read_available) and,
 // when nothing has, waits (async_wait_readable). The bytes come in a buffer that the
 // transport owns, so an idle plain-TCP connection holds no read buffer at all: TCP
 // transports read into one buffer per thread, shared by every connection of a worker.

@@ -1,8 +1,8 @@
-// The bytes a session has serialized and not yet written to its socket: nghttp2's frames
+// The bytes a connection has serialized and not yet written to its socket: nghttp2's frames
 // and the DATA payloads that the send_data callback copies in straight from a stream's
 // queue. A growable array without std::string's zero-filling resize.
 //
-// Single-threaded, like the session that owns it.
+// Single-threaded, like the connection that owns it.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // The access log: one JSON object per line on stdout for every finished RPC, and one
-// summary line for every session that ends. Fields are listed in README.md ("Operating
-// sparkgate"); they never hold credentials.
+// summary line for every session that ends. Fields are listed in docs/operations.md; they
+// never hold credentials.
 //
 // Cost: the caller checks enabled() before it gathers a record, so with log.access off
 // no RPC formats anything.

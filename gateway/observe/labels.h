@@ -24,7 +24,7 @@ std::string_view rpc_label_name(RpcLabel rpc);
 inline constexpr size_t kCodeLabels = 17;
 // A status code as a label index: 0..16; anything else counts as UNKNOWN (2).
 inline size_t code_label(int code) { return code >= 0 && code < static_cast<int>(kCodeLabels) ? static_cast<size_t>(code) : 2; }
-// "OK", "CANCELLED", ... (grpc::status_name).
+// "OK", "CANCELLED", ... (grpcwire::status_name).
 std::string_view code_label_name(size_t code);
 
 }  // namespace sparkgate::observe

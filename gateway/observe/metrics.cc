@@ -2,7 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
 namespace sparkgate::observe {
 
@@ -37,7 +37,7 @@ std::string_view rpc_label_name(RpcLabel rpc) {
   return "unknown";
 }
 
-std::string_view code_label_name(size_t code) { return grpc::status_name(static_cast<grpc::StatusCode>(code)); }
+std::string_view code_label_name(size_t code) { return grpcwire::status_name(static_cast<grpcwire::StatusCode>(code)); }
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),

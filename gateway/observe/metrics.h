@@ -1,6 +1,6 @@
 // The process's Prometheus metric families (prometheus-cpp), served as text at /metrics
 // on the admin listener. Every family name and label is declared in metrics.cc, and only
-// there (README.md "Operating sparkgate" documents each one).
+// there (docs/operations.md documents each one).
 //
 // Hot path: a stream resolves its ClusterMetrics once (a pointer that lives as long as the
 // process) and then touches only atomics: counters and histograms per (rpc, code) are

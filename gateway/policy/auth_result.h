@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "policy/principal.h"
+#include "base/principal.h"
 
 namespace sparkgate::policy {
 
@@ -31,7 +31,7 @@ std::string_view auth_failure_label(AuthFailure f);
 
 struct AuthResult {
   AuthFailure failure = AuthFailure::kNone;
-  Principal principal;  // valid when ok()
+  base::Principal principal;  // valid when ok()
   // For the client (grpc-message) and the log. Says what was wrong; never contains the
   // credential or any part of it.
   std::string message;

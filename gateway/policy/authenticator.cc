@@ -72,7 +72,7 @@ AuthResult principal_from_certificate(const config::Mtls& mtls, const PeerCertif
   }
   if (mtls.groups_from_ou) r.principal.groups = peer.subject_ou;
   if (mtls.tenant_from_o) r.principal.tenant = peer.subject_o;
-  r.principal.method = "mtls";
+  r.principal.method = base::AuthMethod::kMtls;
   return r;
 }
 
@@ -116,7 +116,7 @@ AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& header
   if (auth.mtls && peer != nullptr) return principal_from_certificate(*auth.mtls, *peer);
   if (auth.anonymous) {
     AuthResult r;
-    r.principal.method = "anonymous";
+    r.principal.method = base::AuthMethod::kAnonymous;
     return r;
   }
   std::string how;

@@ -559,7 +559,7 @@ AuthResult map_claims(const json::object& claims, const config::JwtIssuer& issue
   }
 
   AuthResult ok;
-  ok.principal.method = "jwt";
+  ok.principal.method = base::AuthMethod::kJwt;
   auto user = string_member(claims, issuer.user_claim);
   if (!user || !*user || (*user)->empty()) {
     return fail(AuthFailure::kBadClaims, "JWT user claim " + quote(issuer.user_claim) + " is missing, empty or not a string");

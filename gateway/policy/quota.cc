@@ -48,7 +48,7 @@ void merge_most_generous(config::QuotaLimits& acc, const config::QuotaLimits& ot
 
 }  // namespace
 
-EffectiveQuota resolve_quota(const config::Quotas& q, const Principal& p) {
+EffectiveQuota resolve_quota(const config::Quotas& q, const base::Principal& p) {
   config::QuotaLimits acc = q.defaults;
 
   config::QuotaLimits groups;

@@ -16,8 +16,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "base/principal.h"
 #include "config/config.h"
-#include "policy/principal.h"
 
 namespace sparkgate::policy {
 
@@ -43,7 +43,7 @@ struct EffectiveQuota {
 // for that field. If no level sets burst (or it resolves to 0), burst is
 // max(1, ceil(requests_per_second)). Entries are matched by exact, case-sensitive name;
 // if a name appears twice at one level, the later entry's set fields win.
-EffectiveQuota resolve_quota(const config::Quotas& q, const Principal& p);
+EffectiveQuota resolve_quota(const config::Quotas& q, const base::Principal& p);
 
 // A token bucket of capacity `burst` refilled at `rate` tokens per second, starting
 // full. rate and burst are passed on each call so that a config reload applies at once;

@@ -17,13 +17,13 @@
 #include <utility>
 #include <vector>
 
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 
 namespace sparkgate::policy {
 
 namespace asio = boost::asio;
-using routing::RedisClient;
-using routing::RedisReply;
+using redis::RedisClient;
+using redis::RedisReply;
 
 namespace {
 

@@ -61,7 +61,7 @@ void ProxyStream::reply_health_check() {
 
 void ProxyStream::close_by_operator(const std::string& message) {
   if (phase_ == Phase::kDone || phase_ == Phase::kLocalReply) return;
-  reply_local(grpc::StatusCode::kNotFound, message);
+  reply_local(grpcwire::StatusCode::kNotFound, message);
 }
 
 observe::ClusterMetrics* ProxyStream::cluster_metrics() {

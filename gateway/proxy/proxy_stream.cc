@@ -20,12 +20,12 @@ namespace {
 // them would hold a large plan.
 constexpr size_t kOptionalFieldBudget = 16 * 1024;
 
-http2::HeaderMap trailers_only(grpc::StatusCode code, const std::string& message) {
+http2::HeaderMap trailers_only(grpcwire::StatusCode code, const std::string& message) {
   http2::HeaderMap h;
   h.add(":status", "200");
   h.add("content-type", "application/grpc");
   h.add("grpc-status", std::to_string(static_cast<int>(code)));
-  h.add("grpc-message", grpc::percent_encode(message));
+  h.add("grpc-message", grpcwire::percent_encode(message));
   return h;
 }
 
@@ -42,7 +42,7 @@ std::string format_rate(double v) {
 bool is_operation(spark::Rpc rpc) { return rpc == spark::Rpc::kExecutePlan || rpc == spark::Rpc::kReattachExecute; }
 }  // namespace
 
-ProxyStream::ProxyStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context)
+ProxyStream::ProxyStream(http2::ServerConnection& downstream, int32_t stream_id, ProxyContext context)
     : downstream_(&downstream),
       down_id_(stream_id),
       ctx_(std::move(context)),
@@ -67,13 +67,13 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
   const std::string* path = headers.find(":path");
   const std::string* content_type = headers.find("content-type");
   if (!method || *method != "POST") {
-    reply_http(405, grpc::StatusCode::kUnimplemented,
+    reply_http(405, grpcwire::StatusCode::kUnimplemented,
                "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST",
                headers.find(":authority"));
     return;
   }
   if (!content_type || !content_type->starts_with("application/grpc")) {
-    reply_http(415, grpc::StatusCode::kInvalidArgument,
+    reply_http(415, grpcwire::StatusCode::kInvalidArgument,
                "content-type '" + (content_type ? *content_type : std::string()) +
                    "' is not gRPC: sparkgate expects application/grpc",
                headers.find(":authority"));
@@ -88,7 +88,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
   }
   rpc_ = path ? spark::find_rpc_by_path(*path) : nullptr;
   if (!rpc_) {
-    reply_local(grpc::StatusCode::kUnimplemented,
+    reply_local(grpcwire::StatusCode::kUnimplemented,
                 "unknown method '" + (path ? *path : std::string()) +
                     "': sparkgate serves spark.connect.SparkConnectService");
     return;
@@ -114,7 +114,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
       spdlog::info("rpc={} peer={}: authentication failed ({}): {}", rpc_->name,
                    downstream_ ? downstream_->peer() : std::string("-"), policy::auth_failure_label(r.failure),
                    r.message);
-      reply_local(grpc::StatusCode::kUnauthenticated, r.message);
+      reply_local(grpcwire::StatusCode::kUnauthenticated, r.message);
       return;
     }
     principal_ = std::move(r.principal);
@@ -135,7 +135,7 @@ void ProxyStream::on_request_headers(http2::HeaderMap headers, bool end_stream) 
   }
   phase_ = Phase::kInspecting;
   if (end_stream) {
-    reply_local(grpc::StatusCode::kInvalidArgument, "the request has no message");
+    reply_local(grpcwire::StatusCode::kInvalidArgument, "the request has no message");
   }
 }
 
@@ -148,25 +148,25 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
     return;
   }
   const uint64_t chunk_start = req_offset_;
-  auto err = req_framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+  auto err = req_framer_.scan({data, n}, [&](const grpcwire::MessageHeader& h, size_t payload_offset) {
     if (req_framer_.messages() != 1) return;
     first_payload_start_ = chunk_start + payload_offset;
     if (!h.compressed) scanner_.emplace(*rpc_, h.length);
   });
   req_offset_ += n;
-  if (err == grpc::FramerError::kTooLarge) {
+  if (err == grpcwire::FramerError::kTooLarge) {
     consume_downstream(n);
     reply_too_large("request", req_framer_);
     return;
   }
-  if (err == grpc::FramerError::kBadFlag) {
+  if (err == grpcwire::FramerError::kBadFlag) {
     consume_downstream(n);
-    reply_local(grpc::StatusCode::kInvalidArgument, "malformed gRPC framing: invalid compressed flag");
+    reply_local(grpcwire::StatusCode::kInvalidArgument, "malformed gRPC framing: invalid compressed flag");
     return;
   }
   if (req_framer_.messages() >= 1 && req_framer_.last_header().compressed && !scanner_) {
     consume_downstream(n);
-    reply_local(grpc::StatusCode::kInvalidArgument,
+    reply_local(grpcwire::StatusCode::kInvalidArgument,
                 "compressed request messages are not supported: sparkgate must read the Spark session envelope; "
                 "turn off request compression in the client");
     return;
@@ -180,7 +180,7 @@ void ProxyStream::on_request_data(const uint8_t* data, size_t n) {
       size_t len = static_cast<size_t>(std::min<uint64_t>(n - off, scanner_->remaining()));
       if (!scanner_->feed({data + off, len})) {
         consume_downstream(n);
-        reply_local(grpc::StatusCode::kInvalidArgument,
+        reply_local(grpcwire::StatusCode::kInvalidArgument,
                     "cannot read the Spark request envelope of " + std::string(rpc_->name) + ": " + scanner_->error());
         return;
       }
@@ -205,7 +205,7 @@ void ProxyStream::on_request_end() {
   if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
   if (!req_framer_.at_boundary()) {
     // Passing this on would let the backend drop the torn message silently and answer OK.
-    reply_local(grpc::StatusCode::kInvalidArgument,
+    reply_local(grpcwire::StatusCode::kInvalidArgument,
                 "malformed gRPC framing: the request stream ended in the middle of a message");
     return;
   }
@@ -224,17 +224,17 @@ void ProxyStream::try_route() {
     if (scanner_->complete()) ready = true;
     else if (scanner_->routable() && (req_end_ || scanner_->consumed() >= kOptionalFieldBudget)) ready = true;
     else if (scanner_->finished()) {
-      reply_local(grpc::StatusCode::kInvalidArgument,
+      reply_local(grpcwire::StatusCode::kInvalidArgument,
                   std::string(rpc_->name) + " request has no session_id");
       return;
     }
   }
   if (!ready) {
     if (req_end_) {
-      reply_local(grpc::StatusCode::kInvalidArgument,
+      reply_local(grpcwire::StatusCode::kInvalidArgument,
                   "the request stream ended before its first message was complete");
     } else if (req_buf_.size() >= limits.max_envelope_scan_bytes) {
-      reply_local(grpc::StatusCode::kInvalidArgument,
+      reply_local(grpcwire::StatusCode::kInvalidArgument,
                   "the Spark session envelope (session_id, user_context) was not found in the first " +
                       std::to_string(limits.max_envelope_scan_bytes) + " bytes of the " + std::string(rpc_->name) +
                       " request (limits.max_envelope_scan_bytes)");
@@ -244,7 +244,7 @@ void ProxyStream::try_route() {
   scanner_->freeze();
   const auto& env = scanner_->envelope();
   if (env.session_id.empty()) {
-    reply_local(grpc::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
+    reply_local(grpcwire::StatusCode::kInvalidArgument, std::string(rpc_->name) + " request has an empty session_id");
     return;
   }
   if (!principal_.verified()) {
@@ -272,8 +272,8 @@ bool ProxyStream::apply_identity() {
     if (env.user_id == principal_.user) return true;
     if (ctx_.metrics) ctx_.metrics->identity_rejections().Increment();
     spdlog::info("rpc={} session={}: user_id '{}' refused for authenticated user '{}' ({})", rpc_->name,
-                 env.session_id, env.user_id, principal_.user, principal_.method);
-    reply_local(grpc::StatusCode::kPermissionDenied,
+                 env.session_id, env.user_id, principal_.user, base::auth_method_name(principal_.method));
+    reply_local(grpcwire::StatusCode::kPermissionDenied,
                 "user_id '" + env.user_id + "' does not match authenticated user '" + principal_.user + "'");
     return false;
   }
@@ -285,7 +285,7 @@ bool ProxyStream::apply_identity() {
   auto spliced = spark::splice_user_context(head, scanner_->user_context_spans(), principal_.user, principal_.user);
   if (!spliced.ok()) {
     req_buf_.append(reinterpret_cast<const uint8_t*>(head.data()), head.size());
-    reply_local(grpc::StatusCode::kInvalidArgument, "cannot rewrite user_context of " + std::string(rpc_->name) +
+    reply_local(grpcwire::StatusCode::kInvalidArgument, "cannot rewrite user_context of " + std::string(rpc_->name) +
                                                         ": " + spliced.error);
     return false;
   }
@@ -300,10 +300,10 @@ bool ProxyStream::apply_identity() {
 void ProxyStream::reply_quota(observe::Metrics::Quota quota, const std::string& message) {
   if (ctx_.metrics) ctx_.metrics->quota_rejection(quota).Increment();
   spdlog::info("rpc={} user={}: {}", rpc_ ? rpc_->name : "-", principal_.user, message);
-  reply_local(grpc::StatusCode::kResourceExhausted, message);
+  reply_local(grpcwire::StatusCode::kResourceExhausted, message);
 }
 
-void ProxyStream::reply_too_large(const char* direction, const grpc::Framer& framer) {
+void ProxyStream::reply_too_large(const char* direction, const grpcwire::Framer& framer) {
   const uint64_t limit = framer.max_message_bytes();
   std::string msg = std::string(direction) + " message of " + std::to_string(framer.last_header().length) + " bytes";
   if (std::string_view(direction) == "response") msg += " from backend " + backend_;
@@ -314,7 +314,7 @@ void ProxyStream::reply_too_large(const char* direction, const grpc::Framer& fra
                     principal_.user + "'");
     return;
   }
-  reply_local(grpc::StatusCode::kResourceExhausted,
+  reply_local(grpcwire::StatusCode::kResourceExhausted,
               msg + " exceeds the gateway limit of " + std::to_string(limit) + " bytes (limits.max_message_bytes)");
 }
 
@@ -342,7 +342,7 @@ bool ProxyStream::quota_store_ok(const policy::QuotaDecision& d) {
   }
   spdlog::warn("quota store unavailable ({}); refusing {} of user '{}' (quotas.on_store_failure: deny)", d.error,
                rpc_->name, principal_.user);
-  reply_local(grpc::StatusCode::kUnavailable, "sparkgate cannot check quotas: the quota store is unavailable (" +
+  reply_local(grpcwire::StatusCode::kUnavailable, "sparkgate cannot check quotas: the quota store is unavailable (" +
                                                   d.error + ") and quotas.on_store_failure is deny");
   return false;
 }
@@ -493,7 +493,7 @@ routing::RouteRequest ProxyStream::request() const {
   return r;
 }
 
-void ProxyStream::reply_route_error(const grpc::Status& status) {
+void ProxyStream::reply_route_error(const grpcwire::Status& status) {
   if (route_.over_session_quota) {
     reply_quota(observe::Metrics::Quota::kMaxSessions, status.message);
     return;
@@ -504,7 +504,7 @@ void ProxyStream::reply_route_error(const grpc::Status& status) {
 void ProxyStream::on_store_lookup(std::optional<std::string> backend, const std::string& error) {
   if (phase_ != Phase::kConnecting) return;  // answered meanwhile (client gone)
   const auto& env = scanner_->envelope();
-  grpc::Status status;
+  grpcwire::Status status;
   if (backend) {
     status = ctx_.router->adopt(*ctx_.config, request(), *backend, route_);
   } else {
@@ -654,18 +654,18 @@ void ProxyStream::apply_backend_credentials() {
 void ProxyStream::connect_upstream() {
   phase_ = Phase::kConnecting;
   auto& pool = ctx_.pools->get(route_.backend->address(), route_.cluster->tls);
-  pool.acquire([self = shared_from_this()](http2::ClientSession* session, const std::string& error) {
+  pool.acquire([self = shared_from_this()](http2::ClientConnection* session, const std::string& error) {
     if (self->phase_ != Phase::kConnecting) return;  // the client went away meanwhile
     if (!session) {
       self->route_.backend->report_failure(self->route_.cluster->health_check.passive_failures, error);
       if (self->replace_new_session(error)) return;
-      self->reply_local(grpc::StatusCode::kUnavailable,
+      self->reply_local(grpcwire::StatusCode::kUnavailable,
                         "backend " + self->backend_ + " is unreachable: " + error);
       return;
     }
     int32_t id = session->submit_request(self->upstream_headers_, true, self, self->ctx_.config->upstream.idle_timeout);
     if (id < 0) {
-      self->reply_local(grpc::StatusCode::kUnavailable, "cannot open a stream to backend " + self->backend_ + ": " +
+      self->reply_local(grpcwire::StatusCode::kUnavailable, "cannot open a stream to backend " + self->backend_ + ": " +
                                                             nghttp2_strerror(id));
       return;
     }
@@ -763,14 +763,14 @@ void ProxyStream::on_response_data(const uint8_t* data, size_t n) {
     return;
   }
   const uint64_t chunk_start = resp_offset_;
-  auto err = resp_framer_.scan({data, n}, [&](const grpc::MessageHeader& h, size_t payload_offset) {
+  auto err = resp_framer_.scan({data, n}, [&](const grpcwire::MessageHeader& h, size_t payload_offset) {
     if (resp_framer_.messages() != 1 || !route_.session || h.compressed) return;
     first_resp_payload_start_ = chunk_start + payload_offset;
     resp_scanner_.emplace(*rpc_, h.length);
   });
   resp_offset_ += n;
   if (resp_scanner_ && !resp_scanned_) scan_response(data, n, chunk_start);
-  if (err == grpc::FramerError::kTooLarge) {
+  if (err == grpcwire::FramerError::kTooLarge) {
     consume_upstream(n);
     reply_too_large("response", resp_framer_);
     return;
@@ -840,7 +840,7 @@ void ProxyStream::on_upstream_closed(uint32_t error_code, const std::string& con
   std::string why = connection_error.empty()
                         ? "reset the stream (HTTP/2 " + http2_error_name(error_code) + ")"
                         : "closed the connection (" + connection_error + ")";
-  reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_->name));
+  reply_local(grpcwire::StatusCode::kUnavailable, "backend " + backend_ + " " + why + " during " + std::string(rpc_->name));
 }
 
 bool ProxyStream::on_upstream_idle(std::chrono::milliseconds idle) {
@@ -852,7 +852,7 @@ bool ProxyStream::on_upstream_idle(std::chrono::milliseconds idle) {
   std::string took = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
   spdlog::info("rpc={} backend={}: no bytes either way for {}; cancelling the stream (upstream.idle_timeout)",
                rpc_->name, backend_, took);
-  reply_local(grpc::StatusCode::kUnavailable, "backend " + backend_ + " sent nothing for " + took + " during " +
+  reply_local(grpcwire::StatusCode::kUnavailable, "backend " + backend_ + " sent nothing for " + took + " during " +
                                                   std::string(rpc_->name) + " (upstream.idle_timeout)");
   return true;
 }
@@ -885,7 +885,7 @@ bool ProxyStream::take_response_body(uint8_t* out, size_t n) {
 // ---------------------------------------------------------------------------------------
 // Local replies and cleanup
 
-void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message) {
+void ProxyStream::reply_local(grpcwire::StatusCode code, const std::string& message) {
   if (phase_ == Phase::kLocalReply || phase_ == Phase::kDone) return;
   bool was_forwarding = phase_ == Phase::kForwarding || phase_ == Phase::kConnecting;
   phase_ = Phase::kLocalReply;
@@ -893,7 +893,7 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", rpc_ ? rpc_->name : "-",
                   scanner_ ? scanner_->envelope().describe() : std::string("session=-"), backend_label(),
-                  grpc::status_name(code), message);
+                  grpcwire::status_name(code), message);
   }
   if (was_forwarding) cancel_upstream();
   consume_request_bytes(req_buf_.size());
@@ -914,13 +914,13 @@ void ProxyStream::reply_local(grpc::StatusCode code, const std::string& message)
   }
   http2::HeaderMap t;
   t.add("grpc-status", std::to_string(static_cast<int>(code)));
-  t.add("grpc-message", grpc::percent_encode(message));
+  t.add("grpc-message", grpcwire::percent_encode(message));
   resp_trailers_ = std::move(t);
   resp_end_ = true;
   downstream_->resume_data(down_id_);
 }
 
-void ProxyStream::reply_http(int status, grpc::StatusCode code, const std::string& message,
+void ProxyStream::reply_http(int status, grpcwire::StatusCode code, const std::string& message,
                              const std::string* authority) {
   phase_ = Phase::kLocalReply;
   final_status_ = std::to_string(static_cast<int>(code));

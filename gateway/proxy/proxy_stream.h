@@ -15,10 +15,10 @@
 #include <string>
 
 #include "config/config.h"
-#include "grpc/framer.h"
-#include "grpc/status.h"
-#include "http2/client_session.h"
-#include "http2/server_session.h"
+#include "grpcwire/framer.h"
+#include "grpcwire/status.h"
+#include "http2/client_connection.h"
+#include "http2/server_connection.h"
 #include "observe/access_log.h"
 #include "observe/metrics.h"
 #include "policy/peer_certificate.h"
@@ -26,8 +26,8 @@
 #include "proxy/byte_queue.h"
 #include "routing/redis_store.h"
 #include "routing/router.h"
-#include "spark/response_scanner.h"
 #include "spark/inspector.h"
+#include "spark/response_scanner.h"
 #include "spark/rpc.h"
 
 namespace sparkgate::upstream {
@@ -65,7 +65,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
                           public std::enable_shared_from_this<ProxyStream> {
  public:
   // `downstream` outlives this object's use of it: it calls on_stream_closed() first.
-  ProxyStream(http2::ServerSession& downstream, int32_t stream_id, ProxyContext context);
+  ProxyStream(http2::ServerConnection& downstream, int32_t stream_id, ProxyContext context);
 
   // ServerStreamHandler (downstream events)
   void on_request_headers(http2::HeaderMap headers, bool end_stream) override;
@@ -107,8 +107,8 @@ class ProxyStream final : public http2::ServerStreamHandler,
   // The session quota of a new session held in Redis (quotas.store: redis).
   void admit_new_session();
   void reply_quota(observe::Metrics::Quota quota, const std::string& message);
-  void reply_too_large(const char* direction, const grpc::Framer& framer);
-  void reply_route_error(const grpc::Status& status);
+  void reply_too_large(const char* direction, const grpcwire::Framer& framer);
+  void reply_route_error(const grpcwire::Status& status);
   // False (and the RPC answered) when a Redis quota check failed and
   // quotas.on_store_failure is deny.
   bool quota_store_ok(const policy::QuotaDecision& d);
@@ -133,11 +133,11 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void apply_backend_credentials();
   // Ends the RPC with a status of the gateway's own: trailers-only if no response
   // headers went out yet, else trailers after what was sent. Cancels the upstream stream.
-  void reply_local(grpc::StatusCode code, const std::string& message);
+  void reply_local(grpcwire::StatusCode code, const std::string& message);
   // Answers a request that is not gRPC at all (wrong method or content type): HTTP
   // `status` with a text/plain body of `message` and how to connect (sc://authority);
   // `code` is what the access log and metrics record. `authority` may be null.
-  void reply_http(int status, grpc::StatusCode code, const std::string& message, const std::string* authority);
+  void reply_http(int status, grpcwire::StatusCode code, const std::string& message, const std::string* authority);
   void cancel_upstream();
   void scan_response(const uint8_t* data, size_t n, uint64_t chunk_start);
   void consume_downstream(size_t n);
@@ -159,16 +159,16 @@ class ProxyStream final : public http2::ServerStreamHandler,
   void record(uint32_t error_code);
   observe::ClusterMetrics* cluster_metrics();
 
-  http2::ServerSession* downstream_;  // null once the downstream stream is closed
+  http2::ServerConnection* downstream_;  // null once the downstream stream is closed
   int32_t down_id_;
-  std::weak_ptr<http2::Session> upstream_;  // the connection; may die on its own
+  std::weak_ptr<http2::Connection> upstream_;  // the connection; may die on its own
   int32_t up_id_ = -1;
   ProxyContext ctx_;
   Phase phase_ = Phase::kHeaders;
   const spark::RpcInfo* rpc_ = nullptr;
   http2::HeaderMap upstream_headers_;
   std::string backend_;
-  routing::Principal principal_;
+  base::Principal principal_;
   policy::EffectiveQuota quota_;
   routing::RouteDecision route_;
   bool replaced_ = false;
@@ -187,7 +187,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
 
   // Request direction.
   ByteQueue req_buf_;
-  grpc::Framer req_framer_;
+  grpcwire::Framer req_framer_;
   std::optional<spark::EnvelopeScanner> scanner_;
   uint64_t req_offset_ = 0;          // request body bytes seen so far
   uint64_t first_payload_start_ = 0;  // stream offset of the first message's payload
@@ -197,7 +197,7 @@ class ProxyStream final : public http2::ServerStreamHandler,
 
   // Response direction.
   ByteQueue resp_buf_;
-  grpc::Framer resp_framer_;
+  grpcwire::Framer resp_framer_;
   bool resp_headers_sent_ = false;
   bool resp_end_ = false;
   std::optional<http2::HeaderMap> resp_trailers_;

@@ -7,6 +7,8 @@
 
 namespace sparkgate::routing {
 
+using redis::RedisReply;
+
 namespace {
 
 using Type = RedisReply::Type;

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 
 namespace sparkgate::routing {
 
@@ -50,7 +50,7 @@ class RedisAffinityStore {
 
  private:
   std::string prefix_;  // key_prefix + "session:"
-  RedisClient client_;
+  redis::RedisClient client_;
 };
 
 }  // namespace sparkgate::routing

@@ -47,7 +47,7 @@ std::string ended_session_message(const std::string& session_id, const Tombstone
 }
 
 BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
-                         const BackendState* avoid, grpc::Status& status) {
+                         const BackendState* avoid, grpcwire::Status& status) {
   std::vector<Candidate> candidates;
   std::vector<const BackendPtr*> index;
   bool any_accepting = false;
@@ -62,15 +62,15 @@ BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& 
   }
   if (candidates.empty()) {
     if (backends.backends.empty()) {
-      status = {grpc::StatusCode::kUnavailable,
+      status = {grpcwire::StatusCode::kUnavailable,
                 "cluster '" + cluster.name + "' has no backends" +
                     (cluster.dns ? " (dns " + cluster.dns->to_string() + " resolved to no address yet)" : "")};
     } else if (any_accepting) {
-      status = {grpc::StatusCode::kResourceExhausted,
+      status = {grpcwire::StatusCode::kResourceExhausted,
                 "cluster '" + cluster.name + "' is full: every available backend is at its max_sessions (" +
                     describe_unavailable(backends) + ")"};
     } else {
-      status = {grpc::StatusCode::kUnavailable, "cluster '" + cluster.name +
+      status = {grpcwire::StatusCode::kUnavailable, "cluster '" + cluster.name +
                                                     "' has no healthy backend for a new session: " +
                                                     describe_unavailable(backends)};
     }
@@ -93,7 +93,7 @@ BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& 
   return *index[static_cast<size_t>(pick)];
 }
 
-grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out) {
+grpcwire::Status Router::check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out) {
   const auto& b = session->backend;
   auto now = Clock::now();
   if (b->retired.load()) {
@@ -101,7 +101,7 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
                 "was on backend " + b->name() + ", which is no longer part of cluster '" + session->cluster + "'",
                 now};
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
-    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
+    return {grpcwire::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
   if (b->epoch.load() != session->backend_epoch) {
     Tombstone t{EndReason::kBackendLost,
@@ -110,11 +110,11 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
                     "Spark Connect server keeps no sessions",
                 now};
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
-    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
+    return {grpcwire::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
   if (!b->healthy.load()) {
     auto why = b->unhealthy_reason();
-    return {grpc::StatusCode::kUnavailable, "backend " + b->name() + " of session " + session->session_id +
+    return {grpcwire::StatusCode::kUnavailable, "backend " + b->name() + " of session " + session->session_id +
                                                 " is unhealthy" + (why.empty() ? "" : " (" + why + ")") +
                                                 "; the session stays pinned to it: calls resume if the backend "
                                                 "recovers with its sessions, and fail if it restarted"};
@@ -124,14 +124,14 @@ grpc::Status Router::check_sticky(const config::Config& config, const SessionPtr
     Tombstone t{EndReason::kBackendRemoved, "was on cluster '" + session->cluster + "', which is no longer configured",
                 now};
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
-    return {grpc::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
+    return {grpcwire::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
   out.backend = b;
   out.session = session;
   return {};
 }
 
-grpc::Status Router::route(const config::Config& config, const RouteRequest& req, RouteDecision& out,
+grpcwire::Status Router::route(const config::Config& config, const RouteRequest& req, RouteDecision& out,
                            bool defer_unknown) {
   const auto& env = *req.envelope;
   const auto& principal = *req.principal;
@@ -144,19 +144,19 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   facts.headers = req.headers;
   const config::Route* route = match_route(config, facts);
   if (!route) {
-    return {grpc::StatusCode::kPermissionDenied,
+    return {grpcwire::StatusCode::kPermissionDenied,
             "no route allows user '" + principal.user + "' (" + std::string(req.rpc->name) + "): sparkgate denies requests that no route matches"};
   }
-  if (route->deny) return {grpc::StatusCode::kPermissionDenied, *route->deny};
+  if (route->deny) return {grpcwire::StatusCode::kPermissionDenied, *route->deny};
   const config::Cluster* cluster = config.find_cluster(route->cluster);
   auto snap = backends_.snapshot();
   const ClusterBackends* backends = cluster ? snap->find(cluster->name) : nullptr;
   if (!cluster || !backends) {
-    return {grpc::StatusCode::kUnavailable, "cluster '" + route->cluster + "' is not ready"};
+    return {grpcwire::StatusCode::kUnavailable, "cluster '" + route->cluster + "' is not ready"};
   }
 
   auto now = Clock::now();
-  grpc::Status placement_status;
+  grpcwire::Status placement_status;
   SessionRegistry::Placer placer;
   bool deferred = false;
   if (creates_session(req.rpc->rpc) && defer_unknown) {
@@ -176,13 +176,13 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
       sessions_.find_or_create(principal.user, env.session_id, cluster->name, placer, now, req.max_user_sessions);
   if (found.over_user_limit) {
     out.over_session_quota = true;
-    return {grpc::StatusCode::kResourceExhausted,
+    return {grpcwire::StatusCode::kResourceExhausted,
             "quota max_sessions (" + std::to_string(req.max_user_sessions) + ") reached for user '" + principal.user +
                 "': " + std::to_string(sessions_.user_sessions(principal.user)) +
                 " live sessions; stop one (spark.stop()) or wait until an idle one expires"};
   }
   if (found.tombstone) {
-    return {grpc::StatusCode::kNotFound, ended_session_message(env.session_id, *found.tombstone)};
+    return {grpcwire::StatusCode::kNotFound, ended_session_message(env.session_id, *found.tombstone)};
   }
   if (found.session) {
     if (found.session->rpcs.load() == 0 && found.session->created == now) out.new_session = true;
@@ -207,7 +207,7 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   }
   int pick = pick_rendezvous(candidates, Router::session_key(principal.user, env.session_id));
   if (pick < 0) {
-    return {grpc::StatusCode::kUnavailable,
+    return {grpcwire::StatusCode::kUnavailable,
             "cluster '" + cluster->name + "' has no healthy backend: " + describe_unavailable(*backends)};
   }
   out.cluster = cluster;
@@ -215,14 +215,14 @@ grpc::Status Router::route(const config::Config& config, const RouteRequest& req
   return {};
 }
 
-grpc::Status Router::adopt(const config::Config& config, const RouteRequest& req, const std::string& backend,
+grpcwire::Status Router::adopt(const config::Config& config, const RouteRequest& req, const std::string& backend,
                            RouteDecision& out) {
   const auto& env = *req.envelope;
   const auto& user = req.principal->user;
-  if (!out.cluster) return {grpc::StatusCode::kInternal, "adopt without a cluster"};
+  if (!out.cluster) return {grpcwire::StatusCode::kInternal, "adopt without a cluster"};
   auto b = backends_.snapshot()->find(out.cluster->name, backend);
   if (!b) {
-    return {grpc::StatusCode::kNotFound,
+    return {grpcwire::StatusCode::kNotFound,
             "session " + env.session_id + " was placed on backend " + backend + " by another sparkgate replica, and " +
                 backend + " is not part of cluster '" + out.cluster->name + "' here; start a new Spark session"};
   }

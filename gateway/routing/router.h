@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "base/principal.h"
 #include "config/config.h"
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 #include "http2/header_map.h"
-#include "policy/principal.h"
 #include "routing/backend_state.h"
 #include "routing/placement.h"
 #include "routing/session_registry.h"
@@ -26,14 +26,12 @@
 
 namespace sparkgate::routing {
 
-// Who is asking: authenticated (policy/), or without auth the request's own user_id.
-using Principal = policy::Principal;
-
 struct RouteRequest {
   const spark::RpcInfo* rpc = nullptr;
   const spark::Envelope* envelope = nullptr;
   const http2::HeaderMap* headers = nullptr;
-  const Principal* principal = nullptr;
+  // Who is asking: authenticated (policy/), or without auth the request's own user_id.
+  const base::Principal* principal = nullptr;
   // A backend that a new session must not be placed on (it just failed to connect).
   const BackendState* avoid = nullptr;
   // The principal's max_sessions quota (0: unlimited): a new session beyond it is
@@ -60,11 +58,11 @@ class Router {
   // Decides where a request goes. On failure returns the status for the client. With
   // `defer_unknown`, a session-creating RPC for an unknown session is not placed: the
   // decision comes back with ask_store set (and cluster filled in).
-  grpc::Status route(const config::Config& config, const RouteRequest& request, RouteDecision& out,
+  grpcwire::Status route(const config::Config& config, const RouteRequest& request, RouteDecision& out,
                      bool defer_unknown = false);
   // Registers the request's session on `backend` (a name from the shared store: another
   // replica placed it) and fills `out` as route() would.
-  grpc::Status adopt(const config::Config& config, const RouteRequest& request, const std::string& backend,
+  grpcwire::Status adopt(const config::Config& config, const RouteRequest& request, const std::string& backend,
                      RouteDecision& out);
   // Drops the local entry of a session that was placed here but lost the race in the
   // shared store to another replica's placement (nothing was sent to the backend yet).
@@ -92,8 +90,8 @@ class Router {
  private:
   // Picks a backend of `cluster` for a new session keyed `key`, or null with `status`.
   BackendPtr place(const config::Cluster& cluster, const ClusterBackends& backends, const std::string& key,
-                   const BackendState* avoid, grpc::Status& status);
-  grpc::Status check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out);
+                   const BackendState* avoid, grpcwire::Status& status);
+  grpcwire::Status check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out);
 
   BackendRegistry& backends_;
   SessionRegistry sessions_;

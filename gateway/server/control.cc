@@ -218,7 +218,7 @@ void ControlPlane::release_on_backend(const routing::SessionPtr& session, const 
   if (cluster && cluster->credentials) extra.add("authorization", "Bearer " + cluster->credentials->token);
   auto body = spark::release_session_request(session->session_id, session->user_id);
   auto& pool = pools_.get(session->backend->address(), tls);
-  pool.acquire([session, extra, body, why](http2::ClientSession* conn, const std::string& error) {
+  pool.acquire([session, extra, body, why](http2::ClientConnection* conn, const std::string& error) {
     if (!conn) {
       spdlog::warn("could not release {} session {} on backend {}: {}", why, session->session_id,
                    session->backend->name(), error);

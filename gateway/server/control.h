@@ -14,11 +14,11 @@
 #include <string>
 #include <thread>
 
-#include "routing/health_checker.h"
-#include "routing/redis_store.h"
 #include "policy/redis_quotas.h"
+#include "routing/redis_store.h"
 #include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
+#include "upstream/health_checker.h"
 
 namespace sparkgate::server {
 
@@ -74,7 +74,7 @@ class ControlPlane {
   // Stops the listener's posts to io_ (any thread; idempotent).
   void retire_quota_releaser();
   std::shared_ptr<QuotaReleaser> quota_releaser_;
-  routing::HealthChecker health_;
+  upstream::HealthChecker health_;
   boost::asio::steady_timer watch_timer_;
   boost::asio::steady_timer reap_timer_;
   boost::asio::steady_timer dns_timer_;

@@ -27,8 +27,8 @@ upstream::PoolOptions pool_options(const config::Config& c, observe::Metrics* me
   o.metrics = metrics;
   o.connect_timeout = c.upstream.connect_timeout;
   o.max_connections = c.upstream.max_connections_per_backend;
-  o.session.stream_window_bytes = c.http2.stream_window_bytes;
-  o.session.connection_window_bytes = c.http2.connection_window_bytes;
+  o.connection.stream_window_bytes = c.http2.stream_window_bytes;
+  o.connection.connection_window_bytes = c.http2.connection_window_bytes;
   return o;
 }
 }  // namespace
@@ -105,7 +105,7 @@ void Worker::accept(size_t i) {
     auto slot = std::make_shared<ConnectionSlot>(state_.open_connections);
     auto tls = i < state_.tls.size() ? state_.tls[i] : nullptr;
     if (!tls) {
-      start_session(std::make_unique<http2::TcpTransport>(std::move(socket)), nullptr, std::move(slot));
+      start_connection(std::make_unique<http2::TcpTransport>(std::move(socket)), nullptr, std::move(slot));
     } else {
       auto stream = std::make_unique<http2::TlsTransport::Stream>(std::move(socket), *tls);
       auto* raw = stream.get();
@@ -125,19 +125,19 @@ void Worker::accept(size_t i) {
                                return;
                              }
                              auto peer = policy::read_peer_certificate((*holder)->native_handle());
-                             start_session(std::make_unique<http2::TlsTransport>(std::move(*holder)),
-                                           std::move(peer), slot);
+                             start_connection(std::make_unique<http2::TlsTransport>(std::move(*holder)),
+                                              std::move(peer), slot);
                            });
     }
     accept(i);
   });
 }
 
-void Worker::start_session(std::unique_ptr<http2::Transport> transport,
-                           std::shared_ptr<const policy::PeerCertificate> peer_cert,
-                           std::shared_ptr<void> slot) {
+void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
+                              std::shared_ptr<const policy::PeerCertificate> peer_cert,
+                              std::shared_ptr<void> slot) {
   auto cfg = state_.config.load();
-  http2::ServerSessionOptions opts;
+  http2::ServerConnectionOptions opts;
   opts.stream_window_bytes = cfg->http2.stream_window_bytes;
   opts.connection_window_bytes = cfg->http2.connection_window_bytes;
   opts.max_concurrent_streams = cfg->http2.max_concurrent_streams;
@@ -158,28 +158,28 @@ void Worker::start_session(std::unique_ptr<http2::Transport> transport,
       ++refusals_unlogged_;
     }
   }
-  auto session = std::make_shared<http2::ServerSession>(
-      io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerSession& s, int32_t id) {
+  auto conn = std::make_shared<http2::ServerConnection>(
+      io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerConnection& s, int32_t id) {
         proxy::ProxyContext ctx{state_.config.load(), &state_.router,  &pools_,
                                 store_.get(),         &state_.metrics, &state_.quotas,
                                 redis_quotas_.get(),  &state_.access_log, &state_.draining,
                                 peer_cert};
         return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
       });
-  std::weak_ptr<http2::ServerSession> weak = session;
-  session->on_finished = [this, weak, slot = std::move(slot)] {
-    // Runs inside the session; erase after it returns.
+  std::weak_ptr<http2::ServerConnection> weak = conn;
+  conn->on_finished = [this, weak, slot = std::move(slot)] {
+    // Runs inside the connection; erase after it returns.
     boost::asio::post(io_, [this, weak] {
       if (auto s = weak.lock()) {
-        sessions_.erase(s);
-        connections_ = sessions_.size();
+        conns_.erase(s);
+        connections_ = conns_.size();
       }
     });
   };
-  sessions_.insert(session);
-  connections_ = sessions_.size();
-  session->start();
-  if (state_.draining) session->begin_drain();
+  conns_.insert(conn);
+  connections_ = conns_.size();
+  conn->start();
+  if (state_.draining) conn->begin_drain();
 }
 
 void Worker::drain() {
@@ -188,7 +188,7 @@ void Worker::drain() {
       boost::system::error_code ec;
       a->close(ec);
     }
-    for (auto& s : sessions_) s->begin_drain();
+    for (auto& s : conns_) s->begin_drain();
   });
 }
 
@@ -200,9 +200,9 @@ void Worker::stop() {
       a->close(ec);
     }
     // Copy: close() reaches on_finished, which edits the set (via post, but be safe).
-    auto sessions = sessions_;
-    for (auto& s : sessions) s->close("gateway stopping");
-    sessions_.clear();
+    auto conns = conns_;
+    for (auto& s : conns) s->close("gateway stopping");
+    conns_.clear();
     connections_ = 0;
     pools_.close_all();
     if (store_) store_->close();

@@ -13,11 +13,11 @@
 #include <unordered_set>
 #include <vector>
 
-#include "http2/server_session.h"
-#include "server/gateway_state.h"
+#include "http2/server_connection.h"
 #include "policy/peer_certificate.h"
 #include "policy/redis_quotas.h"
 #include "routing/redis_store.h"
+#include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
 
 namespace sparkgate::server {
@@ -42,8 +42,8 @@ class Worker {
  private:
   void accept(size_t listener_index);
   // `slot` holds the connection's unit of GatewayState::open_connections until it ends.
-  void start_session(std::unique_ptr<http2::Transport> transport,
-                     std::shared_ptr<const policy::PeerCertificate> peer_cert, std::shared_ptr<void> slot);
+  void start_connection(std::unique_ptr<http2::Transport> transport,
+                        std::shared_ptr<const policy::PeerCertificate> peer_cert, std::shared_ptr<void> slot);
 
   int index_;
   GatewayState& state_;
@@ -53,7 +53,7 @@ class Worker {
   upstream::PoolSet pools_;
   std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
   std::unique_ptr<policy::RedisQuotas> redis_quotas_;   // with quotas.store: redis
-  std::unordered_set<std::shared_ptr<http2::ServerSession>> sessions_;
+  std::unordered_set<std::shared_ptr<http2::ServerConnection>> conns_;
   std::atomic<size_t> connections_{0};
   // Refusals past limits.max_connections are logged at most once a second.
   std::chrono::steady_clock::time_point last_refusal_log_{};

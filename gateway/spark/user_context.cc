@@ -8,7 +8,7 @@
 #include <climits>
 #include <limits>
 
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 #include "spark_view.pb.h"
 
 namespace sparkgate::spark {
@@ -110,14 +110,14 @@ SpliceResult splice_user_context(std::string_view head, std::span<const FieldSpa
       !IsStructurallyValidUTF8(user_name.data(), static_cast<int>(user_name.size())))
     return failed("the principal's user_id or user_name is not valid UTF-8");
 
-  if (head.size() < grpc::kPrefixBytes) return failed("the stream head is shorter than the gRPC message prefix");
+  if (head.size() < grpcwire::kPrefixBytes) return failed("the stream head is shorter than the gRPC message prefix");
   if (head[0] == 1) return failed("the first message is compressed; its user_context cannot be rewritten");
   if (head[0] != 0) return failed("the first message has an invalid gRPC compressed flag");
   uint64_t message_length = 0;
-  for (size_t i = 1; i < grpc::kPrefixBytes; ++i)
+  for (size_t i = 1; i < grpcwire::kPrefixBytes; ++i)
     message_length = (message_length << 8) | static_cast<uint8_t>(head[i]);
   const std::string_view payload =
-      head.substr(grpc::kPrefixBytes, std::min<uint64_t>(head.size() - grpc::kPrefixBytes, message_length));
+      head.substr(grpcwire::kPrefixBytes, std::min<uint64_t>(head.size() - grpcwire::kPrefixBytes, message_length));
 
   uint64_t end_of_previous = 0;
   for (const auto& s : spans) {
@@ -133,7 +133,7 @@ SpliceResult splice_user_context(std::string_view head, std::span<const FieldSpa
 
   std::string out;
   out.reserve(head.size() + first_inner.size() + 16);
-  out.append(grpc::kPrefixBytes, '\0');  // filled in once the new length is known
+  out.append(grpcwire::kPrefixBytes, '\0');  // filled in once the new length is known
   if (spans.empty()) {
     append_length_delimited(out, kUserContextField, first_inner);
     out.append(payload);
@@ -151,14 +151,14 @@ SpliceResult splice_user_context(std::string_view head, std::span<const FieldSpa
     }
     out.append(payload.substr(pos));
   }
-  out.append(head.substr(grpc::kPrefixBytes + payload.size()));
+  out.append(head.substr(grpcwire::kPrefixBytes + payload.size()));
 
   const int64_t delta = static_cast<int64_t>(out.size()) - static_cast<int64_t>(head.size());
   const int64_t new_length = static_cast<int64_t>(message_length) + delta;
   if (new_length > static_cast<int64_t>(std::numeric_limits<uint32_t>::max()))
     return failed("the rewritten message would be longer than 4 GiB");
-  const std::string prefix = grpc::encode_prefix(static_cast<uint32_t>(new_length));
-  out.replace(0, grpc::kPrefixBytes, prefix);
+  const std::string prefix = grpcwire::encode_prefix(static_cast<uint32_t>(new_length));
+  out.replace(0, grpcwire::kPrefixBytes, prefix);
 
   SpliceResult r;
   r.head = std::move(out);

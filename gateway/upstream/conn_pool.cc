@@ -23,12 +23,12 @@ ConnPool::ConnPool(boost::asio::any_io_executor executor, config::Endpoint backe
 ConnPool::~ConnPool() {
   *alive_ = false;
   if (connections_gauge_) connections_gauge_->Decrement(static_cast<double>(reported_connections_));
-  for (auto& s : sessions_) s->on_unusable = nullptr;
+  for (auto& s : conns_) s->on_unusable = nullptr;
 }
 
-http2::ClientSession* ConnPool::pick() {
-  http2::ClientSession* best = nullptr;
-  for (auto& s : sessions_) {
+http2::ClientConnection* ConnPool::pick() {
+  http2::ClientConnection* best = nullptr;
+  for (auto& s : conns_) {
     if (!s->has_capacity()) continue;
     // Fill the busiest connection that still has room, so idle ones can be retired and
     // streams share windows on few connections.
@@ -44,7 +44,7 @@ void ConnPool::acquire(Ready ready) {
   }
   waiters_.push_back(std::move(ready));
   if (connecting_ == 0) {
-    if (sessions_.size() < options_.max_connections) {
+    if (conns_.size() < options_.max_connections) {
       open_connection();
     } else {
       // At the cap: queue on the least loaded connection; nghttp2 holds the stream until
@@ -55,11 +55,11 @@ void ConnPool::acquire(Ready ready) {
 }
 
 void ConnPool::open_connection() {
-  auto s = std::make_shared<http2::ClientSession>(executor_, backend_name_, options_.session);
-  s->on_unusable = [this, alive = alive_](http2::ClientSession& dead) {
+  auto s = std::make_shared<http2::ClientConnection>(executor_, backend_name_, options_.connection);
+  s->on_unusable = [this, alive = alive_](http2::ClientConnection& dead) {
     if (*alive) forget(dead);
   };
-  sessions_.push_back(s);
+  conns_.push_back(s);
   ++connecting_;
   std::optional<http2::ClientTls> client_tls;
   if (tls_) {
@@ -67,7 +67,7 @@ void ConnPool::open_connection() {
     auto ctx = tls_cache_ ? tls_cache_->get(*tls_, error) : make_upstream_tls_context(*tls_, error);
     if (!ctx) {
       // Reported from a handler, like every other connect failure (acquire() may be
-      // running inside another session's callback).
+      // running inside another connection's callback).
       boost::asio::post(executor_, [this, s, error, alive = alive_] {
         if (*alive) on_connected(s, "TLS setup failed: " + error);
       });
@@ -91,11 +91,11 @@ void ConnPool::open_connection() {
       });
 }
 
-void ConnPool::on_connected(const std::shared_ptr<http2::ClientSession>& s, const std::string& error) {
+void ConnPool::on_connected(const std::shared_ptr<http2::ClientConnection>& s, const std::string& error) {
   --connecting_;
   if (!error.empty()) {
     spdlog::warn("backend {} unreachable: {}", backend_name_, error);
-    std::erase(sessions_, s);
+    std::erase(conns_, s);
     // Every waiter fails: they all wanted this backend, and it just refused us.
     auto waiters = std::move(waiters_);
     waiters_.clear();
@@ -103,7 +103,7 @@ void ConnPool::on_connected(const std::shared_ptr<http2::ClientSession>& s, cons
     return;
   }
   report_connections();
-  spdlog::debug("connected to backend {} ({} connections)", backend_name_, sessions_.size());
+  spdlog::debug("connected to backend {} ({} connections)", backend_name_, conns_.size());
   serve_waiters();
 }
 
@@ -112,13 +112,13 @@ void ConnPool::serve_waiters() {
     auto* s = pick();
     if (!s) {
       if (connecting_ > 0) return;
-      if (sessions_.size() < options_.max_connections) {
+      if (conns_.size() < options_.max_connections) {
         open_connection();
         return;
       }
       // At the cap: least-loaded usable connection.
-      http2::ClientSession* least = nullptr;
-      for (auto& c : sessions_) {
+      http2::ClientConnection* least = nullptr;
+      for (auto& c : conns_) {
         if (c->is_connected() && !c->is_draining() && (!least || c->active_streams() < least->active_streams()))
           least = c.get();
       }
@@ -135,9 +135,9 @@ void ConnPool::serve_waiters() {
 }
 
 void ConnPool::close_all() {
-  auto sessions = sessions_;
-  for (auto& s : sessions) s->close("gateway stopping");
-  sessions_.clear();
+  auto conns = conns_;
+  for (auto& s : conns) s->close("gateway stopping");
+  conns_.clear();
   report_connections();
   resolver_.cancel();
   auto waiters = std::move(waiters_);
@@ -148,13 +148,13 @@ void ConnPool::close_all() {
 void ConnPool::report_connections() {
   if (!connections_gauge_) return;
   const auto open = static_cast<int64_t>(
-      std::count_if(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_connected(); }));
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& s) { return s->is_connected(); }));
   connections_gauge_->Increment(static_cast<double>(open - reported_connections_));
   reported_connections_ = open;
 }
 
-void ConnPool::forget(http2::ClientSession& dead) {
-  std::erase_if(sessions_, [&](const auto& s) { return s.get() == &dead; });
+void ConnPool::forget(http2::ClientConnection& dead) {
+  std::erase_if(conns_, [&](const auto& s) { return s.get() == &dead; });
   report_connections();
   // Waiters queued while this connection looked usable get a new one.
   if (!waiters_.empty() && connecting_ == 0) boost::asio::post(executor_, [this, alive = alive_] {

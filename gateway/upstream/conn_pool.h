@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "http2/client_session.h"
+#include "http2/client_connection.h"
 #include "upstream/tls_client.h"
 
 namespace prometheus {
@@ -31,15 +31,15 @@ namespace sparkgate::upstream {
 struct PoolOptions {
   std::chrono::milliseconds connect_timeout{5000};
   uint32_t max_connections = 64;
-  http2::ClientSessionOptions session;
+  http2::ClientConnectionOptions connection;
   // Process-wide, or null: each pool keeps sparkgate_upstream_connections{backend} current.
   observe::Metrics* metrics = nullptr;
 };
 
 class ConnPool {
  public:
-  // `session` is null on failure and `error` says why ("connection refused", ...).
-  using Ready = std::function<void(http2::ClientSession* session, const std::string& error)>;
+  // `connection` is null on failure and `error` says why ("connection refused", ...).
+  using Ready = std::function<void(http2::ClientConnection* connection, const std::string& error)>;
 
   // `tls` set: every connection is TLS (server name tls->server_name, or the backend's
   // host when empty), with a context from `tls_cache` looked up per new connection.
@@ -48,24 +48,24 @@ class ConnPool {
   ~ConnPool();
 
   // Hands `ready` a connection with room for one more stream: at once (synchronously) if
-  // one exists, else once a new connection is up or has failed. The session pointer is
+  // one exists, else once a new connection is up or has failed. The connection pointer is
   // valid for the duration of the call; the caller opens its stream inside it.
-  // Safe from inside nghttp2 callbacks of other sessions.
+  // Safe from inside nghttp2 callbacks of other connections.
   void acquire(Ready ready);
 
   const std::string& backend() const { return backend_name_; }
   const config::Endpoint& endpoint() const { return backend_; }
   const std::optional<config::UpstreamTls>& tls() const { return tls_; }
-  size_t connections() const { return sessions_.size(); }
+  size_t connections() const { return conns_.size(); }
   // Closes every connection (their streams are told) and fails every waiter.
   void close_all();
 
  private:
   void open_connection();
-  void on_connected(const std::shared_ptr<http2::ClientSession>& s, const std::string& error);
+  void on_connected(const std::shared_ptr<http2::ClientConnection>& s, const std::string& error);
   void serve_waiters();
-  void forget(http2::ClientSession& s);
-  http2::ClientSession* pick();
+  void forget(http2::ClientConnection& s);
+  http2::ClientConnection* pick();
   // Brings sparkgate_upstream_connections up to the connections open now.
   void report_connections();
 
@@ -76,7 +76,7 @@ class ConnPool {
   std::shared_ptr<TlsContextCache> tls_cache_;
   PoolOptions options_;
   boost::asio::ip::tcp::resolver resolver_;
-  std::vector<std::shared_ptr<http2::ClientSession>> sessions_;  // usable or connecting
+  std::vector<std::shared_ptr<http2::ClientConnection>> conns_;  // usable or connecting
   size_t connecting_ = 0;
   std::deque<Ready> waiters_;
   prometheus::Gauge* connections_gauge_ = nullptr;

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <memory>
 
-#include "grpc/framer.h"
-#include "grpc/status.h"
+#include "grpcwire/framer.h"
+#include "grpcwire/status.h"
 
 namespace sparkgate::upstream {
 
@@ -16,10 +16,10 @@ namespace {
 
 class UnaryCall final : public http2::ClientStreamHandler, public std::enable_shared_from_this<UnaryCall> {
  public:
-  UnaryCall(http2::ClientSession& session, std::string body, std::chrono::milliseconds timeout,
+  UnaryCall(http2::ClientConnection& connection, std::string body, std::chrono::milliseconds timeout,
             std::function<void(UnaryResult)> done)
-      : session_(std::static_pointer_cast<http2::ClientSession>(session.shared_from_this())),
-        executor_(session.executor()),
+      : connection_(std::static_pointer_cast<http2::ClientConnection>(connection.shared_from_this())),
+        executor_(connection.executor()),
         body_(std::move(body)),
         timeout_(timeout),
         timer_(executor_),
@@ -47,10 +47,10 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
 
   void on_response_data(const uint8_t* data, size_t n) override {
     // WARNING: runs inside an nghttp2 callback; consume() only schedules the update.
-    if (auto s = session_.lock()) s->consume(stream_id_, n);
+    if (auto s = connection_.lock()) s->consume(stream_id_, n);
     if (have_message_ || !response_error_.empty()) return;
     response_.append(reinterpret_cast<const char*>(data), n);
-    if (response_.size() < grpc::kPrefixBytes) return;
+    if (response_.size() < grpcwire::kPrefixBytes) return;
     const auto* p = reinterpret_cast<const uint8_t*>(response_.data());
     const uint32_t length = (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
     if (p[0] != 0) {
@@ -58,8 +58,8 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
     } else if (length > kMaxUnaryResponseBytes) {
       response_error_ = "the response message of " + std::to_string(length) + " bytes exceeds the limit of " +
                         std::to_string(kMaxUnaryResponseBytes) + " bytes";
-    } else if (response_.size() >= grpc::kPrefixBytes + length) {
-      response_ = response_.substr(grpc::kPrefixBytes, length);
+    } else if (response_.size() >= grpcwire::kPrefixBytes + length) {
+      response_ = response_.substr(grpcwire::kPrefixBytes, length);
       have_message_ = true;
       return;
     } else {
@@ -84,7 +84,7 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
       } else {
         r.transport_ok = true;
         r.grpc_status = code;
-        r.grpc_message = grpc::percent_decode(message_);
+        r.grpc_message = grpcwire::percent_decode(message_);
         if (have_message_) r.response_message = std::move(response_);
       }
     } else if (!connection_error.empty()) {
@@ -120,7 +120,7 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
 
   void on_timeout() {
     if (finished_) return;
-    if (auto s = session_.lock()) s->reset_stream(stream_id_, NGHTTP2_CANCEL);
+    if (auto s = connection_.lock()) s->reset_stream(stream_id_, NGHTTP2_CANCEL);
     UnaryResult r;
     r.timed_out = true;
     r.transport_error = "timed out after " + std::to_string(timeout_.count()) + " ms";
@@ -137,7 +137,7 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
     });
   }
 
-  std::weak_ptr<http2::ClientSession> session_;
+  std::weak_ptr<http2::ClientConnection> connection_;
   boost::asio::any_io_executor executor_;
   std::string body_;  // prefix + message
   size_t body_sent_ = 0;
@@ -156,29 +156,29 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
 
 }  // namespace
 
-void unary_call(http2::ClientSession& session, const std::string& path, const http2::HeaderMap& extra_headers,
+void unary_call(http2::ClientConnection& connection, const std::string& path, const http2::HeaderMap& extra_headers,
                 std::string request_message, std::chrono::milliseconds timeout,
                 std::function<void(UnaryResult)> done) {
-  std::string body = grpc::encode_prefix(static_cast<uint32_t>(request_message.size()));
+  std::string body = grpcwire::encode_prefix(static_cast<uint32_t>(request_message.size()));
   body += request_message;
-  auto call = std::make_shared<UnaryCall>(session, std::move(body), timeout, std::move(done));
-  if (!session.is_connected() || session.is_closed()) {
-    call->fail("the connection to " + session.backend() + " is not open");
+  auto call = std::make_shared<UnaryCall>(connection, std::move(body), timeout, std::move(done));
+  if (!connection.is_connected() || connection.is_closed()) {
+    call->fail("the connection to " + connection.backend() + " is not open");
     return;
   }
   http2::HeaderMap headers;
   headers.add(":method", "POST");
-  headers.add(":scheme", session.is_tls() ? "https" : "http");
+  headers.add(":scheme", connection.is_tls() ? "https" : "http");
   headers.add(":path", path);
-  headers.add(":authority", session.backend());
+  headers.add(":authority", connection.backend());
   headers.add("content-type", "application/grpc");
   headers.add("te", "trailers");
   // No grpc-timeout: the server would race our own timer with DEADLINE_EXCEEDED, and the
   // caller's contract is one outcome, "timed out after N ms", at the deadline.
   for (const auto& [name, value] : extra_headers.fields()) headers.add(name, value);
-  const int32_t id = session.submit_request(headers, true, call);
+  const int32_t id = connection.submit_request(headers, true, call);
   if (id < 0) {
-    call->fail(std::string("cannot open a stream to ") + session.backend() + ": " + nghttp2_strerror(id));
+    call->fail(std::string("cannot open a stream to ") + connection.backend() + ": " + nghttp2_strerror(id));
     return;
   }
   call->start(id);

@@ -1,6 +1,6 @@
 """Checks deploy/grafana/sparkgate.json: valid JSON, a Prometheus data source variable that
 every panel and query uses, unique panel ids, panels inside the 24-column grid, and PromQL
-that names only sparkgate's metric families (README.md, "Kubernetes").
+that names only sparkgate's metric families (docs/kubernetes.md).
 
     python3 tests/deploy/check_dashboard.py DASHBOARD.json
 

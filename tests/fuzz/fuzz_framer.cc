@@ -1,4 +1,4 @@
-// libFuzzer target: the gRPC length-prefix framer (gateway/grpc/framer.h).
+// libFuzzer target: the gRPC length-prefix framer (gateway/grpcwire/framer.h).
 //
 // Input: [limit selector: 1 byte][chunking seed: 2 bytes][the request body bytes].
 // Invariants checked:
@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 
-using sparkgate::grpc::FramerError;
-using sparkgate::grpc::Framer;
-using sparkgate::grpc::MessageHeader;
+using sparkgate::grpcwire::FramerError;
+using sparkgate::grpcwire::Framer;
+using sparkgate::grpcwire::MessageHeader;
 namespace fz = sparkgate::fuzz;
 
 namespace {
@@ -119,8 +119,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint32_t len;
     std::memcpy(&len, in.data(), 4);
     const bool compressed = in[0] & 1;
-    const std::string prefix = sparkgate::grpc::encode_prefix(len, compressed);
-    FUZZ_CHECK(prefix.size() == sparkgate::grpc::kPrefixBytes);
+    const std::string prefix = sparkgate::grpcwire::encode_prefix(len, compressed);
+    FUZZ_CHECK(prefix.size() == sparkgate::grpcwire::kPrefixBytes);
     Framer f(UINT32_MAX);
     MessageHeader got;
     size_t calls = 0;

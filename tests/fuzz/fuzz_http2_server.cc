@@ -1,6 +1,6 @@
 // libFuzzer target: the whole downstream side of one client connection. Arbitrary bytes
 // from a "client" go through the same code path a socket's bytes take: a Transport under
-// the real http2::ServerSession (nghttp2 server, read loop, write scheduling), with the
+// the real http2::ServerConnection (nghttp2 server, read loop, write scheduling), with the
 // real proxy::ProxyStream behind it for every stream (header checks, authentication,
 // gRPC framer, envelope inspector, identity rewrite, quotas, routing, upstream connect,
 // local replies). The routed backend refuses connections (a loopback port nobody listens
@@ -32,7 +32,7 @@
 
 #include "config/config_loader.h"
 #include "fuzz_util.h"
-#include "http2/server_session.h"
+#include "http2/server_connection.h"
 #include "http2/transport.h"
 #include "proxy/proxy_stream.h"
 #include "server/gateway_state.h"
@@ -249,20 +249,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     upstream::PoolOptions po;
     po.connect_timeout = cfg->upstream.connect_timeout;
     po.max_connections = cfg->upstream.max_connections_per_backend;
-    po.session.stream_window_bytes = cfg->http2.stream_window_bytes;
-    po.session.connection_window_bytes = cfg->http2.connection_window_bytes;
+    po.connection.stream_window_bytes = cfg->http2.stream_window_bytes;
+    po.connection.connection_window_bytes = cfg->http2.connection_window_bytes;
     upstream::PoolSet pools(io.get_executor(), po);
     FuzzTransport* transport = nullptr;
     {
       auto t = std::make_unique<FuzzTransport>(io.get_executor(), fz::chunk(in, seed), written, transport_closed);
       transport = t.get();
-      http2::ServerSessionOptions opts;
+      http2::ServerConnectionOptions opts;
       opts.stream_window_bytes = cfg->http2.stream_window_bytes;
       opts.connection_window_bytes = cfg->http2.connection_window_bytes;
       opts.max_concurrent_streams = cfg->http2.max_concurrent_streams;
       opts.max_header_list_bytes = cfg->limits.max_header_list_bytes;
-      auto session = std::make_shared<http2::ServerSession>(
-          io.get_executor(), std::move(t), opts, [&](http2::ServerSession& s, int32_t id) {
+      auto session = std::make_shared<http2::ServerConnection>(
+          io.get_executor(), std::move(t), opts, [&](http2::ServerConnection& s, int32_t id) {
             // Member by member: the context grows with the gateway, and a designated
             // initializer that omits a member is an error under -Wextra -Werror.
             proxy::ProxyContext ctx;

@@ -168,7 +168,7 @@ void check_accepted(std::string_view header, std::string_view payload, const pol
   const json::value* sub = claims.if_contains("sub");
   FUZZ_CHECK(sub && sub->is_string() && !sub->get_string().empty());
   FUZZ_CHECK(r.principal.user == std::string(sub->get_string()));
-  FUZZ_CHECK(r.principal.method == "jwt" && r.principal.verified());
+  FUZZ_CHECK(r.principal.method == sparkgate::base::AuthMethod::kJwt && r.principal.verified());
   const double now_s = 1795600800.0, leeway = 60.0;
   if (auto exp = number(claims, "exp")) FUZZ_CHECK(std::isfinite(*exp) && now_s <= *exp + leeway);
   if (auto nbf = number(claims, "nbf")) FUZZ_CHECK(std::isfinite(*nbf) && now_s + leeway >= *nbf);

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 #include "spark/inspector.h"
 #include "spark/user_context.h"
 #include "spark_messages.h"
@@ -113,7 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string user_id(take_string(in));
   const std::string user_name(take_string(in));
   const std::string_view msg = fz::as_chars(in);
-  const std::string trailing = grpc::encode_prefix(3) + "abc";  // the next message's first bytes
+  const std::string trailing = grpcwire::encode_prefix(3) + "abc";  // the next message's first bytes
 
   if (mode & 1) {
     // Arbitrary spans (from the tail of the input) over an arbitrary head.
@@ -122,7 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (s.size() >= 4 && spans.size() < 8) {
       spans.push_back({fz::take<uint16_t>(s), fz::take<uint16_t>(s)});
     }
-    const std::string head = grpc::encode_prefix(static_cast<uint32_t>(msg.size()), mode & 2) + std::string(msg);
+    const std::string head = grpcwire::encode_prefix(static_cast<uint32_t>(msg.size()), mode & 2) + std::string(msg);
     auto r = spark::splice_user_context(head, spans, user_id, user_name);
     if (r.ok()) {
       FUZZ_CHECK(static_cast<int64_t>(r.head.size()) == static_cast<int64_t>(head.size()) + r.delta);
@@ -146,7 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!scan_ok || !scanner.routable()) return 0;  // the proxy refuses such a request before any splice
   const uint64_t held = scanner.consumed();
   const auto spans = scanner.user_context_spans();
-  std::string head = grpc::encode_prefix(static_cast<uint32_t>(msg.size())) + std::string(msg.substr(0, held));
+  std::string head = grpcwire::encode_prefix(static_cast<uint32_t>(msg.size())) + std::string(msg.substr(0, held));
   if (held == msg.size()) head += trailing;
 
   auto r = spark::splice_user_context(head, spans, user_id, user_name);

@@ -1,6 +1,6 @@
 // Active health checks and upstream TLS, driven in-process: a HealthChecker on its own
 // io_context thread probes fake backends (tests/fakes/) listed in a BackendRegistry, and
-// ClientSession / unary_call / PoolSet are exercised directly against fakes, some of
+// ClientConnection / unary_call / PoolSet are exercised directly against fakes, some of
 // them serving TLS with a CA and certificate made by the openssl CLI at test time.
 //
 // The gateway binary is not involved, so these run the same in direct mode.
@@ -16,14 +16,14 @@
 #include <thread>
 
 // harness.h first: it names ::grpc types from inside namespace sparkgate, which the
-// gateway's sparkgate::grpc would shadow.
+// gateway's sparkgate::grpcwire would shadow.
 #include "harness.h"
 #include "spark_view.pb.h"
 
 #include "config/config_loader.h"
-#include "http2/client_session.h"
+#include "http2/client_connection.h"
 #include "routing/backend_state.h"
-#include "routing/health_checker.h"
+#include "upstream/health_checker.h"
 #include "upstream/conn_pool.h"
 #include "upstream/tls_client.h"
 #include "upstream/unary_call.h"
@@ -91,7 +91,7 @@ class CheckerRig {
  public:
   explicit CheckerRig(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {
     registry_.apply_config(current());
-    checker_ = std::make_unique<routing::HealthChecker>(io_.io.get_executor(), registry_,
+    checker_ = std::make_unique<upstream::HealthChecker>(io_.io.get_executor(), registry_,
                                                         [this] { return current(); });
     checker_->start();
   }
@@ -124,7 +124,7 @@ class CheckerRig {
   mutable std::mutex mu_;
   std::shared_ptr<const config::Config> config_;
   routing::BackendRegistry registry_;
-  std::unique_ptr<routing::HealthChecker> checker_;
+  std::unique_ptr<upstream::HealthChecker> checker_;
 };
 
 // A TCP listener that never accepts: the kernel completes the handshake (backlog), so a
@@ -156,7 +156,7 @@ class SilentListener {
 // ---- direct sessions ----------------------------------------------------------------------
 
 struct Connected {
-  std::shared_ptr<http2::ClientSession> session;  // null on failure
+  std::shared_ptr<http2::ClientConnection> session;  // null on failure
   std::string error;
 };
 
@@ -168,7 +168,7 @@ Connected connect_session(IoThread& io, const std::string& address, const std::o
   auto promise = std::make_shared<std::promise<Connected>>();
   auto future = promise->get_future();
   asio::post(io.io, [&io, address, endpoints, tls, timeout, promise] {
-    auto s = std::make_shared<http2::ClientSession>(io.io.get_executor(), address, http2::ClientSessionOptions{});
+    auto s = std::make_shared<http2::ClientConnection>(io.io.get_executor(), address, http2::ClientConnectionOptions{});
     s->connect(endpoints, timeout, tls, [s, promise](const std::string& error) {
       promise->set_value({error.empty() ? s : nullptr, error});
     });
@@ -177,7 +177,7 @@ Connected connect_session(IoThread& io, const std::string& address, const std::o
   return future.get();
 }
 
-void close_session(IoThread& io, const std::shared_ptr<http2::ClientSession>& s) {
+void close_session(IoThread& io, const std::shared_ptr<http2::ClientConnection>& s) {
   if (s) io.run([&] { s->close("test done"); });
 }
 
@@ -186,7 +186,7 @@ struct CallOutcome {
   bool returned_first = false;  // unary_call had returned before done ran
 };
 
-CallOutcome unary(IoThread& io, const std::shared_ptr<http2::ClientSession>& s, const std::string& path,
+CallOutcome unary(IoThread& io, const std::shared_ptr<http2::ClientConnection>& s, const std::string& path,
                   const std::vector<std::pair<std::string, std::string>>& headers, const std::string& message,
                   std::chrono::milliseconds timeout) {
   auto promise = std::make_shared<std::promise<CallOutcome>>();
@@ -388,7 +388,7 @@ TEST_CASE("health checker: follows config changes (enabled: false, backend remov
 
 // ---- upstream TLS -------------------------------------------------------------------------
 
-TEST_CASE("upstream tls: ClientSession verifies the certificate, the name and ALPN") {
+TEST_CASE("upstream tls: ClientConnection verifies the certificate, the name and ALPN") {
   TestPki pki;
   FakeServer fake(pki.fake_args());
   IoThread io;
@@ -491,7 +491,7 @@ TEST_CASE("upstream tls: context cache and PoolSet pools per TLS setting") {
   auto acquire = [&](const std::optional<config::UpstreamTls>& t) {
     return io.run([&] {
       auto p = std::make_shared<std::promise<std::pair<bool, std::string>>>();
-      pools.get(backend, t).acquire([p](http2::ClientSession* s, const std::string& err) {
+      pools.get(backend, t).acquire([p](http2::ClientConnection* s, const std::string& err) {
         p->set_value({s != nullptr && s->is_tls(), err});
       });
       return p;

@@ -21,15 +21,15 @@
 #include <vector>
 
 #include "harness.h"
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 #include "routing/redis_store.h"
 
 namespace asio = boost::asio;
 using namespace sparkgate;
 using namespace sparkgate::itest;
 using routing::RedisAffinityStore;
-using routing::RedisClient;
-using routing::RedisReply;
+using redis::RedisClient;
+using redis::RedisReply;
 using Type = RedisReply::Type;
 using Clock = std::chrono::steady_clock;
 

@@ -57,7 +57,7 @@ struct DriverOptions {
   int workers = 2;
   uint64_t seed = 1;
   std::string out;
-  // The RSS bound over the post-warm-up baseline. See README, "Soak": glibc's allocator
+  // The RSS bound over the post-warm-up baseline. See docs/robustness.md, "Soak": glibc's allocator
   // keeps freed memory in its per-thread arenas, so the RSS of a healthy gateway still
   // wanders by a few MiB with the mix of message sizes in flight; a leak of even 100
   // bytes per RPC grows it by more than this within the 30-minute run.

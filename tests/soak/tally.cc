@@ -1,6 +1,6 @@
 #include "tally.h"
 
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
 namespace sparkgate::soak {
 
@@ -35,7 +35,7 @@ const char* verdict_name(Verdict v) {
 
 const char* code_name(size_t code) {
   // The gateway's own names, so that the soak speaks like its metrics.
-  return grpc::status_name(static_cast<grpc::StatusCode>(code)).data();
+  return grpcwire::status_name(static_cast<grpcwire::StatusCode>(code)).data();
 }
 
 void Tally::add_rpc(int code, Verdict verdict) {

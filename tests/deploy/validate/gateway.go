@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The gateway's defaults (README.md, "Configuration"; gateway/config/config.h).
+// The gateway's defaults (docs/configuration.md; gateway/config/config.h).
 const (
 	defaultConfigPath   = "/etc/sparkgate/sparkgate.yaml" // the image's ENTRYPOINT
 	defaultAdminAddress = "127.0.0.1:9901"

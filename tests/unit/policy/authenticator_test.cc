@@ -19,7 +19,7 @@ config::Auth tokens_auth() {
     t.principal.user = user;
     t.principal.groups = {"analysts"};
     t.principal.tenant = "acme";
-    t.principal.method = "token";
+    t.principal.method = base::AuthMethod::kToken;
     a.tokens.push_back(t);
   }
   return a;
@@ -81,7 +81,7 @@ TEST_CASE("anonymous access only without any credential") {
   a.anonymous = true;
   auto r = auth_with(a, "", "");
   REQUIRE(r.ok());
-  CHECK(r.principal.method == "anonymous");
+  CHECK(r.principal.method == base::AuthMethod::kAnonymous);
   CHECK(r.principal.user.empty());
   CHECK_FALSE(r.principal.verified());
   // A wrong credential is still refused.
@@ -102,7 +102,7 @@ TEST_CASE("client certificates map to user, groups and tenant") {
   auto r = auth_with(a, "", "", &cert);
   REQUIRE(r.ok());
   CHECK(r.principal.user == "alice");
-  CHECK(r.principal.method == "mtls");
+  CHECK(r.principal.method == base::AuthMethod::kMtls);
   CHECK(r.principal.groups.empty());  // groups_from not configured
   CHECK(r.principal.tenant.empty());
 

@@ -302,7 +302,7 @@ TEST_CASE("jwt: good HS256, RS256 and ES256 tokens map their claims to a jwt pri
     CHECK(r.principal.user == "alice");
     CHECK(r.principal.groups == std::vector<std::string>{"analysts", "etl"});
     CHECK(r.principal.tenant == "acme");
-    CHECK(r.principal.method == "jwt");
+    CHECK(r.principal.method == base::AuthMethod::kJwt);
     CHECK(r.principal.verified());
   }
 }

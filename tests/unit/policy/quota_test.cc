@@ -23,8 +23,8 @@ config::QuotaLimits limits(std::optional<uint32_t> sessions, std::optional<uint3
   return l;
 }
 
-Principal principal(std::string user, std::vector<std::string> groups = {}, std::string tenant = "") {
-  Principal p;
+base::Principal principal(std::string user, std::vector<std::string> groups = {}, std::string tenant = "") {
+  base::Principal p;
   p.user = std::move(user);
   p.groups = std::move(groups);
   p.tenant = std::move(tenant);

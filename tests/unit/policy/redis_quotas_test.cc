@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 
 extern char** environ;
 
@@ -35,8 +35,8 @@ using namespace sparkgate;
 using namespace sparkgate::policy;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-using routing::RedisClient;
-using routing::RedisReply;
+using redis::RedisClient;
+using redis::RedisReply;
 
 namespace {
 

@@ -23,7 +23,7 @@ const spark::RpcInfo& rpc(const char* name) {
 }
 
 struct Call {
-  grpc::Status status;
+  grpcwire::Status status;
   routing::RouteDecision d;
   std::string backend() const { return d.backend ? d.backend->name() : "-"; }
 };
@@ -34,7 +34,7 @@ Call route(routing::Router& router, const config::Config& cfg, const std::string
   env.user_id = user;
   env.session_id = session;
   http2::HeaderMap headers;
-  routing::Principal p{user, {}, {}};
+  base::Principal p{user, {}, {}};
   Call c;
   c.status = router.route(cfg, {&rpc(method), &env, &headers, &p}, c.d);
   return c;
@@ -80,10 +80,10 @@ TEST_CASE("router: deny routes and unmatched requests get PERMISSION_DENIED") {
   backends.apply_config(cfg);
   routing::Router router(backends);
   auto c = route(router, *cfg, "mallory", "s");
-  CHECK(c.status.code == grpc::StatusCode::kPermissionDenied);
+  CHECK(c.status.code == grpcwire::StatusCode::kPermissionDenied);
   CHECK(c.status.message == "mallory is suspended");
   c = route(router, *cfg, "bob", "s");
-  CHECK(c.status.code == grpc::StatusCode::kPermissionDenied);
+  CHECK(c.status.code == grpcwire::StatusCode::kPermissionDenied);
   CHECK(c.status.message.find("'bob'") != std::string::npos);
   CHECK(route(router, *cfg, "alice", "s").status.ok());
 }
@@ -100,15 +100,15 @@ TEST_CASE("router: an unhealthy backend takes no new sessions; its sessions get 
   CHECK(dead->probe_failed(1, "connection refused"));
   for (int i = 0; i < 10; ++i) CHECK(route(router, *cfg, "u", "new" + std::to_string(i)).backend() == b.backend());
   auto again = route(router, *cfg, "u", "on-a");
-  CHECK(again.status.code == grpc::StatusCode::kUnavailable);
+  CHECK(again.status.code == grpcwire::StatusCode::kUnavailable);
   CHECK(again.status.message.find(dead->name()) != std::string::npos);
   CHECK(again.status.message.find("connection refused") != std::string::npos);
   // It comes back (a new epoch: it was unreachable, so it restarted): the old session is lost.
   CHECK(dead->probe_succeeded(1));
   auto lost = route(router, *cfg, "u", "on-a");
-  CHECK(lost.status.code == grpc::StatusCode::kNotFound);
+  CHECK(lost.status.code == grpcwire::StatusCode::kNotFound);
   CHECK(lost.status.message.find("was lost") != std::string::npos);
-  CHECK(route(router, *cfg, "u", "on-a").status.code == grpc::StatusCode::kNotFound);  // stays ended
+  CHECK(route(router, *cfg, "u", "on-a").status.code == grpcwire::StatusCode::kNotFound);  // stays ended
   CHECK(route(router, *cfg, "u", "on-b").status.ok());
   // New sessions use it again.
   int on_dead = 0;
@@ -126,7 +126,7 @@ TEST_CASE("router: a changed server-side session id ends the session") {
   CHECK(route(router, *cfg, "u", "s").status.ok());
   router.learn_server_side_session_id(c.d.session, "id-2");
   auto after = route(router, *cfg, "u", "s");
-  CHECK(after.status.code == grpc::StatusCode::kNotFound);
+  CHECK(after.status.code == grpcwire::StatusCode::kNotFound);
   CHECK(after.status.message.find("id-1 to id-2") != std::string::npos);
 }
 
@@ -138,7 +138,7 @@ TEST_CASE("router: drained and full backends") {
   CHECK(route(router, *cfg, "u", "1").backend() == "127.0.0.1:2");
   CHECK(route(router, *cfg, "u", "2").backend() == "127.0.0.1:2");
   auto full = route(router, *cfg, "u", "3");
-  CHECK(full.status.code == grpc::StatusCode::kResourceExhausted);
+  CHECK(full.status.code == grpcwire::StatusCode::kResourceExhausted);
   CHECK(full.status.message.find("max_sessions") != std::string::npos);
   // Undrain by reload: the existing sessions keep their backend and the count carries over.
   auto cfg2 = load("  - name: c\n    backends: [{address: 127.0.0.1:2, max_sessions: 2}, {address: 127.0.0.1:3}]\n");
@@ -149,7 +149,7 @@ TEST_CASE("router: drained and full backends") {
   auto cfg3 = load("  - name: c\n    backends: [{address: 127.0.0.1:3}]\n");
   backends.apply_config(cfg3);
   auto gone = route(router, *cfg3, "u", "1");
-  CHECK(gone.status.code == grpc::StatusCode::kNotFound);
+  CHECK(gone.status.code == grpcwire::StatusCode::kNotFound);
   CHECK(gone.status.message.find("no longer part of cluster 'c'") != std::string::npos);
   CHECK(route(router, *cfg3, "u", "3").status.ok());
 }
@@ -184,7 +184,7 @@ TEST_CASE("router: dns-discovered backends join and leave") {
   routing::BackendRegistry backends;
   backends.apply_config(cfg);
   routing::Router router(backends);
-  CHECK(route(router, *cfg, "u", "s0").status.code == grpc::StatusCode::kUnavailable);
+  CHECK(route(router, *cfg, "u", "s0").status.code == grpcwire::StatusCode::kUnavailable);
   backends.apply_discovery("c", {{"10.0.0.1", 15002}, {"10.0.0.2", 15002}});
   auto s1 = route(router, *cfg, "u", "s1");
   REQUIRE(s1.status.ok());
@@ -210,7 +210,7 @@ TEST_CASE("router: a backend that only stalled keeps its sessions; one that refu
   // Probe timeouts (a long GC pause, say): out, then back with the same epoch.
   CHECK_FALSE(b->probe_failed(2, "no answer to Health/Check: timed out after 400 ms"));
   CHECK(b->probe_failed(2, "no answer to Health/Check: timed out after 400 ms"));
-  CHECK(route(router, *cfg, "u", "s").status.code == grpc::StatusCode::kUnavailable);
+  CHECK(route(router, *cfg, "u", "s").status.code == grpcwire::StatusCode::kUnavailable);
   CHECK_FALSE(b->probe_succeeded(2));
   CHECK(b->probe_succeeded(2));
   auto resumed = route(router, *cfg, "u", "s");
@@ -225,6 +225,6 @@ TEST_CASE("router: a backend that only stalled keeps its sessions; one that refu
   CHECK(b->report_failure(3, "Connection refused"));
   CHECK(b->probe_succeeded(1));
   auto lost = route(router, *cfg, "u", "s");
-  CHECK(lost.status.code == grpc::StatusCode::kNotFound);
+  CHECK(lost.status.code == grpcwire::StatusCode::kNotFound);
   CHECK(lost.status.message.find("refused connections") != std::string::npos);
 }

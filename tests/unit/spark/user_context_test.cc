@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 #include "spark/inspector.h"
 #include "spark_view.pb.h"
 
@@ -54,7 +54,7 @@ std::string any_extension(const std::string& type_url, const std::string& value)
 }
 
 std::string frame(const std::string& payload) {
-  return sparkgate::grpc::encode_prefix(static_cast<uint32_t>(payload.size())) + payload;
+  return sparkgate::grpcwire::encode_prefix(static_cast<uint32_t>(payload.size())) + payload;
 }
 
 uint32_t prefix_length(std::string_view head) {
@@ -525,11 +525,11 @@ TEST_CASE("splice refuses what it cannot rewrite") {
   }
   SUBCASE("a message that would outgrow the 4-byte length") {
     // The head holds 10 bytes of a message that declares 2^32 - 8 bytes.
-    std::string big = sparkgate::grpc::encode_prefix(UINT32_MAX - 7) + ld(1, "sessxxxx");
+    std::string big = sparkgate::grpcwire::encode_prefix(UINT32_MAX - 7) + ld(1, "sessxxxx");
     CHECK(error_of(big, {}).find("longer than 4 GiB") != std::string::npos);
     // Shrinking one is fine even at the limit.
     std::string uc = user_context(ld(1, std::string(100, 'm')));
-    std::string at_limit = sparkgate::grpc::encode_prefix(UINT32_MAX) + uc;
+    std::string at_limit = sparkgate::grpcwire::encode_prefix(UINT32_MAX) + uc;
     auto r = splice_user_context(at_limit, std::vector<FieldSpan>{{0, uc.size()}}, "a", "");
     REQUIRE(r.ok());
     CHECK(prefix_length(r.head) == UINT32_MAX - (uc.size() - user_context(ld(1, "a") + ld(2, "a")).size()));

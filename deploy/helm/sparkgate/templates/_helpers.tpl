@@ -91,10 +91,10 @@ Checks of values that would otherwise render a pod that cannot work.
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than gateway.drainTimeoutSeconds (%d) + preStopSleepSeconds (%d): Kubernetes kills the container when the grace period ends, cutting the streams that the drain still waits for" $grace $drain $preStop) }}
 {{- end }}
 {{- if not $g.clusters }}
-{{- fail "gateway.clusters: at least one cluster is required (README.md, Configuration)" }}
+{{- fail "gateway.clusters: at least one cluster is required (docs/configuration.md)" }}
 {{- end }}
 {{- if not $g.routes }}
-{{- fail "gateway.routes: at least one route is required (README.md, Routing)" }}
+{{- fail "gateway.routes: at least one route is required (docs/routing.md)" }}
 {{- end }}
 {{- range $i, $t := .Values.secrets.clientTokens }}
 {{- if not (regexMatch "^sha256:[0-9a-f]{64}$" (toString (index $t "sha256"))) }}

@@ -1,8 +1,8 @@
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
 #include <doctest/doctest.h>
 
-using namespace sparkgate::grpc;
+using namespace sparkgate::grpcwire;
 
 TEST_CASE("grpc-message percent-encoding round-trips and escapes what the spec requires") {
   std::string msg = "backend 127.0.0.1:1 is 100% down\n\xc3\xa9";

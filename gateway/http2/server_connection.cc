@@ -1,4 +1,4 @@
-#include "http2/server_session.h"
+#include "http2/server_connection.h"
 
 #include <spdlog/spdlog.h>
 
@@ -25,9 +25,9 @@ std::string http1_reply() {
 }
 }  // namespace
 
-ServerSession::ServerSession(boost::asio::any_io_executor executor, std::unique_ptr<Transport> transport,
-                             const ServerSessionOptions& options, HandlerFactory factory)
-    : Session(std::move(executor), "downstream " + transport->peer()), options_(options), factory_(std::move(factory)) {
+ServerConnection::ServerConnection(boost::asio::any_io_executor executor, std::unique_ptr<Transport> transport,
+                             const ServerConnectionOptions& options, HandlerFactory factory)
+    : Connection(std::move(executor), "downstream " + transport->peer()), options_(options), factory_(std::move(factory)) {
   transport_ = std::move(transport);
   nghttp2_session_callbacks* cbs;
   nghttp2_session_callbacks_new(&cbs);
@@ -48,7 +48,7 @@ ServerSession::ServerSession(boost::asio::any_io_executor executor, std::unique_
   nghttp2_session_callbacks_del(cbs);
 }
 
-void ServerSession::start() {
+void ServerConnection::start() {
   nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window_bytes},
@@ -68,16 +68,16 @@ void ServerSession::start() {
   start_io(false);
 }
 
-void ServerSession::arm_header_timer(Clock::time_point deadline) {
+void ServerConnection::arm_header_timer(Clock::time_point deadline) {
   header_timer_armed_ = true;
   header_timer_->expires_at(deadline);
   header_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     if (ec) return;
-    if (auto self = weak.lock()) static_cast<ServerSession&>(*self).on_header_timer();
+    if (auto self = weak.lock()) static_cast<ServerConnection&>(*self).on_header_timer();
   });
 }
 
-void ServerSession::on_header_timer() {
+void ServerConnection::on_header_timer() {
   header_timer_armed_ = false;
   if (is_closed()) return;
   if (!preface_done_) {
@@ -100,15 +100,15 @@ void ServerSession::on_header_timer() {
   goaway_and_close(NGHTTP2_ENHANCE_YOUR_CALM, "sparkgate: " + why, why);
 }
 
-void ServerSession::arm_idle_timer(Clock::time_point deadline) {
+void ServerConnection::arm_idle_timer(Clock::time_point deadline) {
   idle_timer_->expires_at(deadline);
   idle_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     if (ec) return;
-    if (auto self = weak.lock()) static_cast<ServerSession&>(*self).on_idle_timer();
+    if (auto self = weak.lock()) static_cast<ServerConnection&>(*self).on_idle_timer();
   });
 }
 
-void ServerSession::on_idle_timer() {
+void ServerConnection::on_idle_timer() {
   if (is_closed()) return;
   auto now = Clock::now();
   // Checked lazily: streams come and go without touching the timer.
@@ -125,14 +125,14 @@ void ServerSession::on_idle_timer() {
   goaway_and_close(NGHTTP2_NO_ERROR, "sparkgate: " + why, why);
 }
 
-void ServerSession::after_nghttp2_call() {
+void ServerConnection::after_nghttp2_call() {
   graveyard_.clear();
   // A header block split over reads: its deadline starts counting.
   if (incomplete_headers_ > 0 && !header_timer_armed_ && header_timer_ && !is_closed())
     arm_header_timer(Clock::now() + options_.header_timeout);
 }
 
-bool ServerSession::on_first_read(const uint8_t* data, size_t n) {
+bool ServerConnection::on_first_read(const uint8_t* data, size_t n) {
   size_t cmp = std::min(n, kPreface.size());
   if (std::memcmp(data, kPreface.data(), cmp) == 0) {
     if (!options_.refuse_with.empty()) {
@@ -154,13 +154,13 @@ bool ServerSession::on_first_read(const uint8_t* data, size_t n) {
   return false;
 }
 
-ServerSession::StreamState* ServerSession::find(int32_t stream_id) {
+ServerConnection::StreamState* ServerConnection::find(int32_t stream_id) {
   auto it = streams_.find(stream_id);
   return it == streams_.end() ? nullptr : it->second.get();
 }
 
-int ServerSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+int ServerConnection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  auto* self = static_cast<ServerConnection*>(user_data);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (!self->options_.refuse_with.empty()) {
     nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
@@ -179,9 +179,9 @@ int ServerSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame
   return 0;
 }
 
-int ServerSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+int ServerConnection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                              const uint8_t* value, size_t valuelen, uint8_t, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+  auto* self = static_cast<ServerConnection*>(user_data);
   auto* st = self->find(frame->hd.stream_id);
   if (!st || st->headers_too_large) return 0;
   if (st->headers.bytes() + namelen + valuelen > self->options_.max_header_list_bytes) {
@@ -196,8 +196,8 @@ int ServerSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const
   return 0;
 }
 
-int ServerSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+int ServerConnection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  auto* self = static_cast<ServerConnection*>(user_data);
   if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK) && !self->preface_done_) {
     self->preface_done_ = true;
     self->header_timer_->cancel();
@@ -240,9 +240,9 @@ int ServerSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, v
   return 0;
 }
 
-int ServerSession::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+int ServerConnection::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                                       size_t len, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+  auto* self = static_cast<ServerConnection*>(user_data);
   auto* st = self->find(stream_id);
   if (!st || st->headers_too_large) {
     // Nobody will forward these bytes: return them to the window now.
@@ -254,8 +254,8 @@ int ServerSession::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t
   return 0;
 }
 
-int ServerSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+int ServerConnection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user_data) {
+  auto* self = static_cast<ServerConnection*>(user_data);
   auto it = self->streams_.find(stream_id);
   if (it == self->streams_.end()) return 0;
   auto handler = std::move(it->second->handler);
@@ -269,9 +269,9 @@ int ServerSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   return 0;
 }
 
-ssize_t ServerSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
+ssize_t ServerConnection::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
                                  nghttp2_data_source*, void* user_data) {
-  auto* self = static_cast<ServerSession*>(user_data);
+  auto* self = static_cast<ServerConnection*>(user_data);
   auto* st = self->find(stream_id);
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
@@ -280,19 +280,19 @@ ssize_t ServerSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, 
   return n;
 }
 
-int ServerSession::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+int ServerConnection::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
                               nghttp2_data_source*, void* user_data) {
-  return static_cast<ServerSession*>(user_data)->send_data_frame(frame, framehd, length);
+  return static_cast<ServerConnection*>(user_data)->send_data_frame(frame, framehd, length);
 }
 
-bool ServerSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+bool ServerConnection::take_body(int32_t stream_id, uint8_t* out, size_t n) {
   auto* st = find(stream_id);
   if (!st || !st->handler) return false;
   auto handler = st->handler;
   return handler->take_response_body(out, n);
 }
 
-int ServerSession::submit_response(int32_t stream_id, const HeaderMap& headers, bool has_body) {
+int ServerConnection::submit_response(int32_t stream_id, const HeaderMap& headers, bool has_body) {
   auto nv = headers.to_nv();
   nghttp2_data_provider prd{};
   prd.read_callback = read_body;
@@ -301,19 +301,19 @@ int ServerSession::submit_response(int32_t stream_id, const HeaderMap& headers, 
   return rv;
 }
 
-int ServerSession::submit_trailers(int32_t stream_id, const HeaderMap& trailers) {
+int ServerConnection::submit_trailers(int32_t stream_id, const HeaderMap& trailers) {
   auto nv = trailers.to_nv();
   int rv = nghttp2_submit_trailer(session_, stream_id, nv.data(), nv.size());
   signal_write();
   return rv;
 }
 
-void ServerSession::begin_drain() {
+void ServerConnection::begin_drain() {
   if (is_closed()) return;
   nghttp2_submit_shutdown_notice(session_);
   signal_write();
   drain_timer_ = std::make_unique<boost::asio::steady_timer>(executor(), std::chrono::milliseconds(500));
-  drain_timer_->async_wait([self = std::static_pointer_cast<ServerSession>(shared_from_this())](
+  drain_timer_->async_wait([self = std::static_pointer_cast<ServerConnection>(shared_from_this())](
                                const boost::system::error_code& ec) {
     if (ec || self->is_closed()) return;
     nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(self->session_),
@@ -322,7 +322,7 @@ void ServerSession::begin_drain() {
   });
 }
 
-void ServerSession::on_connection_closed(const std::string&) {
+void ServerConnection::on_connection_closed(const std::string&) {
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, st] : streams) {

@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 inline constexpr size_t kPrefixBytes = 5;
 
@@ -60,4 +60,4 @@ class Framer {
 // Builds the 5-byte prefix for a payload of `length` bytes.
 std::string encode_prefix(uint32_t length, bool compressed = false);
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire

@@ -23,7 +23,7 @@
 #include "config/config.h"
 #include "routing/backend_state.h"
 
-namespace sparkgate::routing {
+namespace sparkgate::upstream {
 
 class HealthChecker {
  public:
@@ -31,7 +31,7 @@ class HealthChecker {
   // `current_config` returns the config snapshot to use; it is called on the executor
   // once per scheduling pass (the cluster's health_check and tls are looked up by name
   // each time, so reloads apply from the next probe).
-  HealthChecker(boost::asio::any_io_executor executor, BackendRegistry& registry,
+  HealthChecker(boost::asio::any_io_executor executor, routing::BackendRegistry& registry,
                 std::function<std::shared_ptr<const config::Config>()> current_config);
   // Stops (see stop()).
   ~HealthChecker();
@@ -51,4 +51,4 @@ class HealthChecker {
   std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace sparkgate::routing
+}  // namespace sparkgate::upstream

@@ -1,11 +1,11 @@
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
-using namespace sparkgate::routing;
+using namespace sparkgate::redis;
 using Type = RedisReply::Type;
 using Result = RespParser::Result;
 

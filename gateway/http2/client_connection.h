@@ -11,12 +11,12 @@
 #include <string>
 #include <unordered_map>
 
+#include "http2/connection.h"
 #include "http2/header_map.h"
-#include "http2/session.h"
 
 namespace sparkgate::http2 {
 
-// One request stream to a backend. Calls arrive on the session's thread from inside
+// One request stream to a backend. Calls arrive on the connection's thread from inside
 // nghttp2 callbacks; the same re-entrancy rule as ServerStreamHandler applies.
 class ClientStreamHandler {
  public:
@@ -50,26 +50,26 @@ struct ClientTls {
   std::string server_name;
 };
 
-struct ClientSessionOptions {
+struct ClientConnectionOptions {
   uint32_t stream_window_bytes = 1u << 20;
   uint32_t connection_window_bytes = 16u << 20;
 };
 
-class ClientSession final : public Session {
+class ClientConnection final : public Connection {
  public:
-  ClientSession(boost::asio::any_io_executor executor, std::string backend, const ClientSessionOptions& options);
+  ClientConnection(boost::asio::any_io_executor executor, std::string backend, const ClientConnectionOptions& options);
 
   // Connects to `endpoints` (already resolved) and, with `tls`, runs the TLS handshake
   // (SNI, certificate verified against tls->server_name, ALPN "h2" required), all within
   // `timeout`. Then calls `done` once, from an asio handler, with an empty string on
   // success or the reason it failed ("TLS handshake with 127.0.0.1:5000 failed:
-  // certificate verify failed (...)"). Call once, on the session's thread.
+  // certificate verify failed (...)"). Call once, on the connection's thread.
   void connect(const boost::asio::ip::tcp::resolver::results_type& endpoints, std::chrono::milliseconds timeout,
                const std::optional<ClientTls>& tls, std::function<void(const std::string& error)> done);
 
   // Opens a stream. The body, if any, is pulled from `handler`. With `idle_timeout` > 0
   // the handler hears on_upstream_idle once the stream has been silent that long.
-  // Returns the stream id, or a negative nghttp2 error. Safe from inside other sessions'
+  // Returns the stream id, or a negative nghttp2 error. Safe from inside other connections'
   // callbacks.
   int32_t submit_request(const HeaderMap& headers, bool has_body, std::shared_ptr<ClientStreamHandler> handler,
                          std::chrono::milliseconds idle_timeout = {});
@@ -85,7 +85,7 @@ class ClientSession final : public Session {
 
   // Called once when the connection has ended (after every stream was told), and when it
   // starts draining (GOAWAY received), so the owner can stop using it.
-  std::function<void(ClientSession&)> on_unusable;
+  std::function<void(ClientConnection&)> on_unusable;
 
  private:
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
@@ -121,7 +121,7 @@ class ClientSession final : public Session {
   void on_idle_tick();
 
   std::string backend_;
-  ClientSessionOptions options_;
+  ClientConnectionOptions options_;
   bool connected_ = false;
   bool draining_ = false;
   bool goaway_received_ = false;

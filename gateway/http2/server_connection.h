@@ -8,16 +8,16 @@
 #include <memory>
 #include <unordered_map>
 
+#include "http2/connection.h"
 #include "http2/header_map.h"
-#include "http2/session.h"
 
 namespace sparkgate::http2 {
 
-class ServerSession;
+class ServerConnection;
 
-// One request stream, as the proxy sees it. All calls arrive on the session's thread,
+// One request stream, as the proxy sees it. All calls arrive on the connection's thread,
 // from inside nghttp2 callbacks: implementations must not call back into nghttp2
-// synchronously except through ServerSession's own methods, which only schedule.
+// synchronously except through ServerConnection's own methods, which only schedule.
 class ServerStreamHandler {
  public:
   virtual ~ServerStreamHandler() = default;
@@ -40,7 +40,7 @@ class ServerStreamHandler {
   virtual bool take_response_body(uint8_t* out, size_t n) = 0;
 };
 
-struct ServerSessionOptions {
+struct ServerConnectionOptions {
   uint32_t stream_window_bytes = 1u << 20;
   uint32_t connection_window_bytes = 16u << 20;
   uint32_t max_concurrent_streams = 1000;
@@ -56,13 +56,13 @@ struct ServerSessionOptions {
   std::string refuse_with;
 };
 
-class ServerSession final : public Session {
+class ServerConnection final : public Connection {
  public:
   // Creates the handler for a new stream; it may return nullptr to refuse the stream.
-  using HandlerFactory = std::function<std::shared_ptr<ServerStreamHandler>(ServerSession&, int32_t stream_id)>;
+  using HandlerFactory = std::function<std::shared_ptr<ServerStreamHandler>(ServerConnection&, int32_t stream_id)>;
 
-  ServerSession(boost::asio::any_io_executor executor, std::unique_ptr<Transport> transport,
-                const ServerSessionOptions& options, HandlerFactory factory);
+  ServerConnection(boost::asio::any_io_executor executor, std::unique_ptr<Transport> transport,
+                const ServerConnectionOptions& options, HandlerFactory factory);
 
   // Sends the server preface and starts reading. Call once.
   void start();
@@ -118,7 +118,7 @@ class ServerSession final : public Session {
   void arm_idle_timer(std::chrono::steady_clock::time_point deadline);
   void on_idle_timer();
 
-  ServerSessionOptions options_;
+  ServerConnectionOptions options_;
   HandlerFactory factory_;
   std::unordered_map<int32_t, std::unique_ptr<StreamState>> streams_;
   // Handlers released inside callbacks die here, after nghttp2 returns.

@@ -1,4 +1,4 @@
-#include "routing/health_checker.h"
+#include "upstream/health_checker.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -10,13 +10,16 @@
 #include <set>
 #include <string_view>
 
-#include "grpc/status.h"
-#include "http2/client_session.h"
+#include "grpcwire/status.h"
+#include "http2/client_connection.h"
 #include "upstream/conn_pool.h"
 #include "upstream/tls_client.h"
 #include "upstream/unary_call.h"
 
-namespace sparkgate::routing {
+namespace sparkgate::upstream {
+
+using routing::BackendPtr;
+using routing::BackendRegistry;
 
 namespace {
 
@@ -56,17 +59,17 @@ std::optional<uint32_t> serving_status(const std::string& message) {
 }
 
 // Turns a Health/Check outcome into success, or failure with a reason for people.
-bool judge(const upstream::UnaryResult& r, std::string& reason) {
+bool judge(const UnaryResult& r, std::string& reason) {
   if (!r.transport_ok) {
     reason = r.timed_out ? "no answer to Health/Check: " + r.transport_error
                          : "Health/Check failed: " + r.transport_error;
     return false;
   }
-  const auto code = static_cast<grpc::StatusCode>(r.grpc_status);
-  if (code == grpc::StatusCode::kUnimplemented) return true;  // alive, just no grpc.health
-  if (code != grpc::StatusCode::kOk) {
+  const auto code = static_cast<grpcwire::StatusCode>(r.grpc_status);
+  if (code == grpcwire::StatusCode::kUnimplemented) return true;  // alive, just no grpc.health
+  if (code != grpcwire::StatusCode::kOk) {
     reason = "Health/Check answered grpc-status " + std::to_string(r.grpc_status) + " " +
-             std::string(grpc::status_name(code)) + (r.grpc_message.empty() ? "" : ": " + r.grpc_message);
+             std::string(grpcwire::status_name(code)) + (r.grpc_message.empty() ? "" : ": " + r.grpc_message);
     return false;
   }
   const auto status = serving_status(r.response_message);
@@ -109,7 +112,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
       if (stopped_) return;
       stopped_ = true;
     }
-    // Timers, resolver and sessions belong to the executor's thread.
+    // Timers, resolver and connections belong to the executor's thread.
     boost::asio::post(executor_, [self = shared_from_this()] { self->shut_down(); });
   }
 
@@ -117,8 +120,8 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   // One probed backend.
   struct Target {
     BackendPtr backend;
-    std::shared_ptr<http2::ClientSession> session;  // null: connect on the next probe
-    std::optional<config::UpstreamTls> tls;         // what `session` was made with
+    std::shared_ptr<http2::ClientConnection> conn;  // null: connect on the next probe
+    std::optional<config::UpstreamTls> tls;      // what `conn` was made with
     Clock::time_point next_due;
     bool in_flight = false;
     bool retired = false;  // left the registry, or health checks were turned off
@@ -174,21 +177,21 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
 
   void retire(Target& target) {
     target.retired = true;
-    if (target.session) target.session->close("health checks stopped for this backend");
-    target.session.reset();
+    if (target.conn) target.conn->close("health checks stopped for this backend");
+    target.conn.reset();
   }
 
   void launch(const TargetPtr& target, const config::Cluster& cluster, Clock::time_point now) {
     target->in_flight = true;
     target->next_due = now + cluster.health_check.interval;
     const config::HealthCheck hc = cluster.health_check;
-    auto& session = target->session;
-    if (session &&
-        (session->is_draining() || !session->is_connected() || !upstream::same_tls(target->tls, cluster.tls))) {
-      session->close("health check connection replaced");
-      session.reset();
+    auto& conn = target->conn;
+    if (conn &&
+        (conn->is_draining() || !conn->is_connected() || !same_tls(target->tls, cluster.tls))) {
+      conn->close("health check connection replaced");
+      conn.reset();
     }
-    if (session) {
+    if (conn) {
       check(target, hc);
       return;
     }
@@ -208,28 +211,28 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
       }
       client_tls = http2::ClientTls{std::move(context), tls->server_name.empty() ? address.host : tls->server_name};
     }
-    http2::ClientSessionOptions options;
+    http2::ClientConnectionOptions options;
     options.stream_window_bytes = 64 * 1024;  // answers are a few bytes
     options.connection_window_bytes = 1u << 20;
-    auto session = std::make_shared<http2::ClientSession>(executor_, target->backend->name(), options);
-    target->session = session;
+    auto conn = std::make_shared<http2::ClientConnection>(executor_, target->backend->name(), options);
+    target->conn = conn;
     target->tls = tls;
     resolver_.async_resolve(
         address.host, std::to_string(address.port),
-        [self = shared_from_this(), target, session, hc, client_tls](
+        [self = shared_from_this(), target, conn, hc, client_tls](
             const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
           std::lock_guard lock(self->mu_);
-          if (self->stopped_ || target->retired || target->session != session) return;
+          if (self->stopped_ || target->retired || target->conn != conn) return;
           if (ec) {
-            target->session.reset();
+            target->conn.reset();
             self->complete(target, hc, false, "cannot resolve " + target->backend->address().host + ": " + ec.message());
             return;
           }
-          session->connect(results, hc.timeout, client_tls, [self, target, session, hc](const std::string& error) {
+          conn->connect(results, hc.timeout, client_tls, [self, target, conn, hc](const std::string& error) {
             std::lock_guard lock(self->mu_);
-            if (self->stopped_ || target->retired || target->session != session) return;
+            if (self->stopped_ || target->retired || target->conn != conn) return;
             if (!error.empty()) {
-              target->session.reset();
+              target->conn.reset();
               self->complete(target, hc, false, "cannot connect: " + error);
               return;
             }
@@ -239,19 +242,19 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void check(const TargetPtr& target, const config::HealthCheck& hc) {
-    auto session = target->session;
+    auto conn = target->conn;
     // An empty HealthCheckRequest: service "" asks about the server as a whole.
-    upstream::unary_call(
-        *session, std::string(kCheckPath), {}, std::string(), hc.timeout,
-        [self = shared_from_this(), target, session, hc](upstream::UnaryResult result) {
+    unary_call(
+        *conn, std::string(kCheckPath), {}, std::string(), hc.timeout,
+        [self = shared_from_this(), target, conn, hc](UnaryResult result) {
           std::lock_guard lock(self->mu_);
           if (self->stopped_ || target->retired) return;
           std::string reason;
           const bool ok = judge(result, reason);
-          if (!result.transport_ok && target->session == session) {
+          if (!result.transport_ok && target->conn == conn) {
             // A connection that timed out or broke is not trusted for the next probe.
-            session->close("health check failed: " + result.transport_error);
-            target->session.reset();
+            conn->close("health check failed: " + result.transport_error);
+            target->conn.reset();
           }
           self->complete(target, hc, ok, reason);
         });
@@ -287,7 +290,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   boost::asio::steady_timer timer_;
   std::optional<Clock::time_point> next_wake_;
   boost::asio::ip::tcp::resolver resolver_;
-  upstream::TlsContextCache tls_contexts_;
+  TlsContextCache tls_contexts_;
   std::map<Key, TargetPtr> targets_;
 };
 
@@ -301,4 +304,4 @@ void HealthChecker::start() { impl_->start(); }
 
 void HealthChecker::stop() { impl_->stop(); }
 
-}  // namespace sparkgate::routing
+}  // namespace sparkgate::upstream

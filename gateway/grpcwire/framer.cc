@@ -1,8 +1,8 @@
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 
 #include <algorithm>
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 FramerError Framer::scan(std::span<const uint8_t> data, const OnMessage& on_message) {
   size_t pos = 0;
@@ -47,4 +47,4 @@ std::string encode_prefix(uint32_t length, bool compressed) {
   return p;
 }
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 enum class StatusCode : int {
   kOk = 0,
@@ -43,4 +43,4 @@ std::string percent_encode(std::string_view message);
 // Reverses percent_encode; malformed escapes are kept literally.
 std::string percent_decode(std::string_view value);
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire

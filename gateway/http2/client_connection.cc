@@ -1,4 +1,4 @@
-#include "http2/client_session.h"
+#include "http2/client_connection.h"
 
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -15,9 +15,9 @@ namespace {
 constexpr size_t kMaxResponseHeaderBytes = 4u << 20;
 }  // namespace
 
-ClientSession::ClientSession(boost::asio::any_io_executor executor, std::string backend,
-                             const ClientSessionOptions& options)
-    : Session(std::move(executor), "upstream " + backend), backend_(std::move(backend)), options_(options) {
+ClientConnection::ClientConnection(boost::asio::any_io_executor executor, std::string backend,
+                             const ClientConnectionOptions& options)
+    : Connection(std::move(executor), "upstream " + backend), backend_(std::move(backend)), options_(options) {
   nghttp2_session_callbacks* cbs;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
@@ -37,14 +37,14 @@ ClientSession::ClientSession(boost::asio::any_io_executor executor, std::string 
   nghttp2_session_callbacks_del(cbs);
 }
 
-void ClientSession::connect(const boost::asio::ip::tcp::resolver::results_type& endpoints,
+void ClientConnection::connect(const boost::asio::ip::tcp::resolver::results_type& endpoints,
                             std::chrono::milliseconds timeout, const std::optional<ClientTls>& tls,
                             std::function<void(const std::string&)> done) {
   connect_done_ = std::move(done);
   connect_timeout_ = timeout;
   socket_ = std::make_unique<boost::asio::ip::tcp::socket>(executor());
   connect_timer_ = std::make_unique<boost::asio::steady_timer>(executor(), timeout);
-  auto self = std::static_pointer_cast<ClientSession>(shared_from_this());
+  auto self = std::static_pointer_cast<ClientConnection>(shared_from_this());
   connect_timer_->async_wait([self](const boost::system::error_code& ec) {
     if (ec || !self->connect_done_) return;
     const std::string ms = std::to_string(self->connect_timeout_.count()) + " ms";
@@ -79,7 +79,7 @@ void ClientSession::connect(const boost::asio::ip::tcp::resolver::results_type& 
       });
 }
 
-void ClientSession::start_tls(const ClientTls& tls, const std::string& peer) {
+void ClientConnection::start_tls(const ClientTls& tls, const std::string& peer) {
   if (!tls.context || tls.server_name.empty()) {
     finish_connect("TLS to " + peer + " is misconfigured: no TLS context or server name");
     return;
@@ -107,7 +107,7 @@ void ClientSession::start_tls(const ClientTls& tls, const std::string& peer) {
         }
         return ok;
       });
-  auto self = std::static_pointer_cast<ClientSession>(shared_from_this());
+  auto self = std::static_pointer_cast<ClientConnection>(shared_from_this());
   tls_stream_->async_handshake(
       boost::asio::ssl::stream_base::client,
       [self, peer, server_name = tls.server_name](const boost::system::error_code& ec) {
@@ -149,7 +149,7 @@ void ClientSession::start_tls(const ClientTls& tls, const std::string& peer) {
       });
 }
 
-void ClientSession::start_http2() {
+void ClientConnection::start_http2() {
   connected_ = true;
   nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -162,7 +162,7 @@ void ClientSession::start_http2() {
   finish_connect("");
 }
 
-void ClientSession::finish_connect(const std::string& error) {
+void ClientConnection::finish_connect(const std::string& error) {
   if (!connect_done_) return;
   auto done = std::move(connect_done_);
   connect_done_ = nullptr;
@@ -175,13 +175,13 @@ void ClientSession::finish_connect(const std::string& error) {
   done(error);
 }
 
-bool ClientSession::has_capacity() const {
+bool ClientConnection::has_capacity() const {
   if (!connected_ || draining_ || is_closed()) return false;
   uint32_t limit = nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   return streams_.size() < limit;
 }
 
-int32_t ClientSession::submit_request(const HeaderMap& headers, bool has_body,
+int32_t ClientConnection::submit_request(const HeaderMap& headers, bool has_body,
                                       std::shared_ptr<ClientStreamHandler> handler,
                                       std::chrono::milliseconds idle_timeout) {
   if (is_closed()) return NGHTTP2_ERR_INVALID_STATE;
@@ -207,17 +207,17 @@ int32_t ClientSession::submit_request(const HeaderMap& headers, bool has_body,
   return id;
 }
 
-void ClientSession::arm_idle_timer() {
+void ClientConnection::arm_idle_timer() {
   if (!idle_timer_) idle_timer_ = std::make_unique<boost::asio::steady_timer>(executor());
   idle_timer_armed_ = true;
   idle_timer_->expires_after(idle_tick_);
   idle_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     if (ec) return;
-    if (auto self = weak.lock()) static_cast<ClientSession&>(*self).on_idle_tick();
+    if (auto self = weak.lock()) static_cast<ClientConnection&>(*self).on_idle_tick();
   });
 }
 
-void ClientSession::on_idle_tick() {
+void ClientConnection::on_idle_tick() {
   idle_timer_armed_ = false;
   if (is_closed()) return;
   bool watching = false;
@@ -241,20 +241,20 @@ void ClientSession::on_idle_tick() {
   if (watching) arm_idle_timer();
 }
 
-ClientSession::StreamState* ClientSession::find(int32_t stream_id) {
+ClientConnection::StreamState* ClientConnection::find(int32_t stream_id) {
   auto it = streams_.find(stream_id);
   return it == streams_.end() ? nullptr : it->second.get();
 }
 
-int ClientSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+int ClientConnection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  auto* self = static_cast<ClientConnection*>(user_data);
   if (auto* st = self->find(frame->hd.stream_id)) st->headers.clear();
   return 0;
 }
 
-int ClientSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+int ClientConnection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                              const uint8_t* value, size_t valuelen, uint8_t, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+  auto* self = static_cast<ClientConnection*>(user_data);
   auto* st = self->find(frame->hd.stream_id);
   if (!st) return 0;
   if (st->headers.bytes() + namelen + valuelen > kMaxResponseHeaderBytes) {
@@ -268,8 +268,8 @@ int ClientSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const
   return 0;
 }
 
-int ClientSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+int ClientConnection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  auto* self = static_cast<ClientConnection*>(user_data);
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     // Streams above last_stream_id are closed by nghttp2 with REFUSED_STREAM; the rest
     // finish here. New streams go to another connection.
@@ -299,9 +299,9 @@ int ClientSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, v
   return 0;
 }
 
-int ClientSession::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+int ClientConnection::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                                       size_t len, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+  auto* self = static_cast<ClientConnection*>(user_data);
   auto* st = self->find(stream_id);
   if (!st) {
     nghttp2_session_consume(session, stream_id, len);
@@ -313,8 +313,8 @@ int ClientSession::on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t
   return 0;
 }
 
-int ClientSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+int ClientConnection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user_data) {
+  auto* self = static_cast<ClientConnection*>(user_data);
   auto it = self->streams_.find(stream_id);
   if (it == self->streams_.end()) return 0;
   auto handler = std::move(it->second->handler);
@@ -332,9 +332,9 @@ int ClientSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t
   return 0;
 }
 
-ssize_t ClientSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
+ssize_t ClientConnection::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length, uint32_t* data_flags,
                                  nghttp2_data_source*, void* user_data) {
-  auto* self = static_cast<ClientSession*>(user_data);
+  auto* self = static_cast<ClientConnection*>(user_data);
   auto* st = self->find(stream_id);
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
@@ -343,12 +343,12 @@ ssize_t ClientSession::read_body(nghttp2_session*, int32_t stream_id, uint8_t*, 
   return n;
 }
 
-int ClientSession::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+int ClientConnection::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
                               nghttp2_data_source*, void* user_data) {
-  return static_cast<ClientSession*>(user_data)->send_data_frame(frame, framehd, length);
+  return static_cast<ClientConnection*>(user_data)->send_data_frame(frame, framehd, length);
 }
 
-bool ClientSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+bool ClientConnection::take_body(int32_t stream_id, uint8_t* out, size_t n) {
   auto* st = find(stream_id);
   if (!st || !st->handler) return false;
   st->idle_for = std::chrono::milliseconds(0);
@@ -356,7 +356,7 @@ bool ClientSession::take_body(int32_t stream_id, uint8_t* out, size_t n) {
   return handler->take_request_body(out, n);
 }
 
-void ClientSession::on_connection_closed(const std::string& reason) {
+void ClientConnection::on_connection_closed(const std::string& reason) {
   if (connect_timer_) connect_timer_->cancel();
   if (idle_timer_) idle_timer_->cancel();
   if (connect_done_) {

@@ -1,10 +1,10 @@
-#include "grpc/framer.h"
+#include "grpcwire/framer.h"
 
 #include <doctest/doctest.h>
 
 #include <vector>
 
-using namespace sparkgate::grpc;
+using namespace sparkgate::grpcwire;
 
 namespace {
 std::vector<uint8_t> frame(const std::string& payload, bool compressed = false) {

@@ -21,7 +21,7 @@
 
 #include "config/config.h"
 
-namespace sparkgate::routing {
+namespace sparkgate::redis {
 
 // One RESP2 reply. An error reply ("-ERR ...") is a reply of type kError, not a
 // transport error: the connection is still fine.
@@ -121,4 +121,4 @@ class RedisClient {
   std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace sparkgate::routing
+}  // namespace sparkgate::redis

@@ -1,7 +1,7 @@
 // The part of an HTTP/2 connection that server and client sides share: an nghttp2
 // session over a Transport, the read loop, and write scheduling.
 //
-// Threading: a Session lives on one worker's io_context; every method must be called
+// Threading: a Connection lives on one worker's io_context; every method must be called
 // on that thread. Lifetime: owned by shared_ptr; asynchronous handlers hold a reference.
 //
 // Re-entrancy rule (DESIGN.md §6): nghttp2_session_mem_send/mem_recv are only called
@@ -23,18 +23,18 @@
 
 namespace sparkgate::http2 {
 
-class Session : public std::enable_shared_from_this<Session> {
+class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Session(boost::asio::any_io_executor executor, std::string name);
-  virtual ~Session();
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
+  Connection(boost::asio::any_io_executor executor, std::string name);
+  virtual ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   // Schedules a flush of whatever nghttp2 has to send. Safe from inside callbacks.
   void signal_write();
   // Returns `n` received bytes of `stream_id` to the peer's flow-control window (stream
   // and connection; connection only if the stream is gone). Safe from inside callbacks
-  // of any session: it only schedules the WINDOW_UPDATE.
+  // of any connection: it only schedules the WINDOW_UPDATE.
   void consume(int32_t stream_id, size_t n);
   // Tells nghttp2 that a deferred body has data again. Safe from inside callbacks.
   void resume_data(int32_t stream_id);
@@ -95,7 +95,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // worker's other connections), and waits for readiness once the socket is empty.
   void on_readable();
   void wait_readable();
-  // Feeds one read to nghttp2 and flushes what it produced. False if the session ended.
+  // Feeds one read to nghttp2 and flushes what it produced. False if the connection ended.
   bool process_input(const uint8_t* data, size_t n);
   void do_write();
   void maybe_finish();

@@ -1,4 +1,4 @@
-#include "http2/session.h"
+#include "http2/connection.h"
 
 #include <spdlog/spdlog.h>
 
@@ -15,14 +15,14 @@ constexpr int kReadsPerWake = 1;
 constexpr size_t kFrameHeaderBytes = 9;
 }  // namespace
 
-Session::Session(boost::asio::any_io_executor executor, std::string name)
+Connection::Connection(boost::asio::any_io_executor executor, std::string name)
     : executor_(std::move(executor)), name_(std::move(name)) {}
 
-Session::~Session() {
+Connection::~Connection() {
   if (session_) nghttp2_session_del(session_);
 }
 
-ssize_t Session::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t session_remote_window_size,
+ssize_t Connection::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t session_remote_window_size,
                                    int32_t stream_remote_window_size, uint32_t remote_max_frame_size, void*) {
   // nghttp2 allocates a buffer for a whole frame, so a peer advertising 16 MiB frames
   // must not make us build 16 MiB frames.
@@ -32,7 +32,7 @@ ssize_t Session::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_t s
   return static_cast<ssize_t>(std::max<int64_t>(n, 1));
 }
 
-void Session::start_io(bool write_first) {
+void Connection::start_io(bool write_first) {
   reading_started_ = true;
   // Read before waiting: bytes that arrived before the socket was first polled raised
   // their edge already.
@@ -40,7 +40,7 @@ void Session::start_io(bool write_first) {
   if (write_first) signal_write();
 }
 
-void Session::signal_write() {
+void Connection::signal_write() {
   if (closed_ || write_scheduled_ || writing_) return;
   write_scheduled_ = true;
   boost::asio::post(executor_, [self = shared_from_this()] {
@@ -49,7 +49,7 @@ void Session::signal_write() {
   });
 }
 
-void Session::consume(int32_t stream_id, size_t n) {
+void Connection::consume(int32_t stream_id, size_t n) {
   if (closed_ || n == 0) return;
   int rv = nghttp2_session_consume(session_, stream_id, n);
   if (rv != 0) {
@@ -59,20 +59,20 @@ void Session::consume(int32_t stream_id, size_t n) {
   signal_write();
 }
 
-void Session::resume_data(int32_t stream_id) {
+void Connection::resume_data(int32_t stream_id) {
   if (closed_) return;
   // Fails harmlessly when the stream has no deferred data or is already gone.
   nghttp2_session_resume_data(session_, stream_id);
   signal_write();
 }
 
-void Session::reset_stream(int32_t stream_id, uint32_t error_code) {
+void Connection::reset_stream(int32_t stream_id, uint32_t error_code) {
   if (closed_) return;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code);
   signal_write();
 }
 
-void Session::on_readable() {
+void Connection::on_readable() {
   for (int i = 0; i < kReadsPerWake; ++i) {
     if (closed_) return;
     boost::system::error_code ec;
@@ -93,7 +93,7 @@ void Session::on_readable() {
   });
 }
 
-void Session::wait_readable() {
+void Connection::wait_readable() {
   read_waiting_ = true;
   transport_->async_wait_readable([self = shared_from_this()](const boost::system::error_code& ec) {
     self->read_waiting_ = false;
@@ -114,7 +114,7 @@ void Session::wait_readable() {
   });
 }
 
-bool Session::process_input(const uint8_t* data, size_t n) {
+bool Connection::process_input(const uint8_t* data, size_t n) {
   if (first_read_) {
     first_read_ = false;
     if (!on_first_read(data, n)) return false;
@@ -138,7 +138,7 @@ bool Session::process_input(const uint8_t* data, size_t n) {
   return !closed_;
 }
 
-int Session::send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd, size_t length) {
+int Connection::send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd, size_t length) {
   // Padding is never requested (no select_padding callback), so a DATA frame is exactly
   // its header and its payload.
   if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -151,7 +151,7 @@ int Session::send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd,
   return 0;
 }
 
-void Session::do_write() {
+void Connection::do_write() {
   if (closed_ || writing_) return;
   out_.clear();
   while (out_.size() < kWriteBatchBytes) {
@@ -190,14 +190,14 @@ void Session::do_write() {
                           });
 }
 
-void Session::maybe_finish() {
+void Connection::maybe_finish() {
   if (!reading_started_) return;
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
     close("HTTP/2 session finished");
   }
 }
 
-void Session::write_raw_and_close(std::string bytes, const std::string& reason) {
+void Connection::write_raw_and_close(std::string bytes, const std::string& reason) {
   out_.clear();
   out_.append(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   writing_ = true;
@@ -208,7 +208,7 @@ void Session::write_raw_and_close(std::string bytes, const std::string& reason) 
                           });
 }
 
-void Session::goaway_and_close(uint32_t error_code, const std::string& debug, const std::string& reason) {
+void Connection::goaway_and_close(uint32_t error_code, const std::string& debug, const std::string& reason) {
   if (closed_ || close_after_write_) return;
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_), error_code,
                         reinterpret_cast<const uint8_t*>(debug.data()), debug.size());
@@ -218,7 +218,7 @@ void Session::goaway_and_close(uint32_t error_code, const std::string& debug, co
   signal_write();
 }
 
-void Session::arm_close_timer() {
+void Connection::arm_close_timer() {
   close_timer_ = std::make_unique<boost::asio::steady_timer>(executor_, std::chrono::seconds(1));
   close_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     if (ec) return;
@@ -232,7 +232,7 @@ void Session::arm_close_timer() {
   });
 }
 
-void Session::begin_linger() {
+void Connection::begin_linger() {
   if (closed_) return;
   closed_ = true;
   lingering_ = true;
@@ -244,7 +244,7 @@ void Session::begin_linger() {
   if (!read_waiting_) linger_read();
 }
 
-void Session::linger_read() {
+void Connection::linger_read() {
   constexpr size_t kMaxLingerBytes = 1 << 20;
   while (lingering_) {
     boost::system::error_code ec;
@@ -258,14 +258,14 @@ void Session::linger_read() {
   }
 }
 
-void Session::end_linger() {
+void Connection::end_linger() {
   if (!lingering_) return;
   lingering_ = false;
   if (close_timer_) close_timer_->cancel();
   transport_->close();
 }
 
-void Session::close(const std::string& reason) {
+void Connection::close(const std::string& reason) {
   if (closed_) {
     if (lingering_) end_linger();  // stop waiting for the peer's side
     return;

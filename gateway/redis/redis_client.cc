@@ -1,4 +1,4 @@
-#include "routing/redis_client.h"
+#include "redis/redis_client.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,7 +12,7 @@
 #include <deque>
 #include <optional>
 
-namespace sparkgate::routing {
+namespace sparkgate::redis {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -429,4 +429,4 @@ void RedisClient::close() { impl_->close(); }
 
 const config::Endpoint& RedisClient::address() const { return impl_->address(); }
 
-}  // namespace sparkgate::routing
+}  // namespace sparkgate::redis

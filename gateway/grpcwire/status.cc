@@ -1,8 +1,8 @@
-#include "grpc/status.h"
+#include "grpcwire/status.h"
 
 #include <array>
 
-namespace sparkgate::grpc {
+namespace sparkgate::grpcwire {
 
 std::string_view status_name(StatusCode code) {
   static constexpr std::array<std::string_view, 17> kNames = {
@@ -56,4 +56,4 @@ std::string percent_decode(std::string_view value) {
   return out;
 }
 
-}  // namespace sparkgate::grpc
+}  // namespace sparkgate::grpcwire
