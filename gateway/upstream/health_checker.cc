@@ -125,6 +125,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
     Clock::time_point next_due;
     bool in_flight = false;
     bool retired = false;  // left the registry, or health checks were turned off
+    uint32_t failures_in_a_row = 0;  // consecutive failed probes (the re-probe backoff)
   };
   using TargetPtr = std::shared_ptr<Target>;
   using Key = std::pair<std::string, std::string>;  // (cluster, "host:port")
@@ -264,10 +265,22 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
     target->in_flight = false;
     auto& backend = *target->backend;
     if (ok) {
+      target->failures_in_a_row = 0;
       backend.probe_succeeded(hc.healthy_threshold);
     } else {
+      ++target->failures_in_a_row;
       spdlog::debug("health check of backend {} (cluster {}) failed: {}", backend.name(), backend.cluster(), reason);
       backend.probe_failed(hc.unhealthy_threshold, reason);
+    }
+    // Fast re-probe: a failed probe is repeated soon (backing off), and a backend on its
+    // way back collects its healthy_threshold good probes at that pace too, so that one
+    // that is back is healthy again within about retry_max_interval, not after several
+    // intervals.
+    if (hc.retry_interval.count() > 0 && (!ok || !backend.healthy.load())) {
+      auto delay = hc.retry_interval;
+      for (uint32_t i = 1; i < target->failures_in_a_row && delay < hc.retry_max_interval; ++i) delay *= 2;
+      delay = std::min({delay, hc.retry_max_interval, hc.interval});
+      target->next_due = std::min(target->next_due, Clock::now() + delay);
     }
     if (!next_wake_ || target->next_due < *next_wake_) arm(target->next_due);
   }

@@ -14,7 +14,8 @@ What a `docker build` of that stage would do, step by step:
     WORKDIR /src), so `meson setup --buildtype=release build`, the ninja target, strip
     and the checks are exactly the image's.
 DIR/src/build is kept between runs (only the sources are re-copied, with their times),
-so a second run is incremental; `meson setup` of an existing build directory is a no-op.
+so a second run is incremental (`meson setup` of an existing build directory is a no-op);
+it is emptied first when the stage's instructions changed (DIR/stage.sha256).
 The benchmark (tests/bench/run.sh) builds its tools in that same directory, so CI makes
 one release build, not two. Exit status 0 when every step succeeded.
 """
@@ -165,6 +166,18 @@ def main():
     root = os.path.abspath(args.dir)
     pats = dockerignore_patterns()
     steps = stage(instructions(args.dockerfile), args.stage)
+    # The build directory is reused only for the same stage text: a changed RUN line
+    # (other meson options, say) starts from an empty one, as the image build would.
+    import hashlib
+    stamp = os.path.join(root, "stage.sha256")
+    digest = hashlib.sha256(repr(steps).encode()).hexdigest()
+    os.makedirs(root, exist_ok=True)
+    if not os.path.exists(stamp) or open(stamp).read().strip() != digest:
+        for kw, rest in steps:
+            if kw == "WORKDIR":
+                shutil.rmtree(os.path.join(root, rest.lstrip("/"), "build"), ignore_errors=True)
+        with open(stamp, "w") as f:
+            f.write(digest + "\n")
     env = dict(os.environ)
     workdir = root
     packages = []
