@@ -5,7 +5,9 @@
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
-#   unit         build/tests/unit/unit_tests                     (doctest)
+#   unit         build/tests/unit/unit_tests                     (doctest), then
+#                tests/layering/check_layering.py build: the module layering of gateway/
+#                is enforced by the build (one check per pair of folders), as `layering`
 #   integration  build/tests/integration/integration_tests       (doctest; real gateway
 #                against tests/fakes/fake_spark_server)
 #   asan         builds build-asan/ (g++ -fsanitize=address,undefined: 26 min of CPU from
@@ -135,6 +137,23 @@ run_doctest() {
     failed=1  # it did not succeed, whatever its counters said
   fi
   record "$suite" "$passed" "$failed" "$note"
+}
+
+run_layering() {
+  # One check per (library, folder) pair and the issue's two named cases; the script's
+  # last line is "N passed, N failed".
+  banner "layering: tests/layering/check_layering.py build"
+  local log="$work/layering.log" rc=0 passed=0 failed=0 line
+  run_limited 600 "$log" python3 "$repo/tests/layering/check_layering.py" "$repo/build" || rc=$?
+  line="$(tail -n1 "$log")"
+  if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed="${BASH_REMATCH[1]}"
+    failed="${BASH_REMATCH[2]}"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+  fi
+  record layering "$passed" "$failed" "exit $rc"
 }
 
 run_e2e() {
@@ -398,7 +417,8 @@ for suite in "${suites[@]}"; do
   started=$SECONDS
   case "$suite" in
     unit)
-      run_doctest unit "$repo/build/tests/unit/unit_tests" "$UNIT_TIMEOUT_S" ;;
+      run_doctest unit "$repo/build/tests/unit/unit_tests" "$UNIT_TIMEOUT_S"
+      run_layering ;;
     integration)
       run_doctest integration "$repo/build/tests/integration/integration_tests" "$INTEGRATION_TIMEOUT_S" \
         SPARKGATE_BIN="$repo/build/gateway/sparkgate" \

@@ -4,7 +4,7 @@
 // where the config says; the default is loopback.
 //
 // It reads the session registry and the backend registry and changes state only through
-// routing's interfaces (ending a session, a backend's admin_drain flag) and the hooks
+// routing's interfaces (ending a session, draining a backend) and the hooks
 // below.
 #pragma once
 

@@ -69,7 +69,7 @@ json::object backend_json(const routing::BackendState& b) {
   o["unhealthy_reason"] = b.healthy.load() ? std::string() : b.unhealthy_reason();
   o["accepts_sessions"] = b.accepts_sessions();
   o["draining"] = b.draining();
-  o["drain"] = json::object{{"config", b.config_drain.load()}, {"admin", b.admin_drain.load()},
+  o["drain"] = json::object{{"config", b.config_drain.load()}, {"admin", b.admin_drained()},
                             {"dns_gone", b.dns_gone.load()}};
   o["retired"] = b.retired.load();
   o["weight"] = b.weight.load();
@@ -243,12 +243,9 @@ ApiResponse Api::list_backends() const {
 ApiResponse Api::drain_backend(const ApiRequest& req, const std::string& address, bool drain) const {
   auto cluster = req.query.find("cluster");
   json::array changed;
-  for (const auto& b : router_.backends().all()) {
-    if (b->name() != address) continue;
-    if (cluster != req.query.end() && b->cluster() != cluster->second) continue;
-    b->admin_drain.store(drain);
+  for (const auto& b : router_.backends().drain_backend(address, cluster != req.query.end() ? &cluster->second : nullptr,
+                                                        drain))
     changed.push_back(backend_json(*b));
-  }
   if (changed.empty()) return error(404, "no backend " + address + " (GET /v1/backends lists them)");
   spdlog::info("admin: backend {} {}", address, drain ? "drained" : "undrained");
   return json_response(200, json::object{{"backends", std::move(changed)}});

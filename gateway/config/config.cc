@@ -2,11 +2,6 @@
 
 namespace sparkgate::config {
 
-std::string Endpoint::to_string() const {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 std::string_view placement_name(Placement p) {
   switch (p) {
     case Placement::kLeastSessions: return "least_sessions";

@@ -13,22 +13,15 @@
 #include <utility>
 #include <vector>
 
+#include "base/endpoint.h"
+#include "base/jwt_keys.h"
 #include "base/principal.h"
-
-namespace sparkgate::policy {
-class JwtKeySet;
-}
 
 namespace sparkgate::config {
 
 // A host:port pair as written in the config ("127.0.0.1:15001", "[::1]:15001",
 // "spark-0.svc:15002").
-struct Endpoint {
-  std::string host;
-  uint16_t port = 0;
-
-  std::string to_string() const;
-};
+using Endpoint = base::Endpoint;
 
 struct TlsFiles {
   std::string cert;  // PEM certificate chain (absolute path after loading)
@@ -154,7 +147,7 @@ struct Sessions {
 // A static bearer token: only its SHA-256 is kept.
 struct StaticToken {
   std::string sha256;  // 32 raw bytes
-  base::Principal principal;  // method "token"
+  base::Principal principal;  // user, groups, tenant (authentication sets the method)
   int line = 0;        // where it was defined, for logs
 };
 
@@ -169,7 +162,7 @@ struct JwtIssuer {
   std::string tenant_claim = "tenant";
   // Verification keys, loaded (and validated) with the config: PEM public keys or
   // certificates, a JWKS file, and/or an HMAC secret. Never null after loading.
-  std::shared_ptr<const policy::JwtKeySet> keys;
+  std::shared_ptr<const base::JwtKeys> keys;
   std::vector<std::string> key_sources;  // "file /etc/keys/a.pem", "jwks /etc/jwks.json", "secret env X"
 };
 

@@ -481,8 +481,10 @@ bool parse_endpoint(const std::string& text, Endpoint& out, std::string& reason)
   return true;
 }
 
-LoadResult load_config_string(const std::string& yaml, const std::string& name, const std::string& base_dir) {
+LoadResult load_config_string(const std::string& yaml, const std::string& name, const std::string& base_dir,
+                              const LoadOptions& options) {
   Walker w(name, base_dir);
+  w.load_options = &options;
   auto cfg = std::make_shared<Config>();
   cfg->source_path = name;
   YAML::Node root;
@@ -501,7 +503,7 @@ LoadResult load_config_string(const std::string& yaml, const std::string& name, 
   return finish(w, std::move(cfg));
 }
 
-LoadResult load_config_file(const std::string& path) {
+LoadResult load_config_file(const std::string& path, const LoadOptions& options) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     LoadResult r;
@@ -517,7 +519,7 @@ LoadResult load_config_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   auto dir = std::filesystem::absolute(std::filesystem::path(path)).parent_path().string();
-  return load_config_string(ss.str(), path, dir);
+  return load_config_string(ss.str(), path, dir, options);
 }
 
 }  // namespace sparkgate::config

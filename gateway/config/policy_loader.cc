@@ -1,10 +1,11 @@
 // The policy sections of the config: auth, identity and quotas. Key material (JWT keys,
-// JWKS files, HMAC secrets, token files) is read here, at load time, so that a reload
-// picks up new keys and a broken key file is a config error with file and line.
+// JWKS files, HMAC secrets, token files) is read at load time, so that a reload picks up
+// new keys and a broken key file is a config error with file and line. JWT key sources
+// become JwtKeySpecs, which the caller's JwtKeyBuilder (policy's) parses.
 #include <cmath>
 
+#include "base/jwt_keys.h"
 #include "config/walker.h"
-#include "policy/jwt.h"
 
 namespace sparkgate::config::detail {
 
@@ -53,7 +54,6 @@ void load_token_list(Walker& w, const YAML::Node& list, const std::string& where
     if (!w.check_keys(item, {"sha256", "user", "groups", "tenant"}, where + " entry")) continue;
     StaticToken t;
     t.line = item.Mark().line + 1;
-    t.principal.method = base::AuthMethod::kToken;
     bool ok = true;
     std::string text;
     if (!item["sha256"]) {
@@ -148,7 +148,23 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
     }
   }
 
-  auto keys = std::make_shared<policy::JwtKeySet>();
+  std::unique_ptr<JwtKeyBuilder> keys;
+  if (w.load_options && w.load_options->jwt_key_builder) keys = w.load_options->jwt_key_builder();
+  size_t sources = 0;
+  // Hands one key source to the builder; false (with an error at `at`) if it is refused.
+  auto add_keys = [&](const YAML::Node& at, JwtKeySpec spec, const std::string& what) {
+    ++sources;
+    std::string error;
+    if (!keys) {
+      w.error(at, what + ": this program cannot load JWT keys (the config loader has no key builder)");
+      return false;
+    }
+    if (!keys->add(std::move(spec), error)) {
+      w.error(at, what + ": " + error);
+      return false;
+    }
+    return true;
+  };
   bool has_public = false, has_secret = false;
   if (const auto list = n["keys"]) {
     if (!list.IsSequence()) {
@@ -171,9 +187,7 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
           ok = false;
           continue;
         }
-        std::string error;
-        if (!keys->add_pem_file(file, kid, error)) {
-          w.error(at, "auth.jwt.keys: " + error);
+        if (!add_keys(at, JwtKeySpec{JwtKeySpec::Kind::kPemFile, file, kid, {}}, "auth.jwt.keys")) {
           ok = false;
           continue;
         }
@@ -183,11 +197,10 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
     }
   }
   if (const auto jwks = n["jwks_file"]) {
-    std::string file, error;
+    std::string file;
     if (!w.get_readable_path(jwks, "auth.jwt.jwks_file", file)) {
       ok = false;
-    } else if (!keys->add_jwks_file(file, error)) {
-      w.error(jwks, "auth.jwt.jwks_file: " + error);
+    } else if (!add_keys(jwks, JwtKeySpec{JwtKeySpec::Kind::kJwksFile, file, {}, {}}, "auth.jwt.jwks_file")) {
       ok = false;
     } else {
       has_public = true;  // a JWKS may also hold oct keys; algorithms decide what is used
@@ -202,28 +215,30 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
         w.error(n["secret_env"] ? n["secret_env"] : n["secret_file"],
                 "auth.jwt: the HS256 secret from " + source + " is shorter than 32 bytes");
         ok = false;
-      } else {
-        keys->add_hmac_secret(std::move(secret), "");
+      } else if (add_keys(n["secret_env"] ? n["secret_env"] : n["secret_file"],
+                          JwtKeySpec{JwtKeySpec::Kind::kHmacSecret, {}, {}, std::move(secret)}, "auth.jwt")) {
         has_secret = true;
         iss.key_sources.push_back("secret " + source);
+      } else {
+        ok = false;
       }
     } else {
       ok = false;
     }
   }
-  if (ok && keys->size() == 0) {
+  if (ok && sources == 0) {
     w.error(n, "auth.jwt entry for issuer '" + iss.issuer + "' needs keys, jwks_file, or secret_env/secret_file");
     ok = false;
   }
   if (const auto algs = n["algorithms"]) {
     w.for_each_string(algs, "auth.jwt.algorithms", [&](const YAML::Node& at, const std::string& a) {
-      auto alg = policy::parse_jwt_alg(a);
+      auto alg = base::parse_jwt_alg(a);
       if (!alg) {
         w.error(at, "auth.jwt.algorithms: '" + a + "' is not one of HS256, RS256, ES256");
         ok = false;
         return;
       }
-      if (*alg == policy::JwtAlg::kHS256 && !has_secret && !n["jwks_file"]) {
+      if (*alg == base::JwtAlg::kHS256 && !has_secret && !n["jwks_file"]) {
         w.error(at, "auth.jwt.algorithms: HS256 needs secret_env or secret_file");
         ok = false;
         return;
@@ -236,7 +251,7 @@ void load_jwt_issuer(Walker& w, const YAML::Node& n, std::vector<JwtIssuer>& out
     if (has_public) iss.algorithms = {"RS256", "ES256"};
     if (has_secret) iss.algorithms.push_back("HS256");
   }
-  iss.keys = std::move(keys);
+  if (keys) iss.keys = keys->build();
   if (ok) out.push_back(std::move(iss));
 }
 

@@ -31,6 +31,9 @@ class Walker {
 
   std::vector<ConfigError>& errors() { return errors_; }
 
+  // The caller's options (the JWT key builder); null in a nested walker (tokens file).
+  const LoadOptions* load_options = nullptr;
+
   void error(const YAML::Node& at, const std::string& reason) {
     int line = at.IsDefined() ? at.Mark().line + 1 : 0;
     if (line < 0) line = 0;

@@ -97,7 +97,7 @@ Metrics::Metrics()
   // kNone is not a failure; every real reason exists from the start (a rate of 0 is data).
   for (size_t i = 1; i < kAuthReasons; ++i) {
     auth_failures_[i] =
-        &auth.Add({{"reason", std::string(policy::auth_failure_label(static_cast<policy::AuthFailure>(i)))}});
+        &auth.Add({{"reason", std::string(base::auth_failure_label(static_cast<base::AuthFailure>(i)))}});
   }
   auto& quotas = prometheus::BuildCounter()
                      .Name("sparkgate_quota_rejections_total")
@@ -110,9 +110,9 @@ Metrics::Metrics()
 
 void Metrics::set_build_info(const std::string& version) { build_info_.Add({{"version", version}}).Set(1); }
 
-prometheus::Counter& Metrics::auth_failure(policy::AuthFailure reason) {
+prometheus::Counter& Metrics::auth_failure(base::AuthFailure reason) {
   auto i = static_cast<size_t>(reason);
-  if (i == 0 || i >= kAuthReasons) i = static_cast<size_t>(policy::AuthFailure::kMalformed);
+  if (i == 0 || i >= kAuthReasons) i = static_cast<size_t>(base::AuthFailure::kMalformed);
   return *auth_failures_[i];
 }
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "observe/labels.h"
-#include "policy/auth_result.h"
+#include "base/auth_failure.h"
 
 namespace sparkgate::observe {
 
@@ -87,7 +87,7 @@ class Metrics {
   prometheus::Counter& reloads_failed() { return reloads_failed_; }
 
   // sparkgate_auth_failures_total{reason}: refused credentials, by AuthFailure label.
-  prometheus::Counter& auth_failure(policy::AuthFailure reason);
+  prometheus::Counter& auth_failure(base::AuthFailure reason);
 
   // Quotas, in the order of the labels of sparkgate_quota_rejections_total{quota}.
   enum class Quota { kMaxSessions, kMaxConcurrentOperations, kRequestsPerSecond, kMaxArtifactBytes, kMaxMessageBytes };
@@ -118,7 +118,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_succeeded_;
   prometheus::Counter& reloads_failed_;
-  static constexpr size_t kAuthReasons = static_cast<size_t>(policy::AuthFailure::kBadCertificate) + 1;
+  static constexpr size_t kAuthReasons = base::kAuthFailureCount;
   std::array<prometheus::Counter*, kAuthReasons> auth_failures_{};
   std::array<prometheus::Counter*, 5> quota_rejections_{};
   prometheus::Counter& identity_rejections_;

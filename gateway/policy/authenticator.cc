@@ -103,6 +103,7 @@ AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& header
       if (match) {
         AuthResult r;
         r.principal = match->principal;
+        r.principal.method = base::AuthMethod::kToken;
         return r;
       }
     }
@@ -123,24 +124,6 @@ AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& header
   if (!auth.tokens.empty() || !auth.jwt.empty()) how = "send 'authorization: Bearer <token>' (token=... in the sc:// URL)";
   if (auth.mtls) how += std::string(how.empty() ? "" : " or ") + "present a client certificate";
   return AuthResult::fail(AuthFailure::kMissing, "no credential: " + how);
-}
-
-std::string_view auth_failure_label(AuthFailure f) {
-  switch (f) {
-    case AuthFailure::kNone: return "none";
-    case AuthFailure::kMissing: return "missing";
-    case AuthFailure::kMalformed: return "malformed";
-    case AuthFailure::kUnknownToken: return "unknown_token";
-    case AuthFailure::kExpired: return "expired";
-    case AuthFailure::kNotYetValid: return "not_yet_valid";
-    case AuthFailure::kBadSignature: return "bad_signature";
-    case AuthFailure::kBadAlgorithm: return "bad_algorithm";
-    case AuthFailure::kUnknownIssuer: return "unknown_issuer";
-    case AuthFailure::kBadAudience: return "bad_audience";
-    case AuthFailure::kBadClaims: return "bad_claims";
-    case AuthFailure::kBadCertificate: return "bad_certificate";
-  }
-  return "unknown";
 }
 
 }  // namespace sparkgate::policy

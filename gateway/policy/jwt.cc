@@ -293,22 +293,6 @@ std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view n
 
 // ---- algorithms and base64url -----------------------------------------------------------
 
-std::optional<JwtAlg> parse_jwt_alg(std::string_view name) {
-  if (name == "HS256") return JwtAlg::kHS256;
-  if (name == "RS256") return JwtAlg::kRS256;
-  if (name == "ES256") return JwtAlg::kES256;
-  return std::nullopt;
-}
-
-std::string_view jwt_alg_name(JwtAlg alg) {
-  switch (alg) {
-    case JwtAlg::kHS256: return "HS256";
-    case JwtAlg::kRS256: return "RS256";
-    case JwtAlg::kES256: return "ES256";
-  }
-  return "?";
-}
-
 std::optional<std::string> base64url_decode(std::string_view in) {
   if (in.size() % 4 == 1) return std::nullopt;
   std::string out;

@@ -11,17 +11,16 @@
 #include <string_view>
 #include <vector>
 
+#include "base/jwt_keys.h"
 #include "config/config.h"
 #include "policy/auth_result.h"
 
 namespace sparkgate::policy {
 
-enum class JwtAlg { kHS256, kRS256, kES256 };
-
-// Exact, case-sensitive JOSE names: "HS256", "RS256", "ES256". Anything else (including
-// "none") is nullopt.
-std::optional<JwtAlg> parse_jwt_alg(std::string_view name);
-std::string_view jwt_alg_name(JwtAlg alg);
+// The algorithms are base vocabulary (the config loader checks auth.jwt.algorithms).
+using base::JwtAlg;
+using base::jwt_alg_name;
+using base::parse_jwt_alg;
 
 // Strict base64url (RFC 4648 §5) without padding, as used by JWS: only A-Z a-z 0-9 - _,
 // no '=', no whitespace, and the unused bits of the last character must be zero.
@@ -32,20 +31,14 @@ std::optional<std::string> base64url_decode(std::string_view in);
 // HMAC secrets. Each key has an optional kid and, when it came from a JWKS with an "alg"
 // member, a fixed algorithm.
 //
-// Loading (the add_* methods) is single-threaded, done by the config loader. Afterwards
-// the set is immutable and shared read-only (std::shared_ptr<const JwtKeySet>); the
-// const methods may then be called from any number of threads at once.
-class JwtKeySet {
+// Loading (the add_* methods) is single-threaded, done while the config loads, through
+// the key builder of jwt_key_builder.h. Afterwards the set is immutable and shared
+// read-only (std::shared_ptr<const base::JwtKeys>); the const methods may then be called
+// from any number of threads at once.
+class JwtKeySet final : public base::JwtKeys {
  public:
-  // The outcome of verify().
-  enum class Verify {
-    kVerified,   // one of the candidate keys verifies the signature
-    kNoKey,      // no key fits the token's alg and kid
-    kMismatch,   // candidate keys exist, none of them verifies the signature
-  };
-
   JwtKeySet();
-  ~JwtKeySet();  // wipes the HMAC secrets
+  ~JwtKeySet() override;  // wipes the HMAC secrets
   JwtKeySet(JwtKeySet&&) noexcept;
   JwtKeySet& operator=(JwtKeySet&&) noexcept;
   JwtKeySet(const JwtKeySet&) = delete;
@@ -75,7 +68,7 @@ class JwtKeySet {
   void add_hmac_secret(std::string secret, const std::string& kid);
 
   // The number of usable keys.
-  size_t size() const;
+  size_t size() const override;
 
   // Verifies `signature` (already base64url-decoded) over `signing_input` ("header.payload"
   // as it appeared in the token) with every key that fits: the key type matches `alg`
@@ -84,7 +77,7 @@ class JwtKeySet {
   // set, the key has that kid or no kid. HMACs are compared in constant time. Thread-safe;
   // leaves the calling thread's OpenSSL error queue empty.
   Verify verify(JwtAlg alg, const std::optional<std::string>& kid, std::string_view signing_input,
-                std::string_view signature) const;
+                std::string_view signature) const override;
 
  private:
   struct Key;

@@ -187,7 +187,7 @@ RespParser::Result RespParser::next(RedisReply& out) {
 
 class RedisClient::Impl : public std::enable_shared_from_this<Impl> {
  public:
-  Impl(asio::any_io_executor ex, config::Endpoint address, std::chrono::milliseconds timeout)
+  Impl(asio::any_io_executor ex, base::Endpoint address, std::chrono::milliseconds timeout)
       : executor_(ex),
         address_(std::move(address)),
         name_(address_.to_string()),
@@ -198,7 +198,7 @@ class RedisClient::Impl : public std::enable_shared_from_this<Impl> {
   void command(std::vector<std::string> args, Callback cb);
   void close();
   void destroy();
-  const config::Endpoint& address() const { return address_; }
+  const base::Endpoint& address() const { return address_; }
 
  private:
   // One TCP connection and what belongs to it. Handlers hold it by shared_ptr and ignore
@@ -229,7 +229,7 @@ class RedisClient::Impl : public std::enable_shared_from_this<Impl> {
   void on_timer();
 
   asio::any_io_executor executor_;
-  config::Endpoint address_;
+  base::Endpoint address_;
   std::string name_;
   std::chrono::milliseconds timeout_;
   tcp::resolver resolver_;
@@ -415,7 +415,7 @@ void RedisClient::Impl::destroy() {
   pending_.clear();
 }
 
-RedisClient::RedisClient(asio::any_io_executor ex, config::Endpoint address,
+RedisClient::RedisClient(asio::any_io_executor ex, base::Endpoint address,
                          std::chrono::milliseconds timeout)
     : impl_(std::make_shared<Impl>(std::move(ex), std::move(address), timeout)) {}
 
@@ -427,6 +427,6 @@ void RedisClient::command(std::vector<std::string> args, Callback cb) {
 
 void RedisClient::close() { impl_->close(); }
 
-const config::Endpoint& RedisClient::address() const { return impl_->address(); }
+const base::Endpoint& RedisClient::address() const { return impl_->address(); }
 
 }  // namespace sparkgate::redis

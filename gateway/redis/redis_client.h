@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config/config.h"
+#include "base/endpoint.h"
 
 namespace sparkgate::redis {
 
@@ -100,7 +100,7 @@ class RedisClient {
   // reply is meaningful only when error is empty; on error it is kNil.
   using Callback = std::function<void(const RedisReply& reply, const std::string& error)>;
 
-  RedisClient(boost::asio::any_io_executor ex, config::Endpoint address,
+  RedisClient(boost::asio::any_io_executor ex, base::Endpoint address,
               std::chrono::milliseconds timeout);
   // Closes the connection; pending callbacks are dropped without being called.
   ~RedisClient();
@@ -114,7 +114,7 @@ class RedisClient {
   // "closed".
   void close();
 
-  const config::Endpoint& address() const;
+  const base::Endpoint& address() const;
 
  private:
   class Impl;

@@ -170,6 +170,17 @@ void BackendRegistry::rebuild_locked() {
   snapshot_.store(snap);
 }
 
+std::vector<BackendPtr> BackendRegistry::drain_backend(const std::string& address, const std::string* cluster,
+                                                       bool drain) {
+  std::vector<BackendPtr> changed;
+  for (const auto& b : all()) {
+    if (b->name() != address || (cluster && b->cluster() != *cluster)) continue;
+    b->admin_drain_.store(drain);
+    changed.push_back(b);
+  }
+  return changed;
+}
+
 std::vector<BackendPtr> BackendRegistry::all() const {
   std::vector<BackendPtr> out;
   auto snap = snapshot();

@@ -38,7 +38,6 @@ class BackendState {
   std::atomic<uint32_t> weight{1};
   std::atomic<uint32_t> max_sessions{0};
   std::atomic<bool> config_drain{false};  // `drain: true` in the config
-  std::atomic<bool> admin_drain{false};   // drained through the admin API
   std::atomic<bool> dns_gone{false};      // discovered, and no longer in DNS
   // Left the config (or DNS, after draining): its sessions cannot follow it anywhere.
   std::atomic<bool> retired{false};
@@ -56,11 +55,14 @@ class BackendState {
   // The metric families of this backend's cluster, cached by the proxy on first use.
   std::atomic<observe::ClusterMetrics*> metrics{nullptr};
 
+  // Drained through the admin API (BackendRegistry::drain_backend).
+  bool admin_drained() const { return admin_drain_.load(); }
+
   // Takes new sessions: healthy and not drained by anything.
   bool accepts_sessions() const {
-    return healthy.load() && !config_drain.load() && !admin_drain.load() && !dns_gone.load();
+    return healthy.load() && !config_drain.load() && !admin_drain_.load() && !dns_gone.load();
   }
-  bool draining() const { return config_drain.load() || admin_drain.load() || dns_gone.load(); }
+  bool draining() const { return config_drain.load() || admin_drain_.load() || dns_gone.load(); }
   // The epoch this backend will have once it is healthy again: one more if connections
   // to it were refused while it was out (it restarted). A session placed on it while it
   // is out (panic routing) lives on the restarted server, so it carries this epoch.
@@ -80,8 +82,10 @@ class BackendState {
   bool probe_succeeded(uint32_t threshold);
 
  private:
+  friend class BackendRegistry;  // drain_backend
   std::string cluster_;
   config::Endpoint address_;
+  std::atomic<bool> admin_drain_{false};
   std::string name_;
   void note_refused(const std::string& reason);
 
@@ -124,6 +128,10 @@ class BackendRegistry {
 
   // Every backend of every cluster (for the health checker and the admin API).
   std::vector<BackendPtr> all() const;
+  // The admin API's drain: sets (`drain`) or clears the admin drain of every backend whose
+  // address is `address` (host:port), only in `cluster` when that is not null. A drained
+  // backend takes no new sessions; its sessions continue. Returns the backends changed.
+  std::vector<BackendPtr> drain_backend(const std::string& address, const std::string* cluster, bool drain);
   // True if some backend of some cluster is healthy (readiness).
   bool any_healthy() const;
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "config/config_loader.h"
+#include "policy/jwt_key_builder.h"
 #include "server/io_thread.h"
 #include "spark/requests.h"
 #include "upstream/unary_call.h"
@@ -39,7 +40,8 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
       options_(std::move(options)),
       work_(io_.get_executor()),
       pools_(io_.get_executor(), upstream::PoolOptions{}),
-      health_(io_.get_executor(), state.router.backends(), [&state] { return state.config.load(); }),
+      health_targets_(state.router.backends()),
+      health_(io_.get_executor(), health_targets_, [&state] { return state.config.load(); }),
       watch_timer_(io_),
       reap_timer_(io_),
       dns_timer_(io_),
@@ -127,7 +129,7 @@ ControlPlane::FileId ControlPlane::stat_config() const {
 void ControlPlane::reload(const std::string& why) {
   // Whatever triggered this, the file as it is now has been seen.
   watched_ = stat_config();
-  auto next = config::load_config_file(options_.config_path);
+  auto next = config::load_config_file(options_.config_path, policy::config_load_options());
   if (!next.config) {
     for (const auto& e : next.errors) spdlog::error("reload rejected: {}", e.to_string());
     spdlog::error("configuration reload ({}) failed; still running the previous configuration", why);

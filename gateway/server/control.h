@@ -17,6 +17,7 @@
 #include "policy/redis_quotas.h"
 #include "routing/redis_store.h"
 #include "server/gateway_state.h"
+#include "server/health_targets.h"
 #include "upstream/conn_pool.h"
 #include "upstream/health_checker.h"
 
@@ -74,6 +75,7 @@ class ControlPlane {
   // Stops the listener's posts to io_ (any thread; idempotent).
   void retire_quota_releaser();
   std::shared_ptr<QuotaReleaser> quota_releaser_;
+  RegistryHealthTargets health_targets_;  // before health_, which borrows it
   upstream::HealthChecker health_;
   boost::asio::steady_timer watch_timer_;
   boost::asio::steady_timer reap_timer_;

@@ -11,6 +11,7 @@
 
 #include "admin/admin_server.h"
 #include "config/config_loader.h"
+#include "policy/jwt_key_builder.h"
 #include "server/control.h"
 #include "server/gateway_state.h"
 #include "server/observers.h"
@@ -26,7 +27,7 @@ namespace {
 using namespace sparkgate;
 
 int check_config(const std::string& path) {
-  auto result = config::load_config_file(path);
+  auto result = config::load_config_file(path, policy::config_load_options());
   for (const auto& e : result.errors) std::cerr << e.to_string() << "\n";
   if (!result.config) return 1;
   // TLS material must also load, not just exist.
@@ -94,7 +95,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("sparkgate"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
-  auto loaded = config::load_config_file(config_path);
+  auto loaded = config::load_config_file(config_path, policy::config_load_options());
   if (!loaded.config) {
     for (const auto& e : loaded.errors) spdlog::error("{}", e.to_string());
     return 1;

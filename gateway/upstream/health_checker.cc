@@ -18,9 +18,6 @@
 
 namespace sparkgate::upstream {
 
-using routing::BackendPtr;
-using routing::BackendRegistry;
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -88,10 +85,10 @@ bool judge(const UnaryResult& r, std::string& reason) {
 
 class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
  public:
-  Impl(boost::asio::any_io_executor executor, BackendRegistry& registry,
+  Impl(boost::asio::any_io_executor executor, HealthTargets& targets,
        std::function<std::shared_ptr<const config::Config>()> current_config)
       : executor_(executor),
-        registry_(registry),
+        targets_(targets),
         current_config_(std::move(current_config)),
         timer_(executor),
         resolver_(executor) {}
@@ -119,13 +116,15 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
  private:
   // One probed backend.
   struct Target {
-    BackendPtr backend;
+    HealthTarget backend;
     std::shared_ptr<http2::ClientConnection> conn;  // null: connect on the next probe
     std::optional<config::UpstreamTls> tls;      // what `conn` was made with
     Clock::time_point next_due;
     bool in_flight = false;
     bool retired = false;  // left the registry, or health checks were turned off
-    uint32_t failures_in_a_row = 0;  // consecutive failed probes (the re-probe backoff)
+    uint32_t failures_in_a_row = 0;   // consecutive failed probes (the re-probe backoff)
+    uint32_t successes_in_a_row = 0;  // consecutive good probes
+    bool returning = false;           // failed lately, not yet healthy_threshold good probes since
   };
   using TargetPtr = std::shared_ptr<Target>;
   using Key = std::pair<std::string, std::string>;  // (cluster, "host:port")
@@ -136,29 +135,29 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
     const auto now = Clock::now();
     const auto config = current_config_();
     std::set<Key> seen;
-    for (const auto& backend : registry_.all()) {
-      const config::Cluster* cluster = config ? config->find_cluster(backend->cluster()) : nullptr;
+    for (auto& backend : targets_.list()) {
+      const config::Cluster* cluster = config ? config->find_cluster(backend.cluster) : nullptr;
       if (!cluster || !cluster->health_check.enabled) continue;
-      Key key{backend->cluster(), backend->name()};
+      Key key{backend.cluster, backend.name};
       if (!seen.insert(key).second) continue;
-      auto& target = targets_[key];
+      auto& target = probes_[key];
       if (!target) {
         target = std::make_shared<Target>();
         target->next_due = now;
       }
-      target->backend = backend;  // the registry may have a new state for the address
+      target->backend = std::move(backend);
       if (!target->in_flight && target->next_due <= now) launch(target, *cluster, now);
     }
-    for (auto it = targets_.begin(); it != targets_.end();) {
+    for (auto it = probes_.begin(); it != probes_.end();) {
       if (seen.count(it->first)) {
         ++it;
         continue;
       }
       retire(*it->second);
-      it = targets_.erase(it);
+      it = probes_.erase(it);
     }
     auto wake = now + kRescan;
-    for (const auto& [key, target] : targets_) {
+    for (const auto& [key, target] : probes_) {
       if (!target->in_flight) wake = std::min(wake, target->next_due);
     }
     arm(wake);
@@ -201,7 +200,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
 
   void connect(const TargetPtr& target, const config::HealthCheck& hc,
                const std::optional<config::UpstreamTls>& tls) {
-    const config::Endpoint& address = target->backend->address();
+    const config::Endpoint& address = target->backend.address;
     std::optional<http2::ClientTls> client_tls;
     if (tls) {
       std::string error;
@@ -215,7 +214,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
     http2::ClientConnectionOptions options;
     options.stream_window_bytes = 64 * 1024;  // answers are a few bytes
     options.connection_window_bytes = 1u << 20;
-    auto conn = std::make_shared<http2::ClientConnection>(executor_, target->backend->name(), options);
+    auto conn = std::make_shared<http2::ClientConnection>(executor_, target->backend.name, options);
     target->conn = conn;
     target->tls = tls;
     resolver_.async_resolve(
@@ -226,7 +225,7 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
           if (self->stopped_ || target->retired || target->conn != conn) return;
           if (ec) {
             target->conn.reset();
-            self->complete(target, hc, false, "cannot resolve " + target->backend->address().host + ": " + ec.message());
+            self->complete(target, hc, false, "cannot resolve " + target->backend.address.host + ": " + ec.message());
             return;
           }
           conn->connect(results, hc.timeout, client_tls, [self, target, conn, hc](const std::string& error) {
@@ -263,20 +262,23 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
 
   void complete(const TargetPtr& target, const config::HealthCheck& hc, bool ok, const std::string& reason) {
     target->in_flight = false;
-    auto& backend = *target->backend;
+    const auto& backend = target->backend;
     if (ok) {
       target->failures_in_a_row = 0;
-      backend.probe_succeeded(hc.healthy_threshold);
+      ++target->successes_in_a_row;
     } else {
       ++target->failures_in_a_row;
-      spdlog::debug("health check of backend {} (cluster {}) failed: {}", backend.name(), backend.cluster(), reason);
-      backend.probe_failed(hc.unhealthy_threshold, reason);
+      target->successes_in_a_row = 0;
+      target->returning = true;
+      spdlog::debug("health check of backend {} (cluster {}) failed: {}", backend.name, backend.cluster, reason);
     }
-    // Fast re-probe: a failed probe is repeated soon (backing off), and a backend on its
-    // way back collects its healthy_threshold good probes at that pace too, so that one
-    // that is back is healthy again within about retry_max_interval, not after several
-    // intervals.
-    if (hc.retry_interval.count() > 0 && (!ok || !backend.healthy.load())) {
+    targets_.report(backend, hc, ok, reason);
+    // Fast re-probe: a failed probe is repeated soon (backing off), and after failures the
+    // healthy_threshold good probes that bring a backend back come at that pace too, so
+    // that one that is back is healthy again within about retry_max_interval, not after
+    // several intervals.
+    if (target->returning && target->successes_in_a_row >= hc.healthy_threshold) target->returning = false;
+    if (hc.retry_interval.count() > 0 && target->returning) {
       auto delay = hc.retry_interval;
       for (uint32_t i = 1; i < target->failures_in_a_row && delay < hc.retry_max_interval; ++i) delay *= 2;
       delay = std::min({delay, hc.retry_max_interval, hc.interval});
@@ -288,15 +290,15 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   void shut_down() {
     timer_.cancel();
     resolver_.cancel();
-    for (auto& [key, target] : targets_) retire(*target);
-    targets_.clear();
+    for (auto& [key, target] : probes_) retire(*target);
+    probes_.clear();
   }
 
   boost::asio::any_io_executor executor_;
-  BackendRegistry& registry_;
+  HealthTargets& targets_;
   std::function<std::shared_ptr<const config::Config>()> current_config_;
   // Held by every handler while it works, so that once stop() has set stopped_ no
-  // handler touches the registry or the config callback again.
+  // handler touches the targets or the config callback again.
   std::mutex mu_;
   bool started_ = false;
   bool stopped_ = false;
@@ -304,12 +306,12 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   std::optional<Clock::time_point> next_wake_;
   boost::asio::ip::tcp::resolver resolver_;
   TlsContextCache tls_contexts_;
-  std::map<Key, TargetPtr> targets_;
+  std::map<Key, TargetPtr> probes_;
 };
 
-HealthChecker::HealthChecker(boost::asio::any_io_executor executor, BackendRegistry& registry,
+HealthChecker::HealthChecker(boost::asio::any_io_executor executor, HealthTargets& targets,
                              std::function<std::shared_ptr<const config::Config>()> current_config)
-    : impl_(std::make_shared<Impl>(std::move(executor), registry, std::move(current_config))) {}
+    : impl_(std::make_shared<Impl>(std::move(executor), targets, std::move(current_config))) {}
 
 HealthChecker::~HealthChecker() { stop(); }
 

@@ -1,7 +1,8 @@
 // Active health checks: every backend of every cluster with health_check.enabled is
 // probed every health_check.interval with grpc.health.v1.Health/Check on a connection
-// the checker owns (one per backend, TLS when the cluster has `tls:`). The outcome feeds
-// BackendState::probe_failed / probe_succeeded, which apply the thresholds.
+// the checker owns (one per backend, TLS when the cluster has `tls:`). The backends come
+// from, and the outcomes go to, a HealthTargets (the server's is routing's backend
+// registry: server/health_targets.h, where BackendState applies the thresholds).
 //
 // A probe succeeds on grpc-status 0 with status SERVING, and on grpc-status 12
 // UNIMPLEMENTED: Spark Connect does not serve grpc.health, and an answer of any kind
@@ -24,19 +25,40 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "config/config.h"
-#include "routing/backend_state.h"
 
 namespace sparkgate::upstream {
 
+// One backend to probe.
+struct HealthTarget {
+  std::string cluster;
+  config::Endpoint address;
+  std::string name;  // "host:port"
+};
+
+// Where the checker finds its backends and reports what it saw.
+class HealthTargets {
+ public:
+  virtual ~HealthTargets() = default;
+  // Every backend there is now, of every cluster (the checker skips clusters without
+  // health_check.enabled). Called on the checker's executor, at least once a second.
+  virtual std::vector<HealthTarget> list() const = 0;
+  // The outcome of one probe of `target`, run under `check`: success, or a failure and
+  // its reason for people. Called on the checker's executor.
+  virtual void report(const HealthTarget& target, const config::HealthCheck& check, bool ok,
+                      const std::string& reason) = 0;
+};
+
 class HealthChecker {
  public:
-  // `registry` is borrowed: its owner keeps it alive until stop() has returned.
+  // `targets` is borrowed: its owner keeps it alive until stop() has returned.
   // `current_config` returns the config snapshot to use; it is called on the executor
   // once per scheduling pass (the cluster's health_check and tls are looked up by name
   // each time, so reloads apply from the next probe).
-  HealthChecker(boost::asio::any_io_executor executor, routing::BackendRegistry& registry,
+  HealthChecker(boost::asio::any_io_executor executor, HealthTargets& targets,
                 std::function<std::shared_ptr<const config::Config>()> current_config);
   // Stops (see stop()).
   ~HealthChecker();
@@ -46,7 +68,7 @@ class HealthChecker {
   // Begins probing: the first probe of every backend goes out at once. Calling it again
   // (or after stop()) does nothing.
   void start();
-  // After it returns, the checker no longer touches the registry or calls
+  // After it returns, the checker no longer touches the targets or calls
   // current_config; timers are cancelled and connections closed on the executor (if it
   // still runs). The checker may then be destroyed.
   void stop();

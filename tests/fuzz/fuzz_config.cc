@@ -16,6 +16,7 @@
 #include <string>
 
 #include "config/config_loader.h"
+#include "policy/jwt_key_builder.h"
 #include "fuzz_util.h"
 
 using namespace sparkgate;
@@ -34,7 +35,7 @@ const std::string& base_dir() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string yaml(reinterpret_cast<const char*>(data), size);
   const std::string name = "fuzz.yaml";
-  const auto r = config::load_config_string(yaml, name, base_dir());
+  const auto r = config::load_config_string(yaml, name, base_dir(), policy::config_load_options());
   FUZZ_CHECK((r.config == nullptr) == !r.errors.empty());
   const int lines = static_cast<int>(std::count(yaml.begin(), yaml.end(), '\n')) + 1;
   for (const auto& e : r.errors) {
@@ -48,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (r.config) {
     FUZZ_CHECK(!r.config->listeners.empty());
   }
-  const auto again = config::load_config_string(yaml, name, base_dir());
+  const auto again = config::load_config_string(yaml, name, base_dir(), policy::config_load_options());
   FUZZ_CHECK(again.errors.size() == r.errors.size());
   for (size_t i = 0; i < r.errors.size(); ++i) FUZZ_CHECK(again.errors[i].to_string() == r.errors[i].to_string());
   FUZZ_CHECK((again.config == nullptr) == (r.config == nullptr));

@@ -23,6 +23,7 @@
 #include "config/config_loader.h"
 #include "http2/client_connection.h"
 #include "routing/backend_state.h"
+#include "server/health_targets.h"
 #include "upstream/health_checker.h"
 #include "upstream/conn_pool.h"
 #include "upstream/tls_client.h"
@@ -91,7 +92,7 @@ class CheckerRig {
  public:
   explicit CheckerRig(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {
     registry_.apply_config(current());
-    checker_ = std::make_unique<upstream::HealthChecker>(io_.io.get_executor(), registry_,
+    checker_ = std::make_unique<upstream::HealthChecker>(io_.io.get_executor(), targets_,
                                                         [this] { return current(); });
     checker_->start();
   }
@@ -124,6 +125,7 @@ class CheckerRig {
   mutable std::mutex mu_;
   std::shared_ptr<const config::Config> config_;
   routing::BackendRegistry registry_;
+  server::RegistryHealthTargets targets_{registry_};
   std::unique_ptr<upstream::HealthChecker> checker_;
 };
 

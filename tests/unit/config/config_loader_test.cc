@@ -571,7 +571,6 @@ quotas:
   CHECK(c.auth.tokens[0].principal.user == "alice");
   CHECK(c.auth.tokens[0].principal.groups == std::vector<std::string>{"analysts", "etl"});
   CHECK(c.auth.tokens[0].principal.tenant == "acme");
-  CHECK(c.auth.tokens[0].principal.method == sparkgate::base::AuthMethod::kToken);
   CHECK(c.auth.tokens[1].principal.user == "bob");
   CHECK(c.auth.enabled());
   CHECK_FALSE(c.auth.anonymous);

@@ -19,7 +19,6 @@ config::Auth tokens_auth() {
     t.principal.user = user;
     t.principal.groups = {"analysts"};
     t.principal.tenant = "acme";
-    t.principal.method = base::AuthMethod::kToken;
     a.tokens.push_back(t);
   }
   return a;
@@ -46,6 +45,7 @@ TEST_CASE("static tokens: bearer in authorization or authentication maps to the 
   CHECK(r.principal.user == "alice");
   CHECK(r.principal.groups == std::vector<std::string>{"analysts"});
   CHECK(r.principal.tenant == "acme");
+  CHECK(r.principal.method == base::AuthMethod::kToken);
   CHECK(r.principal.verified());
   // The Scala client's header, and a case-insensitive scheme.
   auto s = auth_with(a, "authentication", "bearer bob-token");

@@ -287,7 +287,7 @@ TEST_CASE("router: panic routing off, or only drained backends left: UNAVAILABLE
     CHECK(drained->probe_failed(1, "timed out"));
     CHECK(other->probe_failed(1, "timed out"));
     for (int i = 0; i < 5; ++i) CHECK(route(router, *cfg, "u", "n" + std::to_string(i)).backend() == other->name());
-    other->admin_drain = true;
+    backends.drain_backend(other->name(), nullptr, true);
     CHECK(route(router, *cfg, "u", "x").status.code == grpcwire::StatusCode::kUnavailable);
   }
 }
