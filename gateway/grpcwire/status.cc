@@ -1,6 +1,9 @@
 #include "grpcwire/status.h"
 
 #include <array>
+#include <charconv>
+
+#include "grpcwire/local_reply.h"
 
 namespace sparkgate::grpcwire {
 
@@ -54,6 +57,13 @@ std::string percent_decode(std::string_view value) {
     out.push_back(value[i]);
   }
   return out;
+}
+
+StatusCode parse_status(std::string_view value) {
+  int code = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), code);
+  if (ec != std::errc() || code < 0) return StatusCode::kUnknown;
+  return static_cast<StatusCode>(code);
 }
 
 }  // namespace sparkgate::grpcwire

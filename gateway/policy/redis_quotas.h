@@ -32,14 +32,9 @@
 #include <string>
 
 #include "config/config.h"
+#include "policy/quota_service.h"
 
 namespace sparkgate::policy {
-
-struct QuotaDecision {
-  bool allowed = true;
-  bool store_failed = false;
-  std::string error;  // why the store failed; empty unless store_failed
-};
 
 using QuotaCallback = std::function<void(const QuotaDecision&)>;
 // lease_id is non-empty only when the operation was admitted and is counted in Redis.

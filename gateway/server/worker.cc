@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/proxy_stream.h"
+#include "policy/local_quota_service.h"
+#include "policy/redis_quota_service.h"
+#include "proxy/rpc_stream.h"
+#include "routing/redis_session_store.h"
 #include "server/io_thread.h"
 
 namespace sparkgate::server {
@@ -45,6 +48,16 @@ Worker::Worker(int index, GatewayState& state)
   const auto& quotas = state.config.load()->quotas;
   if (quotas.store == config::Quotas::Store::kRedis)
     redis_quotas_ = std::make_unique<policy::RedisQuotas>(io_.get_executor(), quotas.redis);
+  // The one place that knows which stores are in use.
+  if (store_) session_store_ = std::make_unique<routing::RedisSessionStore>(*store_);
+  else session_store_ = std::make_unique<routing::LocalSessionStore>();
+  if (redis_quotas_) {
+    quota_service_ = std::make_unique<policy::RedisQuotaService>(*redis_quotas_);
+  } else {
+    auto& sessions = state.router.sessions();
+    quota_service_ = std::make_unique<policy::LocalQuotaService>(
+        state.quotas, [&sessions](const std::string& user) { return sessions.user_sessions(user); });
+  }
 }
 
 Worker::~Worker() { stop(); }
@@ -160,11 +173,10 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
   }
   auto conn = std::make_shared<http2::ServerConnection>(
       io_.get_executor(), std::move(transport), opts, [this, peer_cert](http2::ServerConnection& s, int32_t id) {
-        proxy::ProxyContext ctx{state_.config.load(), &state_.router,  &pools_,
-                                store_.get(),         &state_.metrics, &state_.quotas,
-                                redis_quotas_.get(),  &state_.access_log, &state_.draining,
-                                peer_cert};
-        return std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
+        proxy::ProxyContext ctx{state_.config.load(), &state_.router,       &pools_,
+                                session_store_.get(), quota_service_.get(), &state_.metrics,
+                                &state_.access_log,   &state_.draining,     peer_cert};
+        return std::make_shared<proxy::RpcStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerConnection> weak = conn;
   conn->on_finished = [this, weak, slot = std::move(slot)] {

@@ -15,7 +15,9 @@
 
 #include "http2/server_connection.h"
 #include "policy/peer_certificate.h"
+#include "policy/quota_service.h"
 #include "policy/redis_quotas.h"
+#include "routing/session_store.h"
 #include "routing/redis_store.h"
 #include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
@@ -53,6 +55,9 @@ class Worker {
   upstream::PoolSet pools_;
   std::unique_ptr<routing::RedisAffinityStore> store_;  // with sessions.store: redis
   std::unique_ptr<policy::RedisQuotas> redis_quotas_;   // with quotas.store: redis
+  // Chosen at startup from sessions.store and quotas.store; the proxy sees only these.
+  std::unique_ptr<routing::SessionStore> session_store_;
+  std::unique_ptr<policy::QuotaService> quota_service_;
   std::unordered_set<std::shared_ptr<http2::ServerConnection>> conns_;
   std::atomic<size_t> connections_{0};
   // Refusals past limits.max_connections are logged at most once a second.

@@ -37,12 +37,50 @@ http2::ClientConnection* ConnPool::pick() {
   return best;
 }
 
+http2::ClientConnection* ConnPool::least_loaded() {
+  http2::ClientConnection* least = nullptr;
+  for (auto& c : conns_) {
+    if (c->is_connected() && !c->is_draining() && (!least || c->active_streams() < least->active_streams()))
+      least = c.get();
+  }
+  return least;
+}
+
 void ConnPool::acquire(Ready ready) {
   if (auto* s = pick()) {
     ready(s, "");
     return;
   }
-  waiters_.push_back(std::move(ready));
+  add_waiter(std::move(ready), nullptr);
+}
+
+PoolAnswer ConnPool::acquire(PoolWaiter& waiter) {
+  PoolAnswer a;
+  if ((a.conn = pick())) return a;
+  if (connecting_ == 0 && conns_.size() >= options_.max_connections && (a.conn = least_loaded())) return a;
+  add_waiter({}, &waiter);  // never served inside this call now
+  a.pending = &waiters_.back();
+  return a;
+}
+
+void ConnPool::serve_first(std::list<Waiting>& list, http2::ClientConnection* s, const std::string& error) {
+  // Off the list before the call: the wait is over once its completion starts.
+  Waiting w = std::move(list.front());
+  list.pop_front();
+  w.call(s, error);
+}
+
+void ConnPool::fail_waiters(const std::string& error) {
+  std::list<Waiting> failing;
+  failing.splice(failing.end(), waiters_);
+  for (auto& w : failing) w.in = &failing;
+  while (!failing.empty()) serve_first(failing, nullptr, error);
+}
+
+void ConnPool::add_waiter(Ready ready, PoolWaiter* waiter) {
+  waiters_.emplace_back(std::move(ready), waiter);
+  waiters_.back().self = std::prev(waiters_.end());
+  waiters_.back().in = &waiters_;
   if (connecting_ == 0) {
     if (conns_.size() < options_.max_connections) {
       open_connection();
@@ -97,9 +135,7 @@ void ConnPool::on_connected(const std::shared_ptr<http2::ClientConnection>& s, c
     spdlog::warn("backend {} unreachable: {}", backend_name_, error);
     std::erase(conns_, s);
     // Every waiter fails: they all wanted this backend, and it just refused us.
-    auto waiters = std::move(waiters_);
-    waiters_.clear();
-    for (auto& w : waiters) w(nullptr, error);
+    fail_waiters(error);
     return;
   }
   report_connections();
@@ -117,20 +153,14 @@ void ConnPool::serve_waiters() {
         return;
       }
       // At the cap: least-loaded usable connection.
-      http2::ClientConnection* least = nullptr;
-      for (auto& c : conns_) {
-        if (c->is_connected() && !c->is_draining() && (!least || c->active_streams() < least->active_streams()))
-          least = c.get();
-      }
+      http2::ClientConnection* least = least_loaded();
       if (!least) {
         open_connection();
         return;
       }
       s = least;
     }
-    auto w = std::move(waiters_.front());
-    waiters_.pop_front();
-    w(s, "");
+    serve_first(waiters_, s, "");
   }
 }
 
@@ -140,9 +170,7 @@ void ConnPool::close_all() {
   conns_.clear();
   report_connections();
   resolver_.cancel();
-  auto waiters = std::move(waiters_);
-  waiters_.clear();
-  for (auto& w : waiters) w(nullptr, "the gateway is stopping");
+  fail_waiters("the gateway is stopping");
 }
 
 void ConnPool::report_connections() {

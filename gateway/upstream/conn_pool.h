@@ -8,13 +8,14 @@
 #include <boost/asio.hpp>
 
 #include <chrono>
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/cancellable.h"
 #include "config/config.h"
 #include "http2/client_connection.h"
 #include "upstream/tls_client.h"
@@ -36,6 +37,23 @@ struct PoolOptions {
   observe::Metrics* metrics = nullptr;
 };
 
+// Waits for a connection (ConnPool::acquire); called at most once per wait.
+class PoolWaiter {
+ public:
+  // `conn` is null on failure and `error` says why. The pointer is valid for the
+  // duration of the call; the waiter opens its stream inside it.
+  virtual void on_pool_ready(http2::ClientConnection* conn, const std::string& error) = 0;
+
+ protected:
+  ~PoolWaiter() = default;
+};
+
+// What acquire(PoolWaiter&) gives: a connection now, or a wait to cancel.
+struct PoolAnswer {
+  http2::ClientConnection* conn = nullptr;  // set: use it now (valid during the caller's turn)
+  base::Cancellable* pending = nullptr;     // set: the waiter hears later
+};
+
 class ConnPool {
  public:
   // `connection` is null on failure and `error` says why ("connection refused", ...).
@@ -52,6 +70,10 @@ class ConnPool {
   // valid for the duration of the call; the caller opens its stream inside it.
   // Safe from inside nghttp2 callbacks of other connections.
   void acquire(Ready ready);
+  // The same for an object that waits: a connection with room at once, or a wait that
+  // ends in waiter.on_pool_ready unless cancelled first. No allocation when a connection
+  // has room.
+  PoolAnswer acquire(PoolWaiter& waiter);
 
   const std::string& backend() const { return backend_name_; }
   const config::Endpoint& endpoint() const { return backend_; }
@@ -66,6 +88,9 @@ class ConnPool {
   void serve_waiters();
   void forget(http2::ClientConnection& s);
   http2::ClientConnection* pick();
+  // At the cap: the usable connection with the fewest streams (nghttp2 holds a stream
+  // until the backend has room), or null.
+  http2::ClientConnection* least_loaded();
   // Brings sparkgate_upstream_connections up to the connections open now.
   void report_connections();
 
@@ -78,7 +103,26 @@ class ConnPool {
   boost::asio::ip::tcp::resolver resolver_;
   std::vector<std::shared_ptr<http2::ClientConnection>> conns_;  // usable or connecting
   size_t connecting_ = 0;
-  std::deque<Ready> waiters_;
+  // One wait for a connection: a function or a PoolWaiter. Nodes never move (list), so
+  // a wait can cancel itself.
+  struct Waiting final : base::Cancellable {
+    Waiting(Ready r, PoolWaiter* w) : ready(std::move(r)), waiter(w) {}
+    void cancel() override { in->erase(self); }
+    void call(http2::ClientConnection* s, const std::string& error) {
+      if (waiter) waiter->on_pool_ready(s, error);
+      else ready(s, error);
+    }
+    std::list<Waiting>* in = nullptr;  // the list holding this node
+    Ready ready;
+    PoolWaiter* waiter;
+    std::list<Waiting>::iterator self;
+  };
+  void add_waiter(Ready ready, PoolWaiter* waiter);
+  // Takes the first waiter off `list` and calls it.
+  static void serve_first(std::list<Waiting>& list, http2::ClientConnection* s, const std::string& error);
+  // Fails every waiter queued now (not those that a failing one queues again).
+  void fail_waiters(const std::string& error);
+  std::list<Waiting> waiters_;
   prometheus::Gauge* connections_gauge_ = nullptr;
   int64_t reported_connections_ = 0;
   // Tells callbacks that outlive the pool (connect completions) that it is gone.

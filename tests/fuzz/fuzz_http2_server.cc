@@ -1,7 +1,7 @@
 // libFuzzer target: the whole downstream side of one client connection. Arbitrary bytes
 // from a "client" go through the same code path a socket's bytes take: a Transport under
 // the real http2::ServerConnection (nghttp2 server, read loop, write scheduling), with the
-// real proxy::ProxyStream behind it for every stream (header checks, authentication,
+// real proxy::RpcStream behind it for every stream (header checks, authentication,
 // gRPC framer, envelope inspector, identity rewrite, quotas, routing, upstream connect,
 // local replies). The routed backend refuses connections (a loopback port nobody listens
 // on), so every routed call ends in the UNAVAILABLE path.
@@ -34,7 +34,9 @@
 #include "fuzz_util.h"
 #include "http2/server_connection.h"
 #include "http2/transport.h"
-#include "proxy/proxy_stream.h"
+#include "policy/local_quota_service.h"
+#include "proxy/rpc_stream.h"
+#include "routing/session_store.h"
 #include "server/gateway_state.h"
 #include "upstream/conn_pool.h"
 
@@ -252,6 +254,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     po.connection.stream_window_bytes = cfg->http2.stream_window_bytes;
     po.connection.connection_window_bytes = cfg->http2.connection_window_bytes;
     upstream::PoolSet pools(io.get_executor(), po);
+    routing::LocalSessionStore session_store;
+    policy::LocalQuotaService quota_service(
+        state.quotas, [&state](const std::string& user) { return state.router.sessions().user_sessions(user); });
     FuzzTransport* transport = nullptr;
     {
       auto t = std::make_unique<FuzzTransport>(io.get_executor(), fz::chunk(in, seed), written, transport_closed);
@@ -270,9 +275,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             ctx.router = &state.router;
             ctx.pools = &pools;
             ctx.metrics = &state.metrics;
-            ctx.quotas = &state.quotas;
+            ctx.quotas = &quota_service;
+            ctx.store = &session_store;
             ctx.draining = &state.draining;
-            auto h = std::make_shared<proxy::ProxyStream>(s, id, std::move(ctx));
+            auto h = std::make_shared<proxy::RpcStream>(s, id, std::move(ctx));
             handlers.push_back(h);
             return h;
           });

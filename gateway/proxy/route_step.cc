@@ -1,0 +1,113 @@
+#include "proxy/route_step.h"
+
+#include <spdlog/spdlog.h>
+
+#include "policy/quota_service.h"
+#include "proxy/rpc_state.h"
+
+namespace sparkgate::proxy {
+
+routing::RouteRequest RouteStep::request() const {
+  routing::RouteRequest r{state_.rpc, &state_.envelope(), &state_.upstream_headers, &state_.principal};
+  // Where the quota service counts sessions itself, the registry does not (SessionAdmitStep).
+  r.max_user_sessions = state_.ctx.quotas->registry_session_limit(state_.quota.max_sessions);
+  return r;
+}
+
+StepStatus RouteStep::refuse(const grpcwire::Status& status) {
+  if (state_.route.over_session_quota) return state_.stop_quota(observe::Metrics::Quota::kMaxSessions, status.message);
+  return state_.stop(status.code, status.message);
+}
+
+StepStatus RouteStep::run() {
+  auto& store = *state_.ctx.store;
+  auto status = state_.ctx.router->route(*state_.ctx.config, request(), state_.route, store.ask_before_placing());
+  if (!status.ok()) return refuse(status);
+  if (!state_.route.ask_store) return StepStatus::kContinue;
+  // A session this replica does not know: another replica may have placed it.
+  auto a = store.lookup(state_.principal.user, state_.envelope().session_id, *this);
+  if (a.pending) {
+    waiting_for_ = Wait::kLookup;
+    wait_.start(a.pending);
+    return StepStatus::kPaused;
+  }
+  return on_lookup(a);
+}
+
+StepStatus RouteStep::on_lookup(const routing::StoreAnswer& a) {
+  const auto& env = state_.envelope();
+  auto& route = state_.route;
+  grpcwire::Status status;
+  if (a.backend) {
+    status = state_.ctx.router->adopt(*state_.ctx.config, request(), *a.backend, route);
+  } else {
+    if (!a.error.empty()) spdlog::warn("session store unavailable ({}); placing session {} locally", a.error, env.session_id);
+    status = state_.ctx.router->route(*state_.ctx.config, request(), route);
+  }
+  if (!status.ok()) return refuse(status);
+  if (a.backend || !a.error.empty() || !route.session) return StepStatus::kContinue;
+  // Placed here: claim it in the store; a replica that claimed it first wins.
+  auto c = state_.ctx.store->claim(state_.principal.user, env.session_id, route.backend->name(),
+                                   state_.ctx.config->sessions.idle_timeout, *this);
+  if (c.pending) {
+    waiting_for_ = Wait::kClaim;
+    wait_.start(c.pending);
+    return StepStatus::kPaused;
+  }
+  return on_claim(c);
+}
+
+StepStatus RouteStep::on_claim(const routing::StoreAnswer& a) {
+  auto& route = state_.route;
+  if (!a.error.empty()) {
+    spdlog::warn("session store unavailable ({}); session {} stays placed locally", a.error,
+                 state_.envelope().session_id);
+  } else if (a.backend && *a.backend != route.backend->name()) {
+    state_.ctx.router->unplace(route.session);
+    route.session.reset();
+    auto status = state_.ctx.router->adopt(*state_.ctx.config, request(), *a.backend, route);
+    if (!status.ok()) return state_.stop(status.code, status.message);
+  }
+  return StepStatus::kContinue;
+}
+
+void RouteStep::on_store_answer(const routing::StoreAnswer& a) {
+  wait_.done();
+  auto was = waiting_for_;
+  waiting_for_ = Wait::kNone;
+  auto s = was == Wait::kLookup ? on_lookup(a) : on_claim(a);
+  if (s != StepStatus::kPaused) done_.step_done(s);
+}
+
+bool RouteStep::can_move() const {
+  const auto& route = state_.route;
+  // Only a session created by this very call, placed here by this replica, and only once:
+  // nothing has reached any backend yet, so placing it elsewhere is safe.
+  if (moved_ || !route.new_session || !route.session || route.session->rpcs.load() != 1) return false;
+  return state_.ctx.store->placements_movable();
+}
+
+bool RouteStep::move_new_session(const std::string& error) {
+  auto& route = state_.route;
+  moved_ = true;
+  auto failed = route.backend;
+  auto cluster = route.cluster;
+  state_.ctx.router->unplace(route.session);
+  route = {};
+  auto req = request();
+  req.avoid = failed.get();
+  auto status = state_.ctx.router->route(*state_.ctx.config, req, route);
+  if (!status.ok() || !route.backend || route.backend == failed) {
+    if (route.session) state_.ctx.router->unplace(route.session);
+    route = {};
+    route.cluster = cluster;  // for the message
+    route.backend = failed;
+    state_.backend = failed->name();
+    return false;
+  }
+  spdlog::info("backend {} is unreachable ({}); new session {} placed on {} instead", failed->name(), error,
+               state_.envelope().session_id, route.backend->name());
+  return true;
+}
+
+}  // namespace sparkgate::proxy
