@@ -32,7 +32,7 @@ log() { printf '[install-deps] %s\n' "$*" >&2; }
 # 1. Debian packages
 # ---------------------------------------------------------------------------------------
 apt_packages=(
-  meson ninja-build pkg-config
+  meson ninja-build pkg-config ccache  # meson uses ccache by itself: rebuilds of build, build-asan, build-image, build-fuzz
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost1.81-dev libboost-json1.81-dev
   libnghttp2-dev libyaml-cpp-dev prometheus-cpp-dev doctest-dev

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sparkgate test suite and reports one total.
 #
-#   tests/run.sh [--no-install] [unit] [integration] [asan] [e2e] [bench] [deploy] [interop] [fuzz] [soak]
+#   tests/run.sh [--no-install] [unit] [integration] [asan] [e2e] [bench] [deploy] [h2spec] [interop] [fuzz] [soak]
 #
 # First installs the dependencies and builds (deploy/install-deps.sh; --no-install skips
 # that and uses what is there). Then runs the named suites, or all of them:
@@ -20,11 +20,17 @@
 #                Connect server, real gateway)
 #   bench        tests/bench/smoke.sh: the benchmark's ~10 s smoke run (every scenario
 #                against every target with tiny sizes; one test case per scenario and
-#                target; it checks that the benchmark works, never a timing)
-#   deploy       tests/deploy/run.sh: helm lint and helm template of deploy/helm for each
+#                target; it checks that the benchmark works, never a timing), on the
+#                image's release build (build-image/, shared with the deploy suite)
+#   deploy       tests/deploy/run.sh: the build stage of deploy/docker/Dockerfile run on
+#                this host (tests/deploy/image_build.py: a broken image build fails here),
+#                helm lint and helm template of deploy/helm for each
 #                values example, strict offline validation of the rendered manifests and
 #                of deploy/k8s, the Grafana dashboard and the Dockerfile (`tests/run.sh
 #                deploy` runs only this suite; helm comes from the Go module proxy)
+#   h2spec       tests/h2spec/run.sh: the h2spec HTTP/2 conformance suite against the
+#                gateway's listener (h2spec from the Go module proxy into .tools/bin; one
+#                case per h2spec test, the one known failure listed and explained there)
 #   interop      tests/interop/run.sh $INTEROP_ARGS              (the client x server
 #                matrix; INTEROP_ARGS defaults to "--all": every cell)
 #   fuzz         tests/fuzz/run.sh --seconds FUZZ_SECONDS (default 30) for every libFuzzer
@@ -49,20 +55,21 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    unit|integration|e2e|bench|deploy|interop) suites+=("$arg") ;;
+    unit|integration|e2e|bench|deploy|h2spec|interop) suites+=("$arg") ;;
     asan|fuzz|soak) suites+=("$arg") ;;
     -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ "${#suites[@]}" -gt 0 ] || suites=(unit integration asan e2e bench deploy interop fuzz soak)
+[ "${#suites[@]}" -gt 0 ] || suites=(unit integration asan e2e bench deploy h2spec interop fuzz soak)
 
 # Wall-clock limits per suite, so a hang fails the run instead of stalling CI.
 UNIT_TIMEOUT_S="${UNIT_TIMEOUT_S:-600}"
 INTEGRATION_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
 E2E_TIMEOUT_S="${E2E_TIMEOUT_S:-2400}"
 DEPLOY_TIMEOUT_S="${DEPLOY_TIMEOUT_S:-1800}"  # the first run builds helm and the validator
-BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-600}"
+BENCH_TIMEOUT_S="${BENCH_TIMEOUT_S:-1800}"  # the first run makes the image's release build
+H2SPEC_TIMEOUT_S="${H2SPEC_TIMEOUT_S:-600}"  # the first run installs h2spec with go install
 INTEROP_TIMEOUT_S="${INTEROP_TIMEOUT_S:-2400}"
 # Every cell of the matrix fits the CI budget (docs/interoperability.md); INTEROP_ARGS=""
 # runs only tests/interop/run.sh's default cells, "--cells a,b" the named ones.
@@ -221,7 +228,9 @@ run_deploy() {
 run_bench_smoke() {
   banner "bench: tests/bench/smoke.sh"
   local log="$work/bench.log" rc=0 passed=0 failed=0 note
-  run_limited "$BENCH_TIMEOUT_S" "$log" bash tests/bench/smoke.sh --no-install --build-dir "$repo/build" || rc=$?
+  # The default build directory: the image's release build (the deploy suite's
+  # Dockerfile check builds the same one), so CI makes one release build, not two.
+  run_limited "$BENCH_TIMEOUT_S" "$log" bash tests/bench/smoke.sh --no-install || rc=$?
   # bench.py prints "bench: N passed, N failed" (one case per scenario and target).
   local line
   line="$(grep -E '^bench: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)"
@@ -232,6 +241,27 @@ run_bench_smoke() {
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then note="timed out after ${BENCH_TIMEOUT_S}s"; fi
   if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
   record bench "$passed" "$failed" "$note"
+}
+
+run_h2spec() {
+  banner "h2spec: tests/h2spec/run.sh"
+  local log="$work/h2spec.log" rc=0 passed=0 failed=0 note line
+  run_limited "$H2SPEC_TIMEOUT_S" "$log" \
+    env SPARKGATE_BIN="$repo/build/gateway/sparkgate" FAKE_SPARK_BIN="$repo/build/tests/fakes/fake_spark_server" \
+    bash tests/h2spec/run.sh || rc=$?
+  # tests/h2spec/run.sh ends with "N passed, N failed" (one case per h2spec test).
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)"
+  if [ -n "$line" ]; then
+    read -r passed _ failed _ <<<"$line"
+  fi
+  note="exit $rc"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    note="timed out after ${H2SPEC_TIMEOUT_S}s"
+  elif [ -z "$line" ]; then
+    note="exit $rc, no summary line"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  record h2spec "$passed" "$failed" "$note"
 }
 
 run_interop() {
@@ -397,6 +427,8 @@ for suite in "${suites[@]}"; do
       run_e2e ;;
     deploy)
       run_deploy ;;
+    h2spec)
+      run_h2spec ;;
     bench)
       run_bench_smoke ;;
     interop)

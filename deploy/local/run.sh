@@ -7,7 +7,9 @@
 # 2. Starts a Spark Connect server (PyPI pyspark in .venv/server) on 127.0.0.1:15002;
 #    its log is deploy/local/.state/spark.log.
 # 3. Starts build/gateway/sparkgate with config/local.yaml (listener 127.0.0.1:15001,
-#    admin 127.0.0.1:9901); its log goes to this terminal and deploy/local/.state/gateway.log.
+#    admin 127.0.0.1:9901). Its JSON access log (stdout, one line per RPC) goes to
+#    deploy/local/.state/access.log; its text log (stderr) to deploy/local/.state/gateway.log,
+#    and of that only warnings and errors to this terminal, which keeps the banner visible.
 # 4. Runs until Ctrl-C or SIGTERM (or until either process dies), then stops both,
 #    including every process of the Spark server's process tree.
 # Works without a terminal too (e.g. `deploy/local/run.sh </dev/null &`; stop it with kill).
@@ -30,7 +32,7 @@ install=1
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -116,9 +118,12 @@ until port_open "$spark_port"; do
 done
 log "Spark Connect server is up on 127.0.0.1:$spark_port"
 
-log "starting sparkgate on 127.0.0.1:$gateway_port (admin 127.0.0.1:$admin_port, log: $state/gateway.log)"
-# tee ignores Ctrl-C so that the gateway's shutdown lines still reach the log.
-"$gateway_bin" --config "$config" </dev/null > >(trap '' INT; exec tee -a "$state/gateway.log") 2>&1 &
+log "starting sparkgate on 127.0.0.1:$gateway_port (admin 127.0.0.1:$admin_port, log: $state/gateway.log, access log: $state/access.log)"
+# The access log straight to its file; the text log into gateway.log, and its warnings and
+# errors (main.cc's pattern: "TIME LEVEL message") to the terminal too. The filter ignores
+# Ctrl-C so that the gateway's shutdown lines still reach the log.
+"$gateway_bin" --config "$config" </dev/null >>"$state/access.log" \
+  2> >(trap '' INT; tee -a "$state/gateway.log" | grep --line-buffered -E '^[^ ]+ (warning|error|critical) ' >&2) &
 gateway_pid=$!
 for _ in $(seq 1 100); do
   port_open "$gateway_port" && break
@@ -164,7 +169,8 @@ cat >&2 <<EOF
 
   Health: http://127.0.0.1:$admin_port/healthz  /readyz
   Admin:  http://127.0.0.1:$admin_port/metrics  /v1/sessions  /v1/backends  /v1/config
-  Logs: $state/spark.log, $state/gateway.log
+  Access log (one JSON line per RPC): $state/access.log
+  Logs: $state/gateway.log (warnings and errors also here), $state/spark.log
   Stop: Ctrl-C (or kill $$)
 
 EOF

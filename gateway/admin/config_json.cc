@@ -67,7 +67,10 @@ json::object cluster_json(const config::Cluster& c) {
                                    {"timeout", ms(h.timeout)},
                                    {"unhealthy_threshold", h.unhealthy_threshold},
                                    {"healthy_threshold", h.healthy_threshold},
-                                   {"passive_failures", h.passive_failures}};
+                                   {"passive_failures", h.passive_failures},
+                                   {"retry_interval", ms(h.retry_interval)},
+                                   {"retry_max_interval", ms(h.retry_max_interval)}};
+  o["panic_routing"] = c.panic_routing;
   if (c.tls) {
     o["tls"] = json::object{{"ca", c.tls->ca}, {"server_name", c.tls->server_name}, {"cert", c.tls->cert},
                             {"key", c.tls->key}};

@@ -73,6 +73,12 @@ struct HealthCheck {
   // Passive ejection: consecutive connect failures or UNAVAILABLE replies seen by live
   // traffic before the backend is marked unhealthy. 0 turns it off.
   uint32_t passive_failures = 3;
+  // Fast re-probe: after a failed probe, and while a returning backend collects its
+  // healthy_threshold good probes, the next probe goes out after retry_interval, doubling
+  // with each consecutive failure up to retry_max_interval (never later than interval).
+  // 0 turns it off: every probe waits interval.
+  std::chrono::milliseconds retry_interval{100};
+  std::chrono::milliseconds retry_max_interval{1000};
 };
 
 enum class Placement { kLeastSessions, kRoundRobin, kRendezvous };
@@ -87,6 +93,10 @@ struct Cluster {
   std::chrono::milliseconds dns_refresh{5000};
   Placement placement = Placement::kLeastSessions;
   HealthCheck health_check;
+  // Panic routing: while no backend of the cluster is healthy, new sessions (and the
+  // sessions pinned to its backends) try the backends that are not drained anyway,
+  // instead of failing at once with UNAVAILABLE.
+  bool panic_routing = true;
   std::optional<UpstreamTls> tls;
   std::optional<Credentials> credentials;
 };

@@ -94,7 +94,8 @@ void load_backends(Walker& w, const YAML::Node& node, Cluster& c) {
 
 void load_health_check(Walker& w, const YAML::Node& n, HealthCheck& hc) {
   if (!w.check_keys(n,
-                    {"enabled", "interval", "timeout", "unhealthy_threshold", "healthy_threshold", "passive_failures"},
+                    {"enabled", "interval", "timeout", "unhealthy_threshold", "healthy_threshold", "passive_failures",
+                     "retry_interval", "retry_max_interval"},
                     "health_check"))
     return;
   using std::chrono::milliseconds;
@@ -110,6 +111,17 @@ void load_health_check(Walker& w, const YAML::Node& n, HealthCheck& hc) {
     w.get_bounded(n["healthy_threshold"], "health_check.healthy_threshold", 1, 100, hc.healthy_threshold, false);
   if (n["passive_failures"])
     w.get_bounded(n["passive_failures"], "health_check.passive_failures", 0, 1000, hc.passive_failures, false);
+  if (n["retry_interval"] && w.get_duration(n["retry_interval"], "health_check.retry_interval", hc.retry_interval) &&
+      hc.retry_interval.count() != 0 && hc.retry_interval < milliseconds(10)) {
+    w.error(n["retry_interval"], "health_check.retry_interval must be 0 (off) or at least 10ms");
+  }
+  if (n["retry_max_interval"] &&
+      w.get_duration(n["retry_max_interval"], "health_check.retry_max_interval", hc.retry_max_interval) &&
+      hc.retry_max_interval < hc.retry_interval) {
+    w.error(n["retry_max_interval"], "health_check.retry_max_interval (" + std::to_string(hc.retry_max_interval.count()) +
+                                         "ms) must not be shorter than health_check.retry_interval (" +
+                                         std::to_string(hc.retry_interval.count()) + "ms)");
+  }
   if (times_ok && hc.timeout >= hc.interval) {
     w.error(n["timeout"] ? n["timeout"] : n["interval"],
             "health_check.timeout (" + std::to_string(hc.timeout.count()) +
@@ -147,7 +159,8 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
   std::set<std::string> names;
   for (const auto& item : node) {
     if (!w.check_keys(item,
-                      {"name", "placement", "backends", "dns", "dns_refresh", "health_check", "tls", "credentials"},
+                      {"name", "placement", "backends", "dns", "dns_refresh", "health_check", "panic_routing", "tls",
+                       "credentials"},
                       "cluster"))
       continue;
     Cluster c;
@@ -180,6 +193,7 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
     if (!has_backends && !dns)
       w.error(backends ? backends : item, "cluster '" + c.name + "' needs a non-empty list of backends, or dns");
     if (const auto hc = item["health_check"]) load_health_check(w, hc, c.health_check);
+    if (const auto panic = item["panic_routing"]) w.get_bool(panic, "cluster panic_routing", c.panic_routing);
     if (const auto tls = item["tls"]) load_upstream_tls(w, tls, c);
     if (const auto cr = item["credentials"]) load_credentials(w, cr, c);
     cfg.clusters.push_back(std::move(c));

@@ -3,25 +3,81 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/sinks/base_sink.h>
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <string>
 
 namespace sparkgate::observe {
 
 namespace {
 
-// stdout through stdio's buffer: spdlog's stdout sink flushes (one write(2)) per line,
-// which would be a system call per RPC. Lines reach the file when the buffer fills or at
-// flush() (spdlog::flush_every, and exit).
-class BufferedStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
+// Whole lines to a file descriptor (stdout), in writes of at most PIPE_BUF bytes.
+// spdlog's stdout sink flushes (one write(2)) per line, which would be a system call per
+// RPC; stdio's buffer instead cuts its writes every 4 KiB wherever that falls, so a record
+// straddled two writes and text log lines on stderr landed inside it when both streams go
+// to one file or pipe (`>log 2>&1`, systemd, a log shipper). Here every write ends at a
+// line boundary; a write of at most PIPE_BUF bytes is atomic on a pipe too. A line longer
+// than that goes out alone, in one write. Same number of system calls as stdio's 4 KiB
+// buffer. Lines reach the fd when the next line would not fit, at flush()
+// (spdlog::flush_every, every second) and when the sink is destroyed (exit).
+class WholeLineFdSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit WholeLineFdSink(int fd) : fd_(fd) { buf_.reserve(kMaxWrite); }
+  ~WholeLineFdSink() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    write_out(buf_.data(), buf_.size());
+  }
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t formatted;
     formatter_->format(msg, formatted);
-    std::fwrite(formatted.data(), 1, formatted.size(), stdout);
+    if (buf_.size() + formatted.size() > kMaxWrite) {
+      write_out(buf_.data(), buf_.size());
+      buf_.clear();
+    }
+    if (formatted.size() > kMaxWrite) {
+      write_out(formatted.data(), formatted.size());
+      return;
+    }
+    buf_.append(formatted.data(), formatted.size());
   }
-  void flush_() override { std::fflush(stdout); }
+  void flush_() override {
+    write_out(buf_.data(), buf_.size());
+    buf_.clear();
+  }
+
+ private:
+  static constexpr size_t kMaxWrite = PIPE_BUF;
+
+  // A partial write (a full disk, a signal on a pipe) continues where it stopped; an fd
+  // opened non-blocking is waited for. Other errors drop the block: the access log never
+  // blocks the gateway on a broken stdout.
+  void write_out(const char* data, size_t len) {
+    while (len > 0) {
+      ssize_t n = ::write(fd_, data, len);
+      if (n > 0) {
+        data += n;
+        len -= static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pollfd p{fd_, POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+      } else {
+        return;
+      }
+    }
+  }
+
+  int fd_;
+  std::string buf_;
 };
 
 }  // namespace
@@ -40,7 +96,7 @@ std::string format_utc(std::chrono::system_clock::time_point t) {
 AccessLog::AccessLog(std::shared_ptr<spdlog::logger> sink_logger) : logger_(std::move(sink_logger)) {
   if (!logger_) {
     // Not registered in spdlog's global registry: each AccessLog owns its logger.
-    logger_ = std::make_shared<spdlog::logger>("access", std::make_shared<BufferedStdoutSink>());
+    logger_ = std::make_shared<spdlog::logger>("access", std::make_shared<WholeLineFdSink>(STDOUT_FILENO));
   }
   logger_->set_pattern("%v");
   logger_->set_level(spdlog::level::info);

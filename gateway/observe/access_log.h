@@ -56,7 +56,10 @@ class AccessLog {
   explicit AccessLog(std::shared_ptr<spdlog::logger> sink_logger = nullptr);
 
   // The logger, to register with spdlog so that spdlog::flush_every reaches it. Lines are
-  // buffered: they reach stdout at that flush, when the buffer fills, or at exit.
+  // buffered: they reach stdout at that flush, when the buffer fills, or at exit. Every
+  // write(2) to stdout ends at a line boundary and, unless one line is longer, holds at
+  // most PIPE_BUF (4096) bytes, so a record is never split, even when stdout and stderr
+  // go to one file or pipe.
   const std::shared_ptr<spdlog::logger>& logger() const { return logger_; }
 
   bool enabled() const { return enabled_.load(std::memory_order_relaxed); }

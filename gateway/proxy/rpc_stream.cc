@@ -32,7 +32,8 @@ void RpcStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
   auto kind = check_request(headers);
   switch (kind.kind) {
     case RequestKind::Kind::kReject:
-      if (kind.http_status != 200) upstream_->reply_http(kind.http_status, kind.code, kind.message);
+      if (kind.http_status != 200)
+        upstream_->reply_http(kind.http_status, kind.code, kind.message, headers.find(":authority"));
       else reply_local(kind.code, std::move(kind.message));
       return;
     case RequestKind::Kind::kHealthCheck:

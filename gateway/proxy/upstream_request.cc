@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cassert>
+#include <cctype>
 
 #include "grpcwire/local_reply.h"
 
@@ -325,15 +327,38 @@ void UpstreamRequest::reply(grpcwire::StatusCode code, const std::string& messag
   down_.resume();
 }
 
-void UpstreamRequest::reply_http(int http_status, grpcwire::StatusCode code, const std::string& message) {
+void UpstreamRequest::reply_http(int http_status, grpcwire::StatusCode code, const std::string& message,
+                                 const std::string* authority) {
   replied_ = true;
   status_ = code;
-  if (!down_open_) return;
+  if (!down_open_ || resp_headers_sent_) return;
+  // Not a gRPC client (curl, a browser, a probe): the HTTP status and a short text that
+  // says what this endpoint is, as a complete response with a body. The stream is left to
+  // close the normal way (no RST_STREAM), as RFC 9113 section 8.1 lets a server answer
+  // before the request ended. The client's :authority is echoed only when it looks like
+  // host[:port].
+  std::string where = "HOST:PORT";
+  if (authority && !authority->empty() && authority->size() <= 255 &&
+      std::all_of(authority->begin(), authority->end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' ||
+               c == ']';
+      })) {
+    where = *authority;
+  }
+  const std::string body = std::to_string(http_status) + " " + message +
+                           "\n\nThis is sparkgate, a gateway for Apache Spark Connect (gRPC over HTTP/2).\n"
+                           "Connect with a Spark Connect client, e.g. PySpark:\n"
+                           "  SparkSession.builder.remote(\"sc://" + where + "\").getOrCreate()\n";
   http2::HeaderMap h;
-  grpcwire::add_trailers_only(h, code, message, http_status);
+  h.add(":status", std::to_string(http_status));
+  h.add("content-type", "text/plain; charset=utf-8");
+  h.add("content-length", std::to_string(body.size()));
   resp_headers_sent_ = true;
+  resp_.queue.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  resp_.added += body.size();  // the gateway's own bytes: nothing to consume
   resp_.ended = true;
-  down_.send_headers(h, false);
+  check(resp_);
+  down_.send_headers(h, true);
 }
 
 void UpstreamRequest::reply_message(const uint8_t* payload, size_t n) {

@@ -128,8 +128,11 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   // out, else trailers after what was sent (a torn message is dropped). Cancels the
   // upstream stream.
   void reply(grpcwire::StatusCode code, const std::string& message);
-  // A trailers-only reply with HTTP status `http_status` (a request that is not gRPC).
-  void reply_http(int http_status, grpcwire::StatusCode code, const std::string& message);
+  // A request that is not gRPC at all: HTTP `http_status` with a text/plain body of
+  // `message` and how to connect (sc://authority, or HOST:PORT when `authority` is null or
+  // not a plain host:port); `code` is what the access log and metrics record.
+  void reply_http(int http_status, grpcwire::StatusCode code, const std::string& message,
+                  const std::string* authority);
   // A reply of one message (`payload`, unframed) with status OK.
   void reply_message(const uint8_t* payload, size_t n);
   bool replied() const { return replied_; }

@@ -63,6 +63,10 @@ class BackendState {
     return healthy.load() && !config_drain.load() && !admin_drain_.load() && !dns_gone.load();
   }
   bool draining() const { return config_drain.load() || admin_drain_.load() || dns_gone.load(); }
+  // The epoch this backend will have once it is healthy again: one more if connections
+  // to it were refused while it was out (it restarted). A session placed on it while it
+  // is out (panic routing) lives on the restarted server, so it carries this epoch.
+  uint64_t epoch_when_back() const { return epoch.load() + (refused_while_out_.load() ? 1 : 0); }
 
   // Why it is not serving, for error messages ("unhealthy: 3 consecutive connect failures").
   std::string unhealthy_reason() const;

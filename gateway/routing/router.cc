@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "routing/route_match.h"
 
 namespace sparkgate::routing {
@@ -40,6 +42,13 @@ std::string describe_unavailable(const ClusterBackends& c) {
   return s;
 }
 
+// Panic routing: the cluster has no healthy backend (and has some), and its config asks
+// to try the backends anyway.
+bool panicking(const config::Cluster& cluster, const ClusterBackends& c) {
+  if (!cluster.panic_routing || c.backends.empty()) return false;
+  return std::none_of(c.backends.begin(), c.backends.end(), [](const BackendPtr& b) { return b->healthy.load(); });
+}
+
 }  // namespace
 
 std::string ended_session_message(const std::string& session_id, const Tombstone& t) {
@@ -59,6 +68,21 @@ BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& 
     if (max != 0 && n >= static_cast<int64_t>(max)) continue;
     candidates.push_back({b->name(), b->weight.load(), n});
     index.push_back(&b);
+  }
+  if (candidates.empty() && !any_accepting && panicking(cluster, backends)) {
+    // No backend is healthy: try those that are only unhealthy (not drained, not gone),
+    // as Envoy's panic threshold does. A backend that is back serves at once; one that is
+    // still down fails the connect, and the call gets UNAVAILABLE as it would have.
+    for (const auto& b : backends.backends) {
+      if (b->draining() || b->retired.load() || b.get() == avoid) continue;
+      uint32_t max = b->max_sessions.load();
+      int64_t n = b->sessions.load();
+      if (max != 0 && n >= static_cast<int64_t>(max)) continue;
+      candidates.push_back({b->name(), b->weight.load(), n});
+      index.push_back(&b);
+    }
+    if (!candidates.empty())
+      spdlog::debug("cluster '{}' has no healthy backend: panic routing tries them anyway", cluster.name);
   }
   if (candidates.empty()) {
     if (backends.backends.empty()) {
@@ -103,7 +127,14 @@ grpcwire::Status Router::check_sticky(const config::Config& config, const Sessio
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
     return {grpcwire::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
-  if (b->epoch.load() != session->backend_epoch) {
+  auto snap = backends_.snapshot();
+  const config::Cluster* cluster = config.find_cluster(session->cluster);
+  const ClusterBackends* cluster_backends = snap->find(session->cluster);
+  const bool panic = cluster && cluster_backends && panicking(*cluster, *cluster_backends);
+  // A session placed while its backend was out (panic routing) carries the epoch the
+  // backend gets when it is back: it was made on the restarted server.
+  const bool placed_while_out = !b->healthy.load() && session->backend_epoch == b->epoch_when_back();
+  if (b->epoch.load() != session->backend_epoch && !placed_while_out) {
     Tombstone t{EndReason::kBackendLost,
                 "was lost: its backend " + b->name() +
                     " went down (it refused connections) and came back since the session started, and a restarted "
@@ -112,14 +143,14 @@ grpcwire::Status Router::check_sticky(const config::Config& config, const Sessio
     sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
     return {grpcwire::StatusCode::kNotFound, ended_session_message(session->session_id, t)};
   }
-  if (!b->healthy.load()) {
+  if (!b->healthy.load() && !panic) {
     auto why = b->unhealthy_reason();
     return {grpcwire::StatusCode::kUnavailable, "backend " + b->name() + " of session " + session->session_id +
                                                 " is unhealthy" + (why.empty() ? "" : " (" + why + ")") +
                                                 "; the session stays pinned to it: calls resume if the backend "
                                                 "recovers with its sessions, and fail if it restarted"};
   }
-  out.cluster = config.find_cluster(session->cluster);
+  out.cluster = cluster;
   if (!out.cluster) {
     Tombstone t{EndReason::kBackendRemoved, "was on cluster '" + session->cluster + "', which is no longer configured",
                 now};
@@ -168,7 +199,7 @@ grpcwire::Status Router::route(const config::Config& config, const RouteRequest&
     placer = [&](uint64_t& epoch) {
       auto b = place(*cluster, *backends, Router::session_key(principal.user, env.session_id), req.avoid,
                      placement_status);
-      if (b) epoch = b->epoch.load();
+      if (b) epoch = b->healthy.load() ? b->epoch.load() : b->epoch_when_back();
       return b;
     };
   }
@@ -202,8 +233,10 @@ grpcwire::Status Router::route(const config::Config& config, const RouteRequest&
   // where the session would be placed by rendezvous (replicas agree), unregistered. The
   // backend answers with its own error if it has no such session.
   std::vector<Candidate> candidates;
+  const bool panic = panicking(*cluster, *backends);
   for (const auto& b : backends->backends) {
-    if (b->healthy.load()) candidates.push_back({b->name(), b->weight.load(), 0});
+    if (b->healthy.load() || (panic && !b->draining() && !b->retired.load()))
+      candidates.push_back({b->name(), b->weight.load(), 0});
   }
   int pick = pick_rendezvous(candidates, Router::session_key(principal.user, env.session_id));
   if (pick < 0) {

@@ -122,6 +122,9 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
     Clock::time_point next_due;
     bool in_flight = false;
     bool retired = false;  // left the registry, or health checks were turned off
+    uint32_t failures_in_a_row = 0;   // consecutive failed probes (the re-probe backoff)
+    uint32_t successes_in_a_row = 0;  // consecutive good probes
+    bool returning = false;           // failed lately, not yet healthy_threshold good probes since
   };
   using TargetPtr = std::shared_ptr<Target>;
   using Key = std::pair<std::string, std::string>;  // (cluster, "host:port")
@@ -260,9 +263,27 @@ class HealthChecker::Impl : public std::enable_shared_from_this<Impl> {
   void complete(const TargetPtr& target, const config::HealthCheck& hc, bool ok, const std::string& reason) {
     target->in_flight = false;
     const auto& backend = target->backend;
-    if (!ok)
+    if (ok) {
+      target->failures_in_a_row = 0;
+      ++target->successes_in_a_row;
+    } else {
+      ++target->failures_in_a_row;
+      target->successes_in_a_row = 0;
+      target->returning = true;
       spdlog::debug("health check of backend {} (cluster {}) failed: {}", backend.name, backend.cluster, reason);
+    }
     targets_.report(backend, hc, ok, reason);
+    // Fast re-probe: a failed probe is repeated soon (backing off), and after failures the
+    // healthy_threshold good probes that bring a backend back come at that pace too, so
+    // that one that is back is healthy again within about retry_max_interval, not after
+    // several intervals.
+    if (target->returning && target->successes_in_a_row >= hc.healthy_threshold) target->returning = false;
+    if (hc.retry_interval.count() > 0 && target->returning) {
+      auto delay = hc.retry_interval;
+      for (uint32_t i = 1; i < target->failures_in_a_row && delay < hc.retry_max_interval; ++i) delay *= 2;
+      delay = std::min({delay, hc.retry_max_interval, hc.interval});
+      target->next_due = std::min(target->next_due, Clock::now() + delay);
+    }
     if (!next_wake_ || target->next_due < *next_wake_) arm(target->next_due);
   }
 

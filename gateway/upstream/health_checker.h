@@ -10,6 +10,11 @@
 // (or any other serving status), any other grpc-status, no answer within
 // health_check.timeout, or a connection that cannot be made (refused, TLS failure).
 // A failure at the connection level drops the connection; the next probe reconnects.
+// Fast re-probe: after a failed probe the next one goes out after
+// health_check.retry_interval, doubling per consecutive failure up to retry_max_interval;
+// a backend that is unhealthy but answering is probed at retry_interval until it has its
+// healthy_threshold good probes. So a backend that is back is healthy within about
+// retry_max_interval (1 s by default).
 //
 // Threading: the checker's work runs on the executor given to the constructor, which
 // must be single-threaded (one io_context thread, or a strand). start() and stop() may

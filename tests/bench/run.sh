@@ -14,7 +14,11 @@
 #   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx
 #   --json FILE   where to write the results (default BUILD/bench-results/bench-TIME.json;
 #                 a .md with the table is written next to it)
-#   --build-dir   meson build directory (default build-bench, buildtype release)
+#   --build-dir   meson build directory, set up with --buildtype=release if it is not
+#                 (default: build-image/src/build, the image's build: the build stage of
+#                 deploy/docker/Dockerfile run on this host by tests/deploy/image_build.py,
+#                 which the deploy suite checks, so CI makes one release build, not two;
+#                 with --callgrind: build-bench, not stripped)
 #   --sparkgate-bin  measure this sparkgate binary instead of the build's (before/after
 #                 comparisons: build the old commit elsewhere and pass its binary)
 #   --no-install  do not apt-get the peers (fail if one is missing)
@@ -28,7 +32,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="$repo/build-bench"
+build=""
 install=1
 callgrind=0
 quick=0
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build="$(realpath -m "$2")"; shift 2 ;;
     --no-install) install=0; shift ;;
     --callgrind) callgrind=1; shift ;;
-    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/bench/run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -75,11 +79,17 @@ apt_install nghttp2-proxy haproxy nginx
 [ "$callgrind" -eq 0 ] || apt_install valgrind
 
 cd "$repo"
+if [ -z "$build" ] && [ "$callgrind" -eq 0 ]; then
+  # The image's own build (meson setup --buildtype=release build, ninja, strip: exactly
+  # what the Dockerfile runs), incremental after the first run.
+  log "the build stage of deploy/docker/Dockerfile in build-image/ (tests/deploy/image_build.py)"
+  python3 "$repo/tests/deploy/image_build.py" --dir "$repo/build-image" >&2
+  build="$repo/build-image/src/build"
+fi
+[ -n "$build" ] || build="$repo/build-bench"
 if [ ! -f "$build/build.ninja" ]; then
   log "meson setup $build (release)"
-  # GCC 12 at -O3 reports false -Wrestrict warnings in std::string code; the benchmark
-  # build must not fail on them.
-  meson setup "$build" --buildtype=release -Dwerror=false >/dev/null
+  meson setup "$build" --buildtype=release >/dev/null
 fi
 log "ninja -C $build"
 ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen >/dev/null

@@ -12,7 +12,9 @@
 # 3. For every deploy/helm/examples/*.yaml: `helm lint --strict`, `helm template`, strict
 #    typed decoding of every rendered object plus sparkgate's own checks, and
 #    `sparkgate --check-config` on the rendered gateway configuration.
-# 4. The same for deploy/k8s/sidecar-job.yaml, the dashboard check, the Dockerfile check.
+# 4. The same for deploy/k8s/sidecar-job.yaml, the dashboard check, the Dockerfile check,
+#    and the Dockerfile's build stage run on this host (tests/deploy/image_build.py into
+#    build-image/, the same release build the benchmark uses).
 # 5. Negative cases: values and manifests that must be refused, so that a validator that
 #    accepts everything fails here.
 #
@@ -228,36 +230,29 @@ check_dockerfile() {
 }
 check "Dockerfile (entrypoint, user, ports, runtime packages)" check_dockerfile "$dockerfile"
 
-check_build_context() {
-  # check_build_context FILE — what the build stage COPYs is all that meson reads: those
-  # files alone configure with the stage's `meson setup --buildtype=release`.
-  local dockerfile="$1" ctx line dest src
-  ctx="$(mktemp -d)"
-  while read -r line; do
-    # COPY SRC... DEST, relative to the repository root and the WORKDIR; a directory's
-    # contents go into DEST, as docker copies them.
-    set -- $line
-    shift
-    dest="${*: -1}"
-    mkdir -p "$ctx/$dest"
-    for src in "${@:1:$#-1}"; do
-      if [ -d "$repo/$src" ]; then
-        cp -a "$repo/${src%/}/." "$ctx/$dest" || { rm -rf "$ctx"; return 1; }
-      else
-        cp -a "$repo/$src" "$ctx/$dest" || { rm -rf "$ctx"; return 1; }
-      fi
-    done
-  done < <(awk '/^FROM .* AS build/{b=1; next} /^FROM /{b=0} b && /^COPY / && !/--from/' "$dockerfile")
-  echo "build context: $(cd "$ctx" && echo *)"
-  local rc=0
-  meson setup --buildtype=release "$ctx/build" "$ctx" >"$ctx/setup.log" 2>&1 || { rc=$?; cat "$ctx/setup.log"; }
-  rm -rf "$ctx"
-  return "$rc"
+# The image's build stage on this host (no Docker daemon here): its COPY lines (minus
+# .dockerignore), then its RUN commands as written: meson setup --buildtype=release (so
+# -Werror at -O3), ninja, strip, --version, the runtime-packages list. Shared with the
+# benchmark's build (tests/bench/run.sh), incremental after the first run.
+image_dir="$repo/build-image"
+t0=$SECONDS
+check "Dockerfile build stage on the host (tests/deploy/image_build.py)" \
+  python3 tests/deploy/image_build.py --dockerfile "$dockerfile" --dir "$image_dir"
+t_image=$((SECONDS - t0))
+check_runtime_packages() {
+  # Every package the build stage found the release binary to need (runtime-packages.txt)
+  # is installed by the runtime stage, or is in the base image.
+  local list="$image_dir/src/build/runtime-packages.txt" runtime_pkgs p
+  [ -s "$list" ] || { echo "$list is missing or empty"; return 1; }
+  runtime_pkgs="$(awk '/^FROM .* AS runtime/{r=1} r && /apt-get install/{i=1; next} i && /&&/{i=0} i' "$dockerfile" \
+    | tr -d '\\' | tr -s ' \n' '\n' | grep -v '^$' || true)"
+  while IFS= read -r p; do
+    case "$p" in libc6|libstdc++6|libgcc-s1) continue ;; esac
+    grep -qx -- "$p" <<<"$runtime_pkgs" || { echo "the image's binary needs $p, which the runtime stage does not install"; return 1; }
+  done <"$list"
+  echo "runtime packages of the image's binary: $(tr '\n' ' ' <"$list")"
 }
-if command -v meson >/dev/null; then
-  check "Dockerfile build stage: its COPYed sources configure (meson setup --buildtype=release)" \
-    check_build_context "$dockerfile"
-fi
+check "the runtime stage installs every package the image's binary links" check_runtime_packages
 
 # ---------------------------------------------------------------------------------------
 # 5. Negative cases: each must be refused
@@ -320,6 +315,11 @@ EOF
     expect_fail "Dockerfile check refuses a runtime package that does not exist" \
       "apt-cache show libfmt99: no such Debian package" check_dockerfile "$work/Dockerfile.misspelt"
   fi
+  # A build stage that does not copy a file the build reads (meson_options.txt) must fail
+  # as the image build would: in meson setup.
+  sed 's/^COPY meson.build meson_options.txt \.\/$/COPY meson.build .\//' "$dockerfile" >"$work/Dockerfile.nocopy"
+  expect_fail "the build stage check fails when the stage does not COPY meson_options.txt" \
+    "RUN failed" python3 tests/deploy/image_build.py --dockerfile "$work/Dockerfile.nocopy" --dir "$work/image-nocopy"
   if [ "$have_sparkgate" -eq 1 ]; then
     sed 's/ libfmt9 / /' "$dockerfile" >"$work/Dockerfile.missing"
     expect_fail "Dockerfile check refuses a runtime stage without a library the binary links" \
@@ -331,6 +331,6 @@ EOF
 fi
 
 echo
-echo "deploy checks took $((SECONDS - started))s (helm install ${t_helm}s, validator build ${t_validator}s)"
+echo "deploy checks took $((SECONDS - started))s (helm install ${t_helm}s, validator build ${t_validator}s, image build stage ${t_image}s)"
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

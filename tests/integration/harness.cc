@@ -152,8 +152,12 @@ Child::Child(const std::vector<std::string>& argv, const std::string& stdout_pat
       int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (out >= 0) dup2(out, STDOUT_FILENO);
     }
-    int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (err >= 0) dup2(err, STDERR_FILENO);
+    if ((stdout_fd != nullptr && stderr_path.empty()) || (stdout_fd == nullptr && stderr_path == stdout_path)) {
+      dup2(STDOUT_FILENO, STDERR_FILENO);
+    } else {
+      int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (err >= 0) dup2(err, STDERR_FILENO);
+    }
     execv(args[0], args.data());
     _exit(127);
   }
@@ -294,8 +298,9 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
   std::vector<std::string> argv{gateway_bin(), "--config", config_path_, "--workers",
                                 std::to_string(options_.workers), "--log-level", options_.log_level};
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
-  child_ = std::make_unique<Child>(argv,
-      (dir_.path() / "gateway.out").string(), (dir_.path() / "gateway.err").string(), nullptr);
+  child_ = std::make_unique<Child>(argv, (dir_.path() / "gateway.out").string(),
+                                   (dir_.path() / (options_.merge_output ? "gateway.out" : "gateway.err")).string(),
+                                   nullptr);
   const auto until = std::chrono::steady_clock::now() + 15s;
   // The admin listener starts after the workers' acceptors listen: wait for both, so that
   // a test's first admin request does not race the gateway's start-up.

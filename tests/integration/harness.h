@@ -76,7 +76,9 @@ class Child {
  public:
   // stdout_fd: if non-null, receives the read end of a pipe connected to the child's
   // stdout (the caller owns it); otherwise stdout goes to stdout_path. stderr goes to
-  // stderr_path. Throws std::runtime_error if fork fails.
+  // stderr_path; when that is stdout_path (or "" with a pipe), stderr is a dup of stdout:
+  // one open file (or pipe) for both, as `>log 2>&1` makes it. Throws std::runtime_error
+  // if fork fails.
   Child(const std::vector<std::string>& argv, const std::string& stdout_path,
         const std::string& stderr_path, int* stdout_fd);
   ~Child();
@@ -139,6 +141,9 @@ struct GatewayOptions {
   // Appended to the generated config as is (top-level sections such as `sessions:`).
   std::string extra_yaml;
   std::vector<std::string> extra_args;  // appended to the gateway's command line
+  // stdout and stderr into one file (gateway.out), as `>log 2>&1` does; stdout_text()
+  // and stderr_text() then both return it.
+  bool merge_output = false;
   std::string admin_token_file;  // admin.token_file, if set
   // mTLS on the listener (only with `tls`): written as tls.client_ca and
   // tls.require_client_cert when set; empty / unset leaves them out of the config.

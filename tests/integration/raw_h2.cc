@@ -143,7 +143,14 @@ RawH2Response raw_h2_request(uint16_t port, const std::string& path, const std::
                         {":path", path},
                         {"content-type", "application/grpc"},
                         {"te", "trailers"}};
-  headers.insert(headers.end(), extra_headers.begin(), extra_headers.end());
+  for (const auto& [k, v] : extra_headers) {
+    auto same = std::find_if(headers.begin(), headers.end(), [&](const auto& h) { return h.first == k; });
+    if (same != headers.end() && (k[0] == ':' || k == "content-type")) {
+      same->second = v;  // :method GET, another content type: replaces the gRPC default
+    } else {
+      headers.emplace_back(k, v);
+    }
+  }
   std::vector<nghttp2_nv> nva;
   for (const auto& [k, v] : headers) nva.push_back(make_nv(k, v));
   nghttp2_data_provider provider{};

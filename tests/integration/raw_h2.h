@@ -31,7 +31,8 @@ struct RawH2Response {
 };
 
 // Opens a connection to 127.0.0.1:port, sends one POST to `path` with the gRPC request
-// headers plus `extra_headers`, sends `body` as DATA with END_STREAM, and reads until the
+// headers plus `extra_headers` (a pseudo-header or content-type there replaces the
+// default: {":method", "GET"}), sends `body` as DATA with END_STREAM, and reads until the
 // stream closes or `timeout` passes. Never throws; failures land in RawH2Response::error.
 RawH2Response raw_h2_request(uint16_t port, const std::string& path, const std::string& body,
                              const HeaderList& extra_headers = {},

@@ -319,8 +319,12 @@ TEST_CASE("health checker: a killed backend is ejected after unhealthy_threshold
   auto fake = std::make_unique<FakeServer>();
   const uint16_t port = fake->port();
   const std::string address = fake->address();
+  // retry_interval 0s: probes every interval, so the thresholds are what is measured
+  // (the fast re-probe has its own test below).
   CheckerRig rig(load({{"spark", {address},
-                        "{interval: 200ms, timeout: 150ms, unhealthy_threshold: 3, healthy_threshold: 2}", ""}}));
+                        "{interval: 200ms, timeout: 150ms, unhealthy_threshold: 3, healthy_threshold: 2, "
+                        "retry_interval: 0s}",
+                        ""}}));
   const auto b = rig.backend("spark", address);
   std::this_thread::sleep_for(500ms);
   REQUIRE_MESSAGE(b->healthy.load(), b->unhealthy_reason());
@@ -342,6 +346,36 @@ TEST_CASE("health checker: a killed backend is ejected after unhealthy_threshold
   REQUIRE(wait_until([&] { return b->healthy.load(); }, 5s));
   CHECK(b->epoch.load() == 1);
   CHECK(b->unhealthy_reason().empty());
+}
+
+TEST_CASE("health checker: fast re-probe: a restarted backend is healthy again within about a second, not an interval") {
+  auto fake = std::make_unique<FakeServer>();
+  const uint16_t port = fake->port();
+  const std::string address = fake->address();
+  // A long interval: without the fast re-probe, the return would take 2 x 5 s.
+  CheckerRig rig(load({{"spark", {address},
+                        "{interval: 5s, timeout: 1s, unhealthy_threshold: 2, healthy_threshold: 2, "
+                        "retry_interval: 100ms, retry_max_interval: 400ms}",
+                        ""}}));
+  const auto b = rig.backend("spark", address);
+  std::this_thread::sleep_for(300ms);
+  REQUIRE_MESSAGE(b->healthy.load(), b->unhealthy_reason());
+  fake->process().stop();
+  // The next regular probe fails (within one interval); the second failure follows
+  // retry_interval later, not an interval later.
+  REQUIRE(wait_until([&] { return !b->healthy.load(); }, 7s));
+  // Down for a while, so that the backoff reaches its cap (400 ms).
+  std::this_thread::sleep_for(1500ms);
+  fake.reset();
+  FakeServer again({}, port);
+  const auto back = std::chrono::steady_clock::now();
+  REQUIRE(wait_until([&] { return b->healthy.load(); }, 4s));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - back);
+  MESSAGE("restarted fake listening -> healthy: " << took.count() << " ms (interval 5 s)");
+  // At most the capped delay (400 ms) to the first good probe, 100 ms to the second, and
+  // the probes' own time: well under the 5 s interval.
+  CHECK(took < 2500ms);
+  CHECK(b->epoch.load() == 1);
 }
 
 TEST_CASE("health checker: NOT_SERVING is unhealthy, and comes back when SERVING") {

@@ -226,3 +226,49 @@ TEST_CASE("wire form: local errors are HTTP 200 + grpc-status; malformed framing
 }
 
 }  // namespace sparkgate::itest
+
+namespace sparkgate::itest {
+
+TEST_CASE("a request that is not gRPC gets its HTTP status and a text/plain body saying how to connect") {
+  if (direct_mode()) return;
+  FakeServer fake;
+  Gateway gw(one_backend(fake.address()));
+  const std::string authority = "127.0.0.1:" + std::to_string(gw.port());
+
+  SUBCASE("GET / (curl, a browser)") {
+    const RawH2Response r = raw_h2_request(gw.port(), "/", "", {{":method", "GET"}});
+    INFO("error='" << r.error << "' data='" << r.data << "'");
+    REQUIRE(r.closed);
+    CHECK(r.close_error == 0);  // ended by END_STREAM, not reset
+    CHECK(r.get(":status") == "405");
+    CHECK(r.get("content-type") == "text/plain; charset=utf-8");
+    CHECK(r.get("content-length") == std::to_string(r.data.size()));
+    CHECK_FALSE(r.trailers_only);
+    CHECK(r.get("grpc-status").empty());
+    CHECK(r.data.starts_with("405 method GET is not allowed: gRPC requires POST\n"));
+    CHECK(r.data.find("Spark Connect") != std::string::npos);
+    CHECK(r.data.find("sc://" + authority) != std::string::npos);
+  }
+  SUBCASE("POST with another content type") {
+    const RawH2Response r = raw_h2_request(gw.port(), method_path("Config"), "{}", {{"content-type", "application/json"}});
+    INFO("error='" << r.error << "' data='" << r.data << "'");
+    REQUIRE(r.closed);
+    CHECK(r.close_error == 0);
+    CHECK(r.get(":status") == "415");
+    CHECK(r.get("content-type") == "text/plain; charset=utf-8");
+    CHECK(r.data.starts_with("415 content-type 'application/json' is not gRPC: sparkgate expects application/grpc\n"));
+    CHECK(r.data.find("sc://" + authority) != std::string::npos);
+  }
+  SUBCASE("an :authority that is not host:port is not echoed") {
+    const RawH2Response r = raw_h2_request(gw.port(), "/", "", {{":method", "GET"}, {":authority", "user@example.org:443"}});
+    REQUIRE(r.closed);
+    CHECK(r.get(":status") == "405");
+    CHECK(r.data.find("user@") == std::string::npos);
+    CHECK(r.data.find("sc://HOST:PORT") != std::string::npos);
+  }
+  // The gateway still serves gRPC on the same listener.
+  auto channel = make_channel(gw.address());
+  CHECK(call(channel, "Config", {request_for("Config", "s-after-http")}).status.ok());
+}
+
+}  // namespace sparkgate::itest

@@ -219,6 +219,9 @@ clusters:
       unhealthy_threshold: 3
       healthy_threshold: 4
       passive_failures: 0
+      retry_interval: 50ms
+      retry_max_interval: 2s
+    panic_routing: false
     tls:
       ca: ca.pem
       server_name: spark-etl
@@ -294,6 +297,9 @@ TEST_CASE("a multi-cluster config loads every field") {
   CHECK(etl.health_check.unhealthy_threshold == 3);
   CHECK(etl.health_check.healthy_threshold == 4);
   CHECK(etl.health_check.passive_failures == 0);
+  CHECK(etl.health_check.retry_interval == std::chrono::milliseconds(50));
+  CHECK(etl.health_check.retry_max_interval == std::chrono::seconds(2));
+  CHECK_FALSE(etl.panic_routing);
   REQUIRE(etl.tls.has_value());
   CHECK(etl.tls->ca == (dir.path / "ca.pem").string());
   CHECK(etl.tls->server_name == "spark-etl");
@@ -320,7 +326,7 @@ TEST_CASE("a multi-cluster config loads every field") {
 
   REQUIRE(c.routes.size() == 4);
   const auto& r0 = c.routes[0];
-  CHECK(r0.line == 35);
+  CHECK(r0.line == 38);
   CHECK(r0.cluster == "etl");
   CHECK_FALSE(r0.deny.has_value());
   CHECK(r0.match.users == std::vector<std::string>{"alice", "bob"});
@@ -340,12 +346,12 @@ TEST_CASE("a multi-cluster config loads every field") {
   CHECK_FALSE(r0.match.headers[1].second.matches("ml-data-eng"));
   CHECK(r0.match.rpcs == std::vector<std::string>{"ExecutePlan", "Config"});
 
-  CHECK(c.routes[1].line == 45);
+  CHECK(c.routes[1].line == 48);
   CHECK(c.routes[1].cluster.empty());
   REQUIRE(c.routes[1].deny.has_value());
   CHECK(*c.routes[1].deny == "mallory is suspended");
   CHECK(c.routes[2].match.rpcs == std::vector<std::string>{"AnalyzePlan"});
-  CHECK(c.routes[3].line == 49);
+  CHECK(c.routes[3].line == 52);
   CHECK(c.routes[3].match.users.empty());
   CHECK_FALSE(c.routes[3].match.client_type.has_value());
 
@@ -368,6 +374,9 @@ TEST_CASE("clusters, routes and sessions default when their keys are absent") {
   CHECK(cl.dns_refresh == std::chrono::seconds(5));
   CHECK(cl.health_check.enabled);
   CHECK(cl.health_check.passive_failures == 3);
+  CHECK(cl.health_check.retry_interval == std::chrono::milliseconds(100));
+  CHECK(cl.health_check.retry_max_interval == std::chrono::seconds(1));
+  CHECK(cl.panic_routing);
   CHECK_FALSE(cl.tls.has_value());
   CHECK_FALSE(cl.credentials.has_value());
   CHECK(c.routes[0].line == 8);
@@ -716,4 +725,34 @@ TEST_CASE("admin token and the access log switch") {
     for (const auto& e : r.errors) CHECK(e.reason.find("admin-secret") == std::string::npos);
   }
   unsetenv("SPARKGATE_TEST_ADMIN");
+}
+
+TEST_CASE("fast re-probe and panic routing keys: bad values are refused with their line") {
+  auto r = load_config_string(R"(listeners:
+  - address: 127.0.0.1:15001
+clusters:
+  - name: a
+    backends: [{address: h:1}]
+    health_check:
+      retry_interval: 5ms
+  - name: b
+    backends: [{address: h:1}]
+    health_check:
+      retry_interval: 500ms
+      retry_max_interval: 100ms
+  - name: c
+    backends: [{address: h:1}]
+    panic_routing: sometimes
+  - name: d
+    backends: [{address: h:1}]
+    health_check: {retry_interval: 0s}
+routes:
+  - cluster: a
+)",
+                              "retry.yaml");
+  INFO(all_errors(r));
+  CHECK(has_error(r, 7, "health_check.retry_interval must be 0 (off) or at least 10ms"));
+  CHECK(has_error(r, 12, "health_check.retry_max_interval (100ms) must not be shorter than health_check.retry_interval (500ms)"));
+  CHECK(has_error(r, 15, "panic_routing"));
+  CHECK(r.errors.size() == 3);
 }

@@ -228,3 +228,66 @@ TEST_CASE("router: a backend that only stalled keeps its sessions; one that refu
   CHECK(lost.status.code == grpcwire::StatusCode::kNotFound);
   CHECK(lost.status.message.find("refused connections") != std::string::npos);
 }
+
+TEST_CASE("router: panic routing: with no healthy backend, new and pinned sessions try the backends anyway") {
+  const char* one = "  - name: c\n    backends: [{address: 127.0.0.1:2}]\n";
+  auto cfg = load(one);
+  routing::BackendRegistry backends;
+  backends.apply_config(cfg);
+  routing::Router router(backends);
+  auto before = route(router, *cfg, "u", "before");
+  REQUIRE(before.status.ok());
+  auto b = before.d.backend;
+  // The server goes away (refused: it restarted) and the probes eject it.
+  CHECK(b->probe_failed(1, "cannot connect: Connection refused"));
+  REQUIRE_FALSE(b->healthy.load());
+  // A new session is placed on it anyway (the connect decides), and so is its next call.
+  auto during = route(router, *cfg, "u", "during");
+  REQUIRE(during.status.ok());
+  CHECK(during.backend() == b->name());
+  CHECK(route(router, *cfg, "u", "during").status.ok());
+  // The session from before the outage is tried too: if the server restarted, its new
+  // server-side session id ends it (a separate check).
+  CHECK(route(router, *cfg, "u", "before").status.ok());
+  // An RPC that creates no session, for an unknown session, is routed there as well.
+  CHECK(route(router, *cfg, "u", "unknown", "ReleaseSession").backend() == b->name());
+  // Back (a new epoch): the session made during the outage lives on the restarted server
+  // and continues; the one from before is lost.
+  CHECK(b->probe_succeeded(1));
+  CHECK(route(router, *cfg, "u", "during").status.ok());
+  auto lost = route(router, *cfg, "u", "before");
+  CHECK(lost.status.code == grpcwire::StatusCode::kNotFound);
+  CHECK(lost.status.message.find("was lost") != std::string::npos);
+}
+
+TEST_CASE("router: panic routing off, or only drained backends left: UNAVAILABLE at once") {
+  SUBCASE("panic_routing: false") {
+    auto cfg = load("  - name: c\n    panic_routing: false\n    backends: [{address: 127.0.0.1:2}]\n");
+    routing::BackendRegistry backends;
+    backends.apply_config(cfg);
+    routing::Router router(backends);
+    auto s = route(router, *cfg, "u", "s");
+    REQUIRE(s.status.ok());
+    CHECK(s.d.backend->probe_failed(1, "cannot connect: Connection refused"));
+    auto n = route(router, *cfg, "u", "new");
+    CHECK(n.status.code == grpcwire::StatusCode::kUnavailable);
+    CHECK(n.status.message.find("has no healthy backend") != std::string::npos);
+    CHECK(route(router, *cfg, "u", "s").status.code == grpcwire::StatusCode::kUnavailable);
+  }
+  SUBCASE("an unhealthy backend that is also drained is not tried") {
+    auto cfg = load("  - name: c\n    backends: [{address: 127.0.0.1:2, drain: true}, {address: 127.0.0.1:3}]\n");
+    routing::BackendRegistry backends;
+    backends.apply_config(cfg);
+    routing::Router router(backends);
+    auto snap = backends.snapshot();
+    auto drained = snap->find("c", "127.0.0.1:2");
+    auto other = snap->find("c", "127.0.0.1:3");
+    REQUIRE(drained);
+    REQUIRE(other);
+    CHECK(drained->probe_failed(1, "timed out"));
+    CHECK(other->probe_failed(1, "timed out"));
+    for (int i = 0; i < 5; ++i) CHECK(route(router, *cfg, "u", "n" + std::to_string(i)).backend() == other->name());
+    backends.drain_backend(other->name(), nullptr, true);
+    CHECK(route(router, *cfg, "u", "x").status.code == grpcwire::StatusCode::kUnavailable);
+  }
+}
