@@ -110,13 +110,24 @@ def copy_into(srcs, dest, workdir, pats):
             for root, dirs, files in os.walk(full):
                 rroot = os.path.relpath(root, REPO)
                 dirs[:] = [d for d in dirs if not ignored(os.path.join(rroot, d), pats)]
-                for fname in files:
+                # COPY keeps symbolic links as links (gateway/include/<folder>/<folder> are
+                # links); os.walk lists a link to a directory among `dirs` and does not
+                # enter it, so links are recreated here, whatever they point to.
+                links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+                dirs[:] = [d for d in dirs if d not in links]
+                for fname in files + links:
                     frel = os.path.join(rroot, fname)
                     if ignored(frel, pats):
                         continue
                     dst = os.path.join(out, os.path.relpath(os.path.join(REPO, frel), full))
                     os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    shutil.copy2(os.path.join(REPO, frel), dst)
+                    srcpath = os.path.join(REPO, frel)
+                    if os.path.islink(srcpath):
+                        if os.path.lexists(dst):
+                            os.remove(dst)
+                        os.symlink(os.readlink(srcpath), dst)
+                    else:
+                        shutil.copy2(srcpath, dst)
         else:
             dst = os.path.join(target, os.path.basename(rel)) if dest.endswith("/") or dest == "." else target
             os.makedirs(os.path.dirname(dst), exist_ok=True)
