@@ -3,8 +3,7 @@
 namespace sparkgate::proxy {
 
 Pipeline::Pipeline(RpcState& state, PipelineOwner& owner)
-    : state_(state),
-      owner_(owner),
+    : owner_(owner),
       authenticate_(state, *this),
       inspect_(state, *this),
       identity_(state),

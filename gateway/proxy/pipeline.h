@@ -67,7 +67,6 @@ class Pipeline final : private StepDone {
   void step_done(StepStatus status) override;
   void stop();
 
-  RpcState& state_;
   PipelineOwner& owner_;
   AuthenticateStep authenticate_;
   InspectStep inspect_;
