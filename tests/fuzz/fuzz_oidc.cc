@@ -1,10 +1,5 @@
 // libFuzzer target: the OIDC key-source parsers (gateway/policy/oidc_documents.h).
 //
-// NOT YET IN THE FUZZ BUILD: this file compiles with clang in build-fuzz/ (its object
-// only), but the target has never been linked or run on its seed corpus (the clang build
-// of the libraries did not finish in time). To enable it, add 'oidc' to fuzz_targets in
-// tests/fuzz/meson.build, run tests/fuzz/run.sh oidc, and fix what it reports.
-//
 // Input: [mode: 1 byte][rest]
 //   mode % 3 == 0: rest is a discovery document, parsed for the issuer
 //                  "https://idp.example.com/realms/data";
