@@ -333,13 +333,13 @@ TEST_CASE("IdentityStep: enforce refuses another user's user_id; unauthenticated
 }
 
 TEST_CASE("IdentityStep: rewrite splices the principal into user_context; every other byte stays") {
+  FakeStream up;  // outlives the fixture, whose destructor cancels the upstream stream
   RpcFixture f(load_config(token_auth("identity: {mode: rewrite}\n")));
   f.headers.add("authorization", "Bearer alice-token");
   REQUIRE(AuthenticateStep(f.state, f.done).run() == StepStatus::kContinue);
   const std::string tail = field(3, "plan-bytes");
   f.envelope(request_message("s1", "mallory", tail));
   CHECK(IdentityStep(f.state).run() == StepStatus::kContinue);
-  FakeStream up;
   f.upstream.attach(up, "b:1");
   f.upstream.end_request();
   std::string sent = pull([&](size_t m, uint32_t* fl) { return f.upstream.request_body_length(m, fl); },
