@@ -125,6 +125,11 @@ make_venv() {
   printf '%s\n' "$want" > "$stamp"
 }
 
+# A .venv that is a symlink to nowhere (or to itself) cannot hold the venvs; replace it.
+if [[ -L "$repo/.venv" && ! -d "$repo/.venv" ]]; then
+  log "replacing .venv: it is a symlink that does not lead to a directory"
+  rm -f "$repo/.venv"
+fi
 mkdir -p "$repo/.venv"
 make_venv server "${server_reqs[@]}"
 make_venv client "${client_reqs[@]}"
