@@ -200,6 +200,25 @@ json::value config_json(const config::Config& cfg, const RemoteStatus& remote_st
                                {"max_connections_per_backend", cfg.upstream.max_connections_per_backend},
                                {"idle_timeout", ms(cfg.upstream.idle_timeout)}};
   o["drain"] = json::object{{"timeout", ms(cfg.drain.timeout)}};
+  if (cfg.tracing.enabled()) {
+    const auto& t = cfg.tracing;
+    json::object headers;
+    // Header values are secrets (API keys): only where each came from.
+    for (const auto& h : t.headers) headers[h.name] = json::object{{"source", h.source}, {"value", kRedacted}};
+    o["tracing"] = json::object{{"otlp", json::object{{"endpoint", t.endpoint},
+                                                       {"url", t.url.text.empty() ? t.endpoint : t.url.text},
+                                                       {"traces_path", t.url.target},
+                                                       {"headers", std::move(headers)},
+                                                       {"timeout", ms(t.timeout)},
+                                                       {"ca_file", t.ca_file}}},
+                                {"sample_ratio", t.sample_ratio},
+                                {"service_name", t.service_name},
+                                {"queue_size", t.queue_size},
+                                {"batch_size", t.batch_size},
+                                {"flush_interval", ms(t.flush_interval)}};
+  } else {
+    o["tracing"] = nullptr;
+  }
   o["log"] = json::object{{"level", cfg.log_level}, {"access", cfg.access_log}};
   return o;
 }

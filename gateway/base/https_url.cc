@@ -34,23 +34,31 @@ bool host_char(char c) {
 
 std::string HttpsUrl::authority() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  return port == 443 ? h : h + ":" + std::to_string(port);
+  return port == (tls ? 443 : 80) ? h : h + ":" + std::to_string(port);
 }
 
-std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& error) {
+namespace {
+
+bool has_scheme(std::string_view text, std::string_view scheme) {
+  return text.size() >= scheme.size() && std::equal(scheme.begin(), scheme.end(), text.begin(), [](char a, char b) {
+           return a == (b >= 'A' && b <= 'Z' ? b + 32 : b);
+         });
+}
+
+std::optional<HttpsUrl> parse_url(std::string_view text, std::string& error, bool allow_http) {
   for (char c : text) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
       error = "URL contains whitespace or control characters";
       return std::nullopt;
     }
   }
-  constexpr std::string_view kScheme = "https://";
-  if (text.size() < kScheme.size() || !std::equal(kScheme.begin(), kScheme.end(), text.begin(), [](char a, char b) {
-        return a == (b >= 'A' && b <= 'Z' ? b + 32 : b) || a == b;
-      })) {
+  const bool plain = allow_http && has_scheme(text, "http://");
+  const std::string_view kScheme = plain ? "http://" : "https://";
+  if (!plain && !has_scheme(text, kScheme)) {
     auto colon = text.find("://");
-    error = colon == std::string_view::npos ? "URL " + quote(text) + " is not an absolute https:// URL"
-                                            : "URL " + quote(text) + " is not https:// (only HTTPS is used for keys)";
+    if (allow_http) error = "URL " + quote(text) + " is not an absolute http:// or https:// URL";
+    else if (colon == std::string_view::npos) error = "URL " + quote(text) + " is not an absolute https:// URL";
+    else error = "URL " + quote(text) + " is not https:// (only HTTPS is used for keys)";
     return std::nullopt;
   }
   if (text.find('#') != std::string_view::npos) {
@@ -62,6 +70,8 @@ std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& erro
   std::string_view authority = rest.substr(0, end);
   HttpsUrl url;
   url.text = std::string(text);
+  url.tls = !plain;
+  url.port = plain ? 80 : 443;
   url.target = end == std::string_view::npos ? "/" : std::string(rest.substr(end));
   if (url.target.front() == '?') url.target.insert(url.target.begin(), '/');
   if (authority.find('@') != std::string_view::npos) {
@@ -119,6 +129,16 @@ std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& erro
   }
   url.host = std::string(host);
   return url;
+}
+
+}  // namespace
+
+std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& error) {
+  return parse_url(text, error, false);
+}
+
+std::optional<HttpsUrl> parse_http_url(std::string_view text, std::string& error) {
+  return parse_url(text, error, true);
 }
 
 std::string discovery_url(std::string_view issuer) {

@@ -1,6 +1,6 @@
 // https:// URLs of identity-provider documents (OIDC discovery, JWK Sets): parsed by the
 // config loader (to refuse http:// and malformed URLs with a line number) and by policy
-// (the jwks_uri a discovery document names). Pure functions; callable from any thread.
+// (the jwks_uri a discovery document names); http:// or https:// URLs of OTLP collectors. Pure functions; callable from any thread.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,7 @@ struct HttpsUrl {
   uint16_t port = 443;
   std::string target;
   std::string text;  // the URL as given
+  bool tls = true;   // https:// (false only from parse_http_url with http://)
 
   std::string authority() const;  // host[:port] as it goes in the Host header
 };
@@ -26,6 +27,11 @@ struct HttpsUrl {
 // scheme (http:// included), userinfo ("user@"), a fragment, an empty or malformed host, a
 // bad port, whitespace or control characters.
 std::optional<HttpsUrl> parse_https_url(std::string_view text, std::string& error);
+
+// The same rules, but http:// is accepted too (tls false, port 80 if absent): for
+// endpoints where plain HTTP is a legitimate choice (an OTLP collector on the pod's own
+// network).
+std::optional<HttpsUrl> parse_http_url(std::string_view text, std::string& error);
 
 // {issuer}/.well-known/openid-configuration, with one trailing '/' of the issuer dropped
 // (OpenID Connect Discovery 1.0 §4).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/endpoint.h"
+#include "base/https_url.h"
 #include "base/jwt_keys.h"
 #include "base/principal.h"
 
@@ -300,6 +301,34 @@ struct Drain {
   std::chrono::milliseconds timeout{30000};
 };
 
+// ---- Tracing (tracing:) ------------------------------------------------------------------
+
+// One header sent with every OTLP export request. The value is a secret (an API key):
+// never logged, and /v1/config shows only its source.
+struct OtlpHeader {
+  std::string name;    // lower case
+  std::string value;   // the value itself, read at load time
+  std::string source;  // "literal", "env OTLP_KEY", "file /run/key"
+};
+
+struct Tracing {
+  // tracing.otlp.endpoint as written; empty: tracing is off (no span is made).
+  std::string endpoint;
+  base::HttpsUrl url;  // the endpoint with /v1/traces appended to its path
+  std::vector<OtlpHeader> headers;
+  std::string ca_file;  // https:// only: PEM bundle to trust; empty: the system trust store
+  std::chrono::milliseconds timeout{10000};  // one export request, connect to answer
+  // The share of RPCs without a valid client traceparent that are traced; a valid
+  // parent's sampled flag decides for the others.
+  double sample_ratio = 1.0;
+  std::string service_name = "sparkgate";
+  uint32_t queue_size = 2048;  // finished spans waiting for export; past it they are dropped
+  uint32_t batch_size = 512;   // spans per export request
+  std::chrono::milliseconds flush_interval{5000};  // the longest a span waits for a batch
+
+  bool enabled() const { return !endpoint.empty(); }
+};
+
 struct Config {
   std::string source_path;  // the file this was loaded from
   std::vector<Listener> listeners;
@@ -314,6 +343,7 @@ struct Config {
   Http2 http2;
   Upstream upstream;
   Drain drain;
+  Tracing tracing;
   std::string log_level = "info";
   // log.access: one JSON line per RPC and per ended session on stdout.
   bool access_log = true;

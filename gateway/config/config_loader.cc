@@ -339,7 +339,7 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
     return;
   }
   w.check_keys(root, {"listeners", "clusters", "routes", "sessions", "auth", "identity", "quotas", "admin", "limits",
-                     "http2", "upstream", "drain", "log"},
+                     "http2", "upstream", "drain", "log", "tracing"},
                "the top level");
   for (const char* required : {"listeners", "clusters", "routes"}) {
     if (!root[required]) w.error(root, std::string("missing required key '") + required + "'");
@@ -352,6 +352,7 @@ void load_document(Walker& w, const YAML::Node& root, Config& cfg) {
   detail::load_auth(w, root["auth"], cfg);
   detail::load_identity(w, root["identity"], cfg);
   detail::load_quotas(w, root["quotas"], cfg);
+  detail::load_tracing(w, root["tracing"], cfg);
 
   if (const auto admin = root["admin"]) {
     if (w.check_keys(admin, {"address", "token_env", "token_file"}, "admin")) {

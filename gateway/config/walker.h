@@ -319,5 +319,7 @@ void load_redis(Walker& w, const YAML::Node& n, const std::string& where, Redis&
 void load_auth(Walker& w, const YAML::Node& n, Config& cfg);
 void load_identity(Walker& w, const YAML::Node& n, Config& cfg);
 void load_quotas(Walker& w, const YAML::Node& n, Config& cfg);
+// tracing_loader.cc; `n` may be undefined (tracing off).
+void load_tracing(Walker& w, const YAML::Node& n, Config& cfg);
 
 }  // namespace sparkgate::config::detail

@@ -65,6 +65,15 @@ Metrics::Metrics()
                         .Name("sparkgate_jwks_fetches_total")
                         .Help("Fetches of a JWT issuer's remote keys (discovery and JWKS), by issuer and result")
                         .Register(*registry_)),
+      spans_exported_(prometheus::BuildCounter()
+                          .Name("sparkgate_spans_exported_total")
+                          .Help("Spans accepted by the OTLP collector (tracing.otlp)")
+                          .Register(*registry_)
+                          .Add({})),
+      span_batches_(prometheus::BuildCounter()
+                        .Name("sparkgate_span_batches_total")
+                        .Help("OTLP trace export requests, by result")
+                        .Register(*registry_)),
       build_info_(prometheus::BuildGauge()
                       .Name("sparkgate_build_info")
                       .Help("Always 1; the version label names the running build")
@@ -110,6 +119,16 @@ Metrics::Metrics()
   for (size_t i = 0; i < quota_rejections_.size(); ++i) {
     quota_rejections_[i] = &quotas.Add({{"quota", std::string(quota_name(static_cast<Quota>(i)))}});
   }
+  auto& dropped = prometheus::BuildCounter()
+                      .Name("sparkgate_spans_dropped_total")
+                      .Help("Spans not exported, by reason: queue_full, export_failed, shutdown")
+                      .Register(*registry_);
+  const char* reasons[] = {"queue_full", "export_failed", "shutdown"};
+  for (size_t i = 0; i < spans_dropped_.size(); ++i) spans_dropped_[i] = &dropped.Add({{"reason", reasons[i]}});
+}
+
+prometheus::Counter& Metrics::span_batch(std::string_view result) {
+  return span_batches_.Add({{"result", std::string(result)}});
 }
 
 void Metrics::set_build_info(const std::string& version) { build_info_.Add({{"version", version}}).Set(1); }

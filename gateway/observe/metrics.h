@@ -107,6 +107,17 @@ class Metrics {
   // sparkgate_sessions_closed_total{reason}: every way a session ends (EndReason names).
   prometheus::Counter& sessions_closed(std::string_view reason);
 
+  // Trace export (trace/): sparkgate_spans_dropped_total{reason}: spans lost, because the
+  // export queue was full ("queue_full", counted on the worker that made the span), their
+  // batch could not be delivered ("export_failed"), or shutdown came first ("shutdown").
+  enum class SpanDrop { kQueueFull, kExportFailed, kShutdown };
+  prometheus::Counter& spans_dropped(SpanDrop why) { return *spans_dropped_[static_cast<size_t>(why)]; }
+  // sparkgate_spans_exported_total: spans a collector accepted.
+  prometheus::Counter& spans_exported() { return spans_exported_; }
+  // sparkgate_span_batches_total{result}: export requests, by result ("ok", "unreachable",
+  // "timeout", "tls", "http_status"). Results are a fixed set.
+  prometheus::Counter& span_batch(std::string_view result);
+
   // The per-RPC families of `cluster` ("" before routing). The first call for a name
   // creates them (under a lock); keep the pointer rather than calling this per RPC.
   ClusterMetrics& cluster(const std::string& name);
@@ -130,6 +141,9 @@ class Metrics {
   prometheus::Counter& sessions_expired_;
   prometheus::Family<prometheus::Counter>& sessions_closed_;
   prometheus::Family<prometheus::Counter>& jwks_fetches_;
+  std::array<prometheus::Counter*, 3> spans_dropped_{};
+  prometheus::Counter& spans_exported_;
+  prometheus::Family<prometheus::Counter>& span_batches_;
   prometheus::Family<prometheus::Gauge>& build_info_;
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& duration_;

@@ -22,6 +22,7 @@ void Pipeline::run_from(size_t index) {
         continue;
       case StepStatus::kPaused:
         paused_ = true;
+        owner_.on_waiting(wait_name(next_));
         return;
       case StepStatus::kStop:
         stop();
@@ -32,6 +33,7 @@ void Pipeline::run_from(size_t index) {
 
 void Pipeline::step_done(StepStatus status) {
   paused_ = false;
+  owner_.on_wait_over();
   if (status == StepStatus::kStop) {
     stop();
     return;
@@ -58,6 +60,20 @@ void Pipeline::cancel() {
   if (!paused_) return;
   paused_ = false;
   steps_[next_]->cancel();
+  owner_.on_wait_over();
+}
+
+std::string_view Pipeline::wait_name(size_t index) {
+  switch (index) {
+    case kAuthenticate: return "identity provider keys";
+    case kInspect: return "";  // the client's own time; not traced
+    case kIdentity: return "identity";
+    case kAdmit: return "quotas";
+    case kRoute: return "routing";
+    case kSessionAdmit: return "session quotas";
+    case kUpstream: return "upstream connection";
+    default: return "pipeline";
+  }
 }
 
 }  // namespace sparkgate::proxy

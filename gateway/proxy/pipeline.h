@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cstddef>
+#include <string_view>
 
 #include "proxy/admit_step.h"
 #include "proxy/authenticate_step.h"
@@ -38,6 +39,11 @@ class PipelineOwner {
   // The backend is final and the stream is about to be opened / it is decided again.
   virtual void on_routed() = 0;
   virtual void on_unrouted() = 0;
+  // A step started waiting for `what` ("quotas", "routing", "upstream connection", ...;
+  // "" while the request message is awaited) / the wait ended (answered or called off).
+  // For the RPC's trace; no decision.
+  virtual void on_waiting(std::string_view what) { (void)what; }
+  virtual void on_wait_over() {}
 
  protected:
   ~PipelineOwner() = default;
@@ -66,6 +72,9 @@ class Pipeline final : private StepDone {
   void run_from(size_t index);
   void step_done(StepStatus status) override;
   void stop();
+  // What the step at `index` waits for, as the trace names it ("" for the inspect step:
+  // the client sending its message).
+  static std::string_view wait_name(size_t index);
 
   PipelineOwner& owner_;
   AuthenticateStep authenticate_;

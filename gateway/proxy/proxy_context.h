@@ -23,6 +23,9 @@ namespace sparkgate::observe {
 class Metrics;
 class AccessLog;
 }  // namespace sparkgate::observe
+namespace sparkgate::trace {
+class SpanQueue;
+}
 
 namespace sparkgate::proxy {
 
@@ -44,6 +47,8 @@ struct ProxyContext {
   std::shared_ptr<const policy::PeerCertificate> peer_cert;
   // The worker's view of the JWT issuers' remote keys (discovery/jwks_uri); null: none.
   policy::KeySource* keys = nullptr;
+  // Process-wide: where finished spans go (tracing.otlp); null: no tracing at all.
+  trace::SpanQueue* spans = nullptr;
 };
 
 }  // namespace sparkgate::proxy

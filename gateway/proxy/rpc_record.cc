@@ -6,6 +6,8 @@
 #include "observe/metrics.h"
 #include "proxy/rpc_stream.h"
 #include "routing/router.h"
+#include "trace/rpc_trace.h"
+#include "trace/span_queue.h"
 
 namespace sparkgate::proxy {
 
@@ -25,8 +27,64 @@ void RpcStream::correlate(const http2::HeaderMap& headers) {
   const std::string* id = headers.find("x-request-id");
   request_id_ = id && observe::usable_request_id(*id) ? *id : observe::new_request_id();
   const std::string* tp = headers.find("traceparent");
-  new_trace_ = !(tp && observe::valid_traceparent(*tp));
-  traceparent_ = new_trace_ ? observe::new_traceparent() : *tp;
+  const auto& tracing = state_.ctx.config->tracing;
+  if (!tracing.enabled() || !state_.ctx.spans) {
+    new_trace_ = !(tp && observe::valid_traceparent(*tp));
+    traceparent_ = new_trace_ ? observe::new_traceparent() : *tp;
+    return;
+  }
+  const auto parent = tp ? trace::parse_traceparent(*tp) : std::nullopt;
+  const trace::TraceId trace_id = parent ? parent->trace_id : trace::new_trace_id();
+  new_trace_ = !parent;
+  if (trace::sample(parent ? &*parent : nullptr, trace_id, tracing.sample_ratio)) {
+    trace_ = std::make_unique<trace::RpcTrace>(parent ? &*parent : nullptr, trace_id);
+    traceparent_ = trace::format_traceparent(trace_->client_context());
+    if (const std::string* path = headers.find(":path")) path_ = path->substr(0, 256);
+  } else if (parent) {
+    traceparent_ = *tp;  // not traced here: the client's context goes on as it came
+  } else {
+    // A new trace that is not sampled: the backend learns that too (flags 00).
+    traceparent_ = trace::format_traceparent({trace_id, trace::new_span_id(), 0});
+  }
+}
+
+void RpcStream::on_unrouted() {
+  // Only for a new session whose backend could not be reached, before it is placed again.
+  if (trace_) trace_->client_replaced(state_.backend);
+  observe_unrouted();
+}
+
+void RpcStream::on_waiting(std::string_view what) {
+  // Waiting for the client's own request message is the client's time, and nearly every
+  // RPC does it: no span for it.
+  if (trace_ && !what.empty()) trace_->wait_started(what);
+}
+
+void RpcStream::on_wait_over() {
+  if (trace_) trace_->wait_ended();
+}
+
+void RpcStream::finish_trace(int code) {
+  const spark::Envelope* env = inspector_.envelope();
+  trace::RpcOutcome o;
+  o.method = state_.rpc ? std::string_view(state_.rpc->name) : std::string_view();
+  o.path = path_;
+  o.grpc_code = code;
+  o.status_message = grpcwire::status_name(static_cast<grpcwire::StatusCode>(code));
+  if (env) {
+    o.session_id = env->session_id;
+    if (env->operation_id) o.operation_id = *env->operation_id;
+  }
+  if (state_.principal.verified()) o.user = state_.principal.user;  // enduser.id: verified users only
+  o.cluster = state_.route.cluster ? std::string_view(state_.route.cluster->name) : std::string_view();
+  o.backend = state_.backend;
+  o.request_id = request_id_;
+  const std::string peer = down_.conn() ? down_.conn()->peer() : std::string();
+  o.peer = peer;
+  const std::string backend_address = state_.route.backend ? state_.route.backend->address().to_string() : std::string();
+  o.backend_address = backend_address;
+  trace_->finish(o, *state_.ctx.spans);
+  trace_.reset();
 }
 
 void RpcStream::forward_correlation() {
@@ -68,6 +126,7 @@ observe::ClusterMetrics* RpcStream::cluster_metrics() {
 
 void RpcStream::observe_routed() {
   observe_unrouted();
+  if (trace_) trace_->client_started();
   if (!active_in_ && (active_in_ = cluster_metrics())) active_in_->stream_opened();
   const auto& route = state_.route;
   if (!route.session) return;
@@ -100,6 +159,7 @@ void RpcStream::record(uint32_t error_code) {
   recorded_ = true;
   if (health_check_) return;  // probes are not Spark traffic
   const auto session = attached_to_;
+  const bool traced = trace_ != nullptr;
   observe_unrouted();
   int code = 0;
   if (auto status = upstream_->status()) {
@@ -109,6 +169,7 @@ void RpcStream::record(uint32_t error_code) {
     // backend refused the stream and the client was told to retry (UNAVAILABLE).
     code = error_code == NGHTTP2_REFUSED_STREAM ? 14 : error_code != 0 ? 1 : 2;
   }
+  if (traced) finish_trace(code);
   const auto now = std::chrono::steady_clock::now();
   const uint64_t bytes_in = inspector_.bytes();
   const uint64_t bytes_out = upstream_->bytes_out();

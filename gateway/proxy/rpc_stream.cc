@@ -4,6 +4,7 @@
 
 #include "proxy/request_check.h"
 #include "routing/router.h"
+#include "trace/rpc_trace.h"
 
 namespace sparkgate::proxy {
 
@@ -39,6 +40,7 @@ void RpcStream::on_request_headers(http2::HeaderMap headers, bool end_stream) {
     case RequestKind::Kind::kHealthCheck:
       // Answered once the request has ended, as a gRPC server answers a unary call.
       health_check_ = true;
+      trace_.reset();  // probes are not Spark traffic
       if (end_stream) reply_health_check();
       return;
     case RequestKind::Kind::kSparkRpc:
@@ -124,6 +126,11 @@ void RpcStream::reply(const LocalReply& r) {
     spdlog::debug("rpc={} {} backend={}: gateway replies {} ({})", state_.rpc ? state_.rpc->name : "-",
                   env ? env->describe() : std::string("session=-"), state_.backend.empty() ? "-" : state_.backend,
                   grpcwire::status_name(r.code), r.message);
+  }
+  if (trace_) {
+    std::string what = "sparkgate reply: ";
+    what.append(grpcwire::status_name(r.code)).append(": ").append(r.message.substr(0, 300));
+    trace_->event(std::move(what));
   }
   pipeline_.cancel();
   upstream_->reply(r.code, r.message);

@@ -26,6 +26,9 @@
 namespace sparkgate::observe {
 class ClusterMetrics;
 }
+namespace sparkgate::trace {
+class RpcTrace;
+}
 
 namespace sparkgate::proxy {
 
@@ -88,7 +91,9 @@ class RpcStream final : public http2::ServerStreamHandler,
   // PipelineOwner
   void on_stop() override { reply(state_.reply); }
   void on_routed() override { observe_routed(); }
-  void on_unrouted() override { observe_unrouted(); }
+  void on_unrouted() override;
+  void on_waiting(std::string_view what) override;
+  void on_wait_over() override;
   // RelayEvents
   void on_backend_answered() override;
   void on_backend_failed(const std::string& why) override;
@@ -99,8 +104,12 @@ class RpcStream final : public http2::ServerStreamHandler,
   // once the request has ended.
   void reply_health_check();
   // x-request-id and traceparent: the client's when usable, else new ones; then they
-  // replace whatever the client sent in the upstream headers.
+  // replace whatever the client sent in the upstream headers. With tracing on, decides
+  // whether this RPC is traced (trace_), and the backend gets the CLIENT span's
+  // traceparent.
   void correlate(const http2::HeaderMap& headers);
+  // The RPC ended: its spans go to the export queue (traced RPCs only).
+  void finish_trace(int code);
   void forward_correlation();
   // The stream is on its session / forwarding to its cluster, or no longer.
   void observe_routed();
@@ -126,6 +135,8 @@ class RpcStream final : public http2::ServerStreamHandler,
   std::string request_id_;
   std::string traceparent_;
   bool new_trace_ = false;  // traceparent_ was made here (the client's tracestate is dropped)
+  std::unique_ptr<trace::RpcTrace> trace_;  // null unless tracing is on and this RPC is sampled
+  std::string path_;                        // :path, kept only while traced
   observe::ClusterMetrics* active_in_ = nullptr;  // counted in its sparkgate_active_streams
   routing::SessionPtr attached_to_;               // the session this stream is attached to
   uint64_t attach_id_ = 0;

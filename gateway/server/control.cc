@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "config/config_loader.h"
@@ -33,6 +36,26 @@ std::optional<std::vector<std::string>> lookup_hosts_file(const std::string& fil
   return out;
 }
 
+trace::ResourceInfo resource_info(const std::string& version) {
+  trace::ResourceInfo r;
+  r.service_version = version;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) r.host_name = host;
+  r.instance_id = r.host_name;
+  r.instance_id.append(":").append(std::to_string(getpid()));
+  return r;
+}
+
+void apply_tracing(trace::OtlpExporter& exporter, const config::Config& cfg) {
+  std::string error;
+  if (!exporter.apply(cfg.tracing, error)) {
+    spdlog::error("tracing: {}; spans are not exported", error);
+  } else if (cfg.tracing.enabled()) {
+    spdlog::info("tracing: exporting spans to {} (sample_ratio {}, {} header(s))", cfg.tracing.url.text,
+                 cfg.tracing.sample_ratio, cfg.tracing.headers.size());
+  }
+}
+
 }  // namespace
 
 ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
@@ -42,6 +65,7 @@ ControlPlane::ControlPlane(GatewayState& state, ControlOptions options)
       pools_(io_.get_executor(), upstream::PoolOptions{}),
       health_targets_(state.router.backends()),
       health_(io_.get_executor(), health_targets_, [&state] { return state.config.load(); }),
+      exporter_(io_.get_executor(), state.spans, state.metrics, resource_info(options_.version)),
       watch_timer_(io_),
       reap_timer_(io_),
       dns_timer_(io_),
@@ -92,6 +116,7 @@ void ControlPlane::start() {
     state_.jwks.start(io_.get_executor(), [this](const std::string& issuer, policy::FetchResult result,
                                                  const std::string& error) { on_jwks_fetch(issuer, result, error); });
     health_.start();
+    apply_tracing(exporter_, *state_.config.load());
     if (options_.watch_config) schedule_watch();
     schedule_reap();
     schedule_dns();
@@ -106,6 +131,7 @@ void ControlPlane::stop() {
   boost::asio::post(io_, [this] {
     health_.stop();
     state_.jwks.stop();
+    exporter_.stop();
     watch_timer_.cancel();
     reap_timer_.cancel();
     dns_timer_.cancel();
@@ -117,6 +143,17 @@ void ControlPlane::stop() {
   });
   // Give closing connections a moment to flush, then stop whatever is still pending.
   stop_and_join(io_, thread_);
+}
+
+void ControlPlane::flush_traces(std::chrono::milliseconds bound) {
+  if (!thread_.joinable()) return;
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  boost::asio::post(io_, [this, done, deadline] { exporter_.flush(deadline, [done] { done->set_value(); }); });
+  // A little past the bound: the exporter's own deadline ends the last request first.
+  if (finished.wait_for(bound + std::chrono::milliseconds(200)) != std::future_status::ready)
+    spdlog::warn("tracing: the queued spans were not all sent within {} ms", bound.count());
 }
 
 void ControlPlane::request_reload(const std::string& why) {
@@ -150,6 +187,7 @@ void ControlPlane::reload(const std::string& why) {
   state_.router.backends().apply_config(next.config);
   state_.metrics.reloads_succeeded().Increment();
   state_.access_log.set_enabled(next.config->access_log);
+  apply_tracing(exporter_, *next.config);
   spdlog::info("configuration reloaded from {} ({})", options_.config_path, why);
 }
 

@@ -18,6 +18,7 @@
 #include "routing/redis_store.h"
 #include "server/gateway_state.h"
 #include "server/health_targets.h"
+#include "trace/exporter.h"
 #include "upstream/conn_pool.h"
 #include "upstream/health_checker.h"
 
@@ -30,6 +31,8 @@ struct ControlOptions {
   // Test hook: resolve cluster dns names from this hosts-format file ("ADDRESS NAME...")
   // instead of the system resolver; re-read on every refresh.
   std::string hosts_file;
+  // service.version of exported spans.
+  std::string version;
 };
 
 class ControlPlane {
@@ -42,6 +45,9 @@ class ControlPlane {
   void request_reload(const std::string& why);
   // Stops timers and joins the thread.
   void stop();
+  // Drain: sends the spans still queued (tracing:), waiting at most `bound`; spans left
+  // then are counted as dropped. Blocks the calling thread (main), not the control thread.
+  void flush_traces(std::chrono::milliseconds bound);
   // A session that left the registry for good (an operator closed it): forgets it in the
   // shared store and sends ReleaseSession to its backend. Thread-safe; asynchronous.
   void release_session(const routing::SessionPtr& session, const std::string& why);
@@ -79,6 +85,7 @@ class ControlPlane {
   std::shared_ptr<QuotaReleaser> quota_releaser_;
   RegistryHealthTargets health_targets_;  // before health_, which borrows it
   upstream::HealthChecker health_;
+  trace::OtlpExporter exporter_;  // spans from GatewayState::spans
   boost::asio::steady_timer watch_timer_;
   boost::asio::steady_timer reap_timer_;
   boost::asio::steady_timer dns_timer_;

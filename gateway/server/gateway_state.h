@@ -14,6 +14,7 @@
 #include "policy/jwks_cache.h"
 #include "policy/quota.h"
 #include "routing/router.h"
+#include "trace/span_queue.h"
 
 namespace sparkgate::server {
 
@@ -24,6 +25,8 @@ struct GatewayState {
   routing::Router router{backends};
   observe::Metrics metrics;
   observe::AccessLog access_log;  // JSON lines on stdout (log.access)
+  // Finished spans on their way to the exporter (tracing:); sized by the config.
+  trace::SpanQueue spans{2048, &metrics.spans_dropped(observe::Metrics::SpanDrop::kQueueFull)};
   // The keys of JWT issuers with discovery/jwks_uri; fetched by the control thread.
   policy::JwksCache jwks;
   policy::LocalQuotas quotas;  // per-user rate buckets and operation counts (quotas.store: memory)

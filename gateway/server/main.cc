@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
     }
     pool.push_back(std::move(w));
   }
-  server::ControlPlane control(state, {config_path, watch_config, std::chrono::milliseconds(1000), hosts_file});
+  server::ControlPlane control(state, {config_path, watch_config, std::chrono::milliseconds(1000), hosts_file,
+                                      SPARKGATE_VERSION});
   admin::AdminHooks hooks;
   hooks.not_ready = [&state] { return server::not_ready_reason(state); };
   hooks.metrics = [&state, &pool] { return state.metrics.render(server::scrape_input(state, pool)); };
@@ -199,6 +200,9 @@ int main(int argc, char** argv) {
     if (sigtimedwait(&signals, nullptr, &wait) > 0) break;
   }
   for (auto& w : pool) w->stop();
+  // The workers are gone: every span is queued. Bounded by one export's timeout, at most 5 s.
+  if (const auto& t = state.config.load()->tracing; t.enabled())
+    control.flush_traces(std::min<std::chrono::milliseconds>(t.timeout, std::chrono::seconds(5)));
   control.stop();
   admin.stop();
   spdlog::info("sparkgate stopped");

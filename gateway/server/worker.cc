@@ -178,6 +178,7 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
                                 session_store_.get(), quota_service_.get(), &state_.metrics,
                                 &state_.access_log,   &state_.draining,     peer_cert};
         ctx.keys = &key_source_;
+        ctx.spans = &state_.spans;
         return std::make_shared<proxy::RpcStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerConnection> weak = conn;

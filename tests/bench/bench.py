@@ -30,6 +30,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["direct", "sparkgate", "nghttpx", "haproxy", "nginx"]
 PEERS = ["nghttpx", "haproxy", "nginx"]
+# sparkgate with tracing (docs/tracing.md) exporting to an OTLP sink in this process (it
+# answers 200 to every POST and counts the spans' bytes): sample_ratio 0 and 1. Not in the
+# default run; name them in --targets, e.g. --targets sparkgate,sparkgate-trace0,sparkgate-trace1.
+TRACE_TARGETS = {"sparkgate-trace0": 0.0, "sparkgate-trace1": 1.0}
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -55,6 +59,34 @@ SCENARIOS = {
             args=dict(concurrency=1000, channels=8, warmup=2, duration=8),
             quick=dict(concurrency=100, warmup=0.1, duration=0.3)),
 }
+
+
+class OtlpSink:
+    """An OTLP/HTTP collector that accepts everything: a thread of this process."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(n)
+                sink.requests += 1
+                sink.bytes += n
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 class BenchError(Exception):
@@ -126,6 +158,7 @@ class Bench:
         self.sparkgate = getattr(opts, "sparkgate_bin", None) or os.path.join(opts.build_dir, "gateway", "sparkgate")
         self.runs = []
         self.failures = []
+        self.sink = None  # OtlpSink, started for the first tracing target
 
     # ---- processes ----
 
@@ -152,8 +185,14 @@ class Bench:
         return path
 
     def proxy_argv(self, target, port, backend_port):
-        if target == "sparkgate":
+        if target == "sparkgate" or target in TRACE_TARGETS:
             cfg = self.render("sparkgate.yaml", port=port, backend_port=backend_port, admin_port=free_port())
+            if target in TRACE_TARGETS:
+                if self.sink is None:
+                    self.sink = OtlpSink()
+                with open(cfg, "a") as f:
+                    f.write(f"tracing:\n  otlp:\n    endpoint: {self.sink.url}\n"
+                            f"  sample_ratio: {TRACE_TARGETS[target]}\n  flush_interval: 1s\n")
             return [self.sparkgate, "--config", cfg, "--workers", "1", "--watch-config", "false"]
         if target == "nghttpx":
             empty = os.path.join(self.work, "nghttpx.conf")
@@ -458,8 +497,8 @@ def main():
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s}; known: {sorted(SCENARIOS)}")
     for t in opts.targets:
-        if t not in TARGETS:
-            parser.error(f"unknown target {t}; known: {TARGETS}")
+        if t not in TARGETS and t not in TRACE_TARGETS:
+            parser.error(f"unknown target {t}; known: {TARGETS + list(TRACE_TARGETS)}")
     if opts.quick:
         opts.reps = 1
 

@@ -48,10 +48,11 @@ RULE = {
     "policy": ["base", "config", "http2", "redis"],
     "routing": ["base", "config", "grpcwire", "http2", "observe", "redis", "spark"],
     "upstream": ["base", "config", "grpcwire", "http2", "observe"],
-    "proxy": ["base", "config", "grpcwire", "http2", "observe", "policy", "routing", "spark", "upstream"],
+    "trace": ["base", "config", "observe"],
+    "proxy": ["base", "config", "grpcwire", "http2", "observe", "policy", "routing", "spark", "trace", "upstream"],
     "admin": ["config", "grpcwire", "observe", "routing"],
     "server": ["admin", "base", "config", "grpcwire", "http2", "observe", "policy", "proxy", "redis", "routing",
-               "spark", "upstream"],
+               "spark", "trace", "upstream"],
 }
 
 # The two cases the issue names: (library folder, forbidden header, own header).

@@ -131,7 +131,7 @@ The gateway configuration (sparkgate.yaml), keys in a fixed order.
 {{- $adminHost := $g.admin.bindAddress }}
 {{- if contains ":" $adminHost }}{{ $adminHost = printf "[%s]" $adminHost }}{{ end }}
 {{- $cfg := dict "listeners" (list $listener) "clusters" $g.clusters "routes" $g.routes }}
-{{- range $key := list "sessions" "identity" "quotas" "limits" "http2" "upstream" }}
+{{- range $key := list "sessions" "identity" "quotas" "limits" "http2" "upstream" "tracing" }}
 {{- with index $g $key }}{{ $_ := set $cfg $key . }}{{ end }}
 {{- end }}
 {{- $auth := deepCopy (default dict $g.auth) }}
@@ -142,7 +142,7 @@ The gateway configuration (sparkgate.yaml), keys in a fixed order.
 {{- $_ := set $cfg "admin" (dict "address" (printf "%s:%d" $adminHost (int $g.admin.port))) }}
 {{- $_ := set $cfg "drain" (dict "timeout" (printf "%ds" (int $g.drainTimeoutSeconds))) }}
 {{- $_ := set $cfg "log" (dict "level" $g.logLevel) }}
-{{- range $key := list "listeners" "admin" "clusters" "routes" "sessions" "auth" "identity" "quotas" "limits" "http2" "upstream" "drain" "log" }}
+{{- range $key := list "listeners" "admin" "clusters" "routes" "sessions" "auth" "identity" "quotas" "limits" "http2" "upstream" "drain" "log" "tracing" }}
 {{- if hasKey $cfg $key }}
 {{ dict $key (index $cfg $key) | toYaml }}
 {{- end }}
