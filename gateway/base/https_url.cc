@@ -1,4 +1,5 @@
 #include "base/https_url.h"
+#include "base/quote.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,23 +9,7 @@ namespace sparkgate::base {
 
 namespace {
 
-// Values taken from a URL, for messages: quoted when short and printable.
-std::string quote(std::string_view s) {
-  constexpr size_t kMaxQuoted = 120;
-  bool printable = s.size() <= kMaxQuoted;
-  for (char c : s) {
-    if (c < 0x20 || c > 0x7e || c == '\'') printable = false;
-  }
-  if (!printable) return "(unprintable)";
-  // Not `"'" + std::string(s)`: g++ 12 at -O3 reports a false -Wrestrict on it, and
-  // release builds use -Werror.
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  out += s;
-  out += '\'';
-  return out;
-}
+std::string quote(std::string_view s) { return quote_for_message(s); }
 
 bool host_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';

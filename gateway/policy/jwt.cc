@@ -1,4 +1,5 @@
 #include "policy/jwt.h"
+#include "base/quote.h"
 
 #include "policy/jwks_cache.h"
 
@@ -93,22 +94,7 @@ int b64url_value(char c) {
 
 // A name taken from the token (iss, kid, alg) for a message: quoted when short and
 // printable, otherwise left out so that hostile input never reaches a log line.
-std::string quote(std::string_view s) {
-  constexpr size_t kMaxQuoted = 64;
-  bool printable = s.size() <= kMaxQuoted;
-  for (char c : s) {
-    if (c < 0x20 || c > 0x7e || c == '\'') printable = false;
-  }
-  if (!printable) return "(unprintable)";
-  // Not `"'" + std::string(s)`: g++ 12 at -O3 reports a false -Wrestrict on it, and
-  // release builds use -Werror.
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  out += s;
-  out += '\'';
-  return out;
-}
+std::string quote(std::string_view s) { return base::quote_for_message(s, 64); }
 
 std::string format_time(double t) {
   // 9999-12-31T23:59:59Z: gmtime_r's range on every platform we build on.

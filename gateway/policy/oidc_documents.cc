@@ -1,4 +1,5 @@
 #include "policy/oidc_documents.h"
+#include "base/quote.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -11,23 +12,7 @@ namespace json = boost::json;
 
 namespace {
 
-// Values taken from a fetched document, for messages: quoted when short and printable.
-std::string quote(std::string_view s) {
-  constexpr size_t kMaxQuoted = 120;
-  bool printable = s.size() <= kMaxQuoted;
-  for (char c : s) {
-    if (c < 0x20 || c > 0x7e || c == '\'') printable = false;
-  }
-  if (!printable) return "(unprintable)";
-  // Not `"'" + std::string(s)`: g++ 12 at -O3 reports a false -Wrestrict on it, and
-  // release builds use -Werror.
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  out += s;
-  out += '\'';
-  return out;
-}
+std::string quote(std::string_view s) { return base::quote_for_message(s, 120); }
 
 }  // namespace
 

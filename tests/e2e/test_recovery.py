@@ -28,7 +28,7 @@ import pytest
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
-from conftest import Gateway, SparkServer, free_port, port_accepts
+from conftest import Gateway, SessionFactory, SparkServer, free_port, port_accepts
 
 # The target of issue 17: a new session works within this long of the restarted server
 # accepting connections.
@@ -48,8 +48,11 @@ def backend_state(gw: Gateway, address: str) -> Optional[dict]:
     return None
 
 
-def new_session_without_retries(url: str) -> SparkSession:
-    s = SparkSession.builder.remote(url).create()
+def new_session_without_retries(new_session: SessionFactory, url: str) -> SparkSession:
+    # Made through the factory so that it is stopped at the end of the test: a session left
+    # open stays PySpark's default session, and later modules' UDFs (which read their Arrow
+    # setting from SparkSession.active()) would call this test's stopped server.
+    s = new_session(url)
     s.client.set_retry_policies([])  # one attempt per call: a client that does not retry
     return s
 
@@ -71,11 +74,11 @@ def restartable(tmp_path_factory):
 
 
 def test_new_session_works_within_a_second_of_a_restarted_server_accepting(restartable, tmp_path_factory,
-                                                                          capsys):
+                                                                          capsys, new_session):
     holder, gw, port = restartable
     address = f"127.0.0.1:{port}"
 
-    before = new_session_without_retries(gw.url)
+    before = new_session_without_retries(new_session, gw.url)
     assert before.range(3).count() == 3
 
     # The server dies; the gateway ejects it.
@@ -89,7 +92,7 @@ def test_new_session_works_within_a_second_of_a_restarted_server_accepting(resta
     t_ejected = time.monotonic()
     # While nothing listens, a new session still fails, with UNAVAILABLE (the connect is
     # refused), not with a hang.
-    down = new_session_without_retries(gw.url)
+    down = new_session_without_retries(new_session, gw.url)
     with pytest.raises(SparkConnectGrpcException) as refused:
         down.version
     assert refused.value.getGrpcStatusCode() == grpc.StatusCode.UNAVAILABLE, str(refused.value)
@@ -120,7 +123,7 @@ def test_new_session_works_within_a_second_of_a_restarted_server_accepting(resta
         session = None
         while t_ok is None:
             attempts += 1
-            session = new_session_without_retries(gw.url)
+            session = new_session_without_retries(new_session, gw.url)
             t_attempt = time.monotonic()
             try:
                 assert session.version.startswith(("3.", "4."))

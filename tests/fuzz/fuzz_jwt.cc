@@ -18,6 +18,7 @@
 //     or its payload part;
 //   - base64url_decode accepts exactly the canonical encodings (decode, re-encode = input);
 //   - a JWK Set loads all or nothing.
+#include "test_jwk.h"
 #include <algorithm>
 #include <cctype>
 #include <openssl/evp.h>
@@ -48,22 +49,7 @@ namespace {
 const std::string kSecret = "fuzz-secret-0123456789abcdef-0123456789";
 const auto kNow = std::chrono::system_clock::from_time_t(1795600800);  // 2026-11-25T10:00:00Z
 
-std::string b64url(std::string_view in) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(alphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(alphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
+using sparkgate::testing::b64url;
 
 // Writes the public half of a freshly generated key as PEM and loads it into a key set.
 void add_generated_key(policy::JwtKeySet& set, EVP_PKEY* key, const std::string& name) {

@@ -1,3 +1,4 @@
+#include "test_jwk.h"
 #include "policy/jwt.h"
 
 #include <doctest/doctest.h>
@@ -31,22 +32,7 @@ const std::string kIss = "https://idp.example";
 const auto kNow = std::chrono::system_clock::from_time_t(1795600800);
 const int64_t kNowS = 1795600800;
 
-std::string b64url(std::string_view in) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(alphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(alphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
+using sparkgate::testing::b64url;
 
 struct Keys {
   PkeyPtr rsa1{EVP_RSA_gen(2048)};

@@ -1,6 +1,7 @@
 // OIDC key sources: URL and discovery-document parsing, fetched JWK Sets, the refresh
 // schedule (rate limit and backoff), the HTTPS client's failures that need no
 // certificate (refused, stalled, not TLS) and JwksCache's on-demand refresh rate limit.
+#include "test_jwk.h"
 #include <doctest/doctest.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -22,37 +23,13 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string b64url(const std::string& in) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(alphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(alphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
+using sparkgate::testing::b64url;
 
 // An RS256 JWK of a fresh 2048-bit key (generated once).
 std::string rsa_jwk(const std::string& kid) {
   static EVP_PKEY* pkey = EVP_RSA_gen(2048);
   REQUIRE(pkey);
-  BIGNUM *n = nullptr, *e = nullptr;
-  REQUIRE(EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) == 1);
-  REQUIRE(EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1);
-  std::string nb(static_cast<size_t>(BN_num_bytes(n)), '\0'), eb(static_cast<size_t>(BN_num_bytes(e)), '\0');
-  BN_bn2bin(n, reinterpret_cast<unsigned char*>(nb.data()));
-  BN_bn2bin(e, reinterpret_cast<unsigned char*>(eb.data()));
-  BN_free(n);
-  BN_free(e);
-  return R"({"kty":"RSA","use":"sig","alg":"RS256","kid":")" + kid + R"(","n":")" + b64url(nb) + R"(","e":")" +
-         b64url(eb) + R"("})";
+  return sparkgate::testing::rsa_public_jwk(pkey, kid);
 }
 
 const std::string kIssuer = "https://idp.example.com/realms/data";

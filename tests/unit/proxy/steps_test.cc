@@ -1,5 +1,6 @@
 // Each pipeline step alone, on an RpcFixture (a real Router, fake quota service and
 // session store, fake connections).
+#include "test_jwk.h"
 #include <doctest/doctest.h>
 
 #include <openssl/bn.h>
@@ -32,22 +33,7 @@ std::string token_auth(const std::string& extra = {}) {
 
 constexpr const char* kIdp = "https://idp.test";
 
-std::string b64url(std::string_view in) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(alphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(alphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
+using sparkgate::testing::b64url;
 
 using PkeyPtr = std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)>;
 
@@ -60,24 +46,13 @@ EVP_PKEY* rsa_key(int which) {
   return which == 1 ? k1.get() : k2.get();
 }
 
-std::string bn_param(EVP_PKEY* pkey, const char* name) {
-  BIGNUM* bn = nullptr;
-  REQUIRE(EVP_PKEY_get_bn_param(pkey, name, &bn) == 1);
-  std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
-  BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
-  BN_free(bn);
-  return b64url(out);
-}
-
 // The published keys of kIdp: kid "k<n>" for each key number.
 std::shared_ptr<const policy::JwksSnapshot> jwks_of(std::initializer_list<int> which) {
   std::string doc = "{\"keys\":[";
   auto snap = std::make_shared<policy::JwksSnapshot>();
   for (int w : which) {
     if (doc.back() == '}') doc += ",";
-    doc += R"({"kty":"RSA","use":"sig","alg":"RS256","kid":"k)" + std::to_string(w) + R"(","n":")" +
-           bn_param(rsa_key(w), OSSL_PKEY_PARAM_RSA_N) + R"(","e":")" + bn_param(rsa_key(w), OSSL_PKEY_PARAM_RSA_E) +
-           "\"}";
+    doc += sparkgate::testing::rsa_public_jwk(rsa_key(w), "k" + std::to_string(w));
   }
   doc += "]}";
   std::string error;
