@@ -65,7 +65,10 @@ failed=0
 build_ok=1
 if [ ! -f "$build/build.ninja" ]; then
   echo "== configuring $build (clang, -Dfuzz=true)"
-  if ! CC=clang CXX=clang++ meson setup "$build" -Dfuzz=true >"$repo/.fuzz-setup.log" 2>&1; then
+  # meson puts ccache in front of the compiler only when CC/CXX are not set, so name it here.
+  launcher=""
+  command -v ccache >/dev/null 2>&1 && launcher="ccache "
+  if ! CC="${launcher}clang" CXX="${launcher}clang++" meson setup "$build" -Dfuzz=true >"$repo/.fuzz-setup.log" 2>&1; then
     cat "$repo/.fuzz-setup.log"
     build_ok=0
   fi
