@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +23,8 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "harness.h"
@@ -596,6 +599,16 @@ TEST_CASE("faults: connections past limits.max_connections get a GOAWAY; existin
   check_back_to_baseline(gw, base, {fake.port()});
 }
 
+// The text log lines (not the JSON access-log records) of `log` from byte `from` on.
+static std::string text_lines_since(const std::string& log, size_t from) {
+  std::string out;
+  std::istringstream in(log.substr(std::min(from, log.size())));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("{\"time\"", 0) != 0) out += line + "\n";
+  }
+  return out;
+}
+
 TEST_CASE("faults: a reload with unknown keys, invalid YAML, or a missing or unreadable file keeps the old config") {
   FakeServer fake;
   GatewayOptions o = one_backend(fake.address());
@@ -630,10 +643,13 @@ TEST_CASE("faults: a reload with unknown keys, invalid YAML, or a missing or unr
     const size_t log_before = gw.stderr_text().size();
     b.make();
     kill(gw.pid(), SIGHUP);
-    CHECK(wait_until([&] { return failures() > before; }, 5s));
-    // The file watcher may count a failed reload of a half-written file first, and the
-    // log reaches the harness through a pipe: wait for this fault's own line.
-    CHECK(wait_until([&] { return gw.stderr_text().find(b.logged, log_before) != std::string::npos; }, 5s));
+    CHECK(wait_until([&] { return failures() > before; }, 15s));
+    // The file watcher may count a failed reload of a half-written file first (even one of
+    // the previous case's rewrite, counted late on a loaded machine): wait for this fault's
+    // own line, and show what was logged if it never comes.
+    CHECK_MESSAGE(wait_until([&] { return gw.stderr_text().find(b.logged, log_before) != std::string::npos; }, 15s),
+                  "expected '" << b.logged << "' in the log after the reload; logged since:\n"
+                               << text_lines_since(gw.stderr_text(), log_before));
     // The old config serves: calls work and the admin API shows its values.
     CHECK(call(make_channel(gw.address()), "Config", {request_for("Config", "reload")}).status.ok());
     CHECK(http_get(gw.admin_port(), "/v1/config").body.find("\"idle_timeout\":\"420000ms\"") != std::string::npos);
