@@ -19,11 +19,15 @@ stamp="$repo/.tools/jaeger-all-in-one.stamp"
 export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
 command -v go >/dev/null || { echo "go is not on PATH (deploy/install-deps.sh installs it)" >&2; exit 1; }
 want="$JAEGER_VERSION $(go version)"
+# tests/run.sh starts this in the background early (niced) so that the build overlaps the
+# suites before e2e; the e2e fixture's own call then waits here for that build to finish.
+mkdir -p "$tools"
+exec 9>"$repo/.tools/jaeger-all-in-one.lock"
+flock 9
 if [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "$bin"
   exit 0
 fi
-mkdir -p "$tools"
 rm -f "$stamp"
 dir="$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" |
        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
