@@ -1,4 +1,5 @@
 #include "trace/http_post.h"
+#include "base/tls_client_context.h"
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -142,22 +143,7 @@ std::string_view post_result_label(PostResult r) {
 }
 
 std::shared_ptr<asio::ssl::context> make_client_tls_context(const std::string& ca_file, std::string& error) {
-  namespace ssl = asio::ssl;
-  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-  boost::system::error_code ec;
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                   ec);
-  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  ctx->set_verify_mode(ssl::verify_peer, ec);
-  if (ca_file.empty()) ctx->set_default_verify_paths(ec);
-  else ctx->load_verify_file(ca_file, ec);
-  if (ec) {
-    error = ca_file.empty() ? cat("cannot load the system trust store: ", ec.message())
-                            : cat("cannot load CA bundle ", ca_file, cat(": ", ec.message()));
-    return nullptr;
-  }
-  return ctx;
+  return base::make_tls_client_context(ca_file, error);
 }
 
 void http_post(const asio::any_io_executor& executor, std::shared_ptr<asio::ssl::context> tls, PostRequest request,

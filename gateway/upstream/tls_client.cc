@@ -1,4 +1,5 @@
 #include "upstream/tls_client.h"
+#include "base/tls_client_context.h"
 
 #include <openssl/ssl.h>
 
@@ -7,26 +8,9 @@ namespace sparkgate::upstream {
 std::shared_ptr<boost::asio::ssl::context> make_upstream_tls_context(const config::UpstreamTls& tls,
                                                                      std::string& error) {
   namespace ssl = boost::asio::ssl;
-  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  auto ctx = base::make_tls_client_context(tls.ca, error);
+  if (!ctx) return nullptr;
   boost::system::error_code ec;
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                   ec);
-  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  ctx->set_verify_mode(ssl::verify_peer, ec);
-  if (tls.ca.empty()) {
-    ctx->set_default_verify_paths(ec);
-    if (ec) {
-      error = "cannot load the system trust store: " + ec.message();
-      return nullptr;
-    }
-  } else {
-    ctx->load_verify_file(tls.ca, ec);
-    if (ec) {
-      error = "cannot load CA bundle " + tls.ca + ": " + ec.message();
-      return nullptr;
-    }
-  }
   if (!tls.cert.empty() || !tls.key.empty()) {
     if (tls.cert.empty() || tls.key.empty()) {
       error = "a client certificate needs both cert and key";
