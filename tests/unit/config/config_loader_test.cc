@@ -1,4 +1,5 @@
 #include "config/config_loader.h"
+#include "config_errors.h"
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
@@ -21,18 +22,8 @@ admin:
   address: 127.0.0.1:9901
 )";
 
-bool has_error(const LoadResult& r, int line, const std::string& fragment) {
-  for (const auto& e : r.errors) {
-    if (e.line == line && e.reason.find(fragment) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string all_errors(const LoadResult& r) {
-  std::string s;
-  for (const auto& e : r.errors) s += e.to_string() + "\n";
-  return s;
-}
+using sparkgate::testing::all_errors;
+using sparkgate::testing::has_error;
 }  // namespace
 
 TEST_CASE("the minimal config loads with defaults") {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "config/config_loader.h"
+#include "config_errors.h"
 
 using namespace sparkgate::config;
 using namespace std::chrono_literals;
@@ -26,18 +27,8 @@ auth:
   jwt:
 )";  // the jwt entries start at line 12
 
-bool has_error(const LoadResult& r, int line, const std::string& fragment) {
-  for (const auto& e : r.errors) {
-    if (e.line == line && e.reason.find(fragment) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string all_errors(const LoadResult& r) {
-  std::string s;
-  for (const auto& e : r.errors) s += e.to_string() + "\n";
-  return s;
-}
+using sparkgate::testing::all_errors;
+using sparkgate::testing::has_error;
 
 }  // namespace
 

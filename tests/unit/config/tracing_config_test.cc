@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "config/config_loader.h"
+#include "config_errors.h"
 
 using namespace sparkgate::config;
 
@@ -21,18 +22,8 @@ routes:
   - cluster: local
 )";  // 8 lines: tracing starts on line 9
 
-bool has_error(const LoadResult& r, int line, const std::string& fragment) {
-  for (const auto& e : r.errors) {
-    if (e.line == line && e.reason.find(fragment) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string all_errors(const LoadResult& r) {
-  std::string s;
-  for (const auto& e : r.errors) s += e.to_string() + "\n";
-  return s;
-}
+using sparkgate::testing::all_errors;
+using sparkgate::testing::has_error;
 
 LoadResult load(const std::string& tracing) { return load_config_string(std::string(kBase) + tracing, "t.yaml"); }
 }  // namespace
