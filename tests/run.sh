@@ -94,11 +94,27 @@ timings=()  # "suite seconds", printed before the summary (docs/testing.md keeps
 
 banner() { printf '\n===== %s =====\n' "$*"; }
 
+failures=()  # what failed, a few lines per failing suite, repeated at the very end
+
 record() {
   # record SUITE PASSED FAILED NOTE
   total_passed=$((total_passed + $2))
   total_failed=$((total_failed + $3))
   summary+=("$(printf '%-12s %5d passed %5d failed  %s' "$1" "$2" "$3" "$4")")
+  # the script-driven suites print one "FAIL ..." (or "FAILED") line per failed case
+  if [ "$3" -ne 0 ] && ! printf '%s\n' "${failures[@]}" | grep -qx -- "--- $1"; then
+    note_failures "$1" "$work/$1.log" '(^|[[:space:]])FAIL(ED)?([[:space:]:]|$)'
+  fi
+}
+
+note_failures() {
+  # note_failures SUITE LOGFILE PATTERN — keeps the log's lines that match PATTERN (at most
+  # 40) for the digest printed last, so that a CI log cut to its tail still names them.
+  local suite="$1" log="$2" pattern="$3" lines
+  [ -f "$log" ] || return 0
+  lines="$(grep -E -- "$pattern" "$log" | head -n 40)"
+  [ -n "$lines" ] && failures+=("--- $suite" "$lines")
+  return 0
 }
 
 run_limited() {
@@ -135,6 +151,15 @@ run_doctest() {
   fi
   if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
     failed=1  # it did not succeed, whatever its counters said
+  fi
+  if [ "$failed" -ne 0 ]; then
+    # doctest: each failed check with its values, under the name of its test case
+    local digest
+    digest="$(awk '/^TEST CASE:/ { tc = $0; shown = 0; next }
+                   /ERROR:|Sanitizer/ { if (!shown) print tc; shown = 1; print; keep = 1; next }
+                   keep && /^  values:/ { print }
+                   { keep = 0 }' "$log" | head -n 40)"
+    [ -n "$digest" ] && failures+=("--- $suite" "$digest")
   fi
   record "$suite" "$passed" "$failed" "$note"
 }
@@ -200,6 +225,7 @@ EOF
   if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
     failed=1  # e.g. a collection error, or no tests collected (exit 5)
   fi
+  [ "$failed" -ne 0 ] && note_failures e2e "$work/e2e.log" '^(FAILED|ERROR) |^E  '
   record e2e "$passed" "$failed" "$note"
 }
 
@@ -458,6 +484,10 @@ done
 banner "summary"
 echo "wall-clock time per suite (total ${SECONDS} s):"
 printf '  %s\n' "${timings[@]}"
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo "what failed:"
+  printf '%s\n' "${failures[@]}"
+fi
 printf '%s\n' "${summary[@]}"
 printf '%d passed, %d failed\n' "$total_passed" "$total_failed"
 [ "$total_failed" -eq 0 ]

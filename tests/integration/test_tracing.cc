@@ -109,7 +109,8 @@ TEST_CASE("tracing: SERVER and CLIENT spans with attributes; the backend gets th
   CHECK(cfg.body.find("very-secret-api-key") == std::string::npos);
   CHECK(cfg.body.find("env SG_ITEST_OTLP_KEY") != std::string::npos);
   CHECK(gw.stderr_text().find("very-secret-api-key") == std::string::npos);
-  CHECK(metric(gw, "sparkgate_spans_exported_total") >= 4);
+  // The collector has the spans before the gateway has read its answer and counted them.
+  CHECK(wait_until([&] { return metric(gw, "sparkgate_spans_exported_total") >= 4; }, 5s));
   CHECK(metric(gw, "sparkgate_span_batches_total{result=\"ok\"}") >= 1);
 }
 
