@@ -1,7 +1,7 @@
 // One HTTPS GET of a small document (an OIDC discovery document or a JWK Set), for the
-// control thread: Boost.Beast over OpenSSL with the peer certificate verified against
-// the configured CA (or the system trust store) and the URL's host name (or IP address)
-// checked against the certificate. Redirects are never followed (a 3xx is an error), the
+// control thread, over the shared client of base/http_client.h: TLS with the peer
+// certificate verified against the configured CA (or the system trust store) and the URL's
+// host name (or IP address) checked against the certificate. Redirects are never followed (a 3xx is an error), the
 // body is capped, and the whole exchange (resolve, connect, handshake, request, response)
 // has one deadline.
 #pragma once

@@ -1,9 +1,9 @@
-// One HTTP/1.1 POST of an OTLP export request, for the control thread: Boost.Beast over
-// plain TCP (http://) or OpenSSL (https://: the peer certificate verified against the
-// configured CA or the system trust store, and the host name or IP address checked, as
-// policy/https_get.h does for identity providers). One connection per request
-// (`Connection: close`): a batch goes out every few seconds at most. The whole exchange
-// has one deadline; the response body is capped.
+// One HTTP/1.1 POST of an OTLP export request, for the control thread, over the shared
+// client of base/http_client.h: plain TCP (http://) or TLS (https://: the peer certificate
+// verified against the configured CA or the system trust store, and the host name or IP
+// address checked). One connection per request (`Connection: close`): a batch goes out
+// every few seconds at most. The whole exchange has one deadline; the response body is
+// capped, and any 2xx is a success.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
