@@ -6,10 +6,12 @@
 #                      [--json FILE] [--build-dir DIR] [--no-install] [--callgrind]
 #
 #   --quick       tiny sizes, one repetition: the ~10 s smoke run (tests/bench/smoke.sh)
-#   --scenarios   which of 1..6 to run (default: all)
+#   --scenarios   which of 1..7 to run (default: all)
 #                   1 unary Config, concurrency 1          4 10,000 idle connections
 #                   2 unary Config, 64 streams / 8 conns    5 session churn, 20,000 x 4 RPCs
 #                   3 ExecutePlan, 4 x 1 GiB streams        6 unary Config, 1,000 streams
+#                   7 heap allocations per unary RPC (sparkgate only, at its defaults,
+#                     under the counting allocator tests/bench/alloc_counter.so)
 #   --reps N      repetitions, interleaved; figures are medians (default 3)
 #   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx
 #   --json FILE   where to write the results (default BUILD/bench-results/bench-TIME.json;
@@ -92,7 +94,7 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
 fi
 log "ninja -C $build"
-ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen >/dev/null
+ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen tests/bench/alloc_counter.so >/dev/null
 
 # 10,000 idle connections need as many descriptors in the load generator and the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
