@@ -1,6 +1,7 @@
 #include "observe/access_log.h"
 
 #include <boost/json/serialize.hpp>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/sinks/base_sink.h>
 
 #include <poll.h>
@@ -35,19 +36,28 @@ class WholeLineFdSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
 
  protected:
+  // The pattern is the bare message (AccessLog sets "%v"), so a line is the payload and
+  // a newline: appended as it is, without spdlog's formatter, whose buffer goes to the
+  // heap for any line over 250 bytes (every RPC record).
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t formatted;
-    formatter_->format(msg, formatted);
-    if (buf_.size() + formatted.size() > kMaxWrite) {
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    const size_t line = payload.size() + 1;
+    if (buf_.size() + line > kMaxWrite) {
       write_out(buf_.data(), buf_.size());
       buf_.clear();
     }
-    if (formatted.size() > kMaxWrite) {
-      write_out(formatted.data(), formatted.size());
+    if (line > kMaxWrite) {
+      std::string alone;
+      alone.reserve(line);
+      alone.append(payload).push_back('\n');
+      write_out(alone.data(), alone.size());
       return;
     }
-    buf_.append(formatted.data(), formatted.size());
+    buf_.append(payload).push_back('\n');
   }
+  // Always "%v" (see sink_it_).
+  void set_pattern_(const std::string&) override {}
+  void set_formatter_(std::unique_ptr<spdlog::formatter>) override {}
   void flush_() override {
     write_out(buf_.data(), buf_.size());
     buf_.clear();
@@ -82,15 +92,74 @@ class WholeLineFdSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 }  // namespace
 
-std::string format_utc(std::chrono::system_clock::time_point t) {
+namespace {
+
+// RFC 3339 UTC with milliseconds into `out` (24 characters and a NUL); the length.
+size_t format_utc_to(std::chrono::system_clock::time_point t, char (&out)[96]) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
+  const int n = std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+// `s` as a JSON string (quotes included), escaped as boost::json::serialize does:
+// '"', '\\' and the control characters; other bytes as they are.
+void append_json_string(fmt::memory_buffer& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  size_t plain = 0;  // start of the run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + plain, s.data() + i);
+    plain = i + 1;
+    char esc[6] = {'\\', 0, 0, 0, 0, 0};
+    size_t len = 2;
+    switch (c) {
+      case '"': esc[1] = '"'; break;
+      case '\\': esc[1] = '\\'; break;
+      case '\b': esc[1] = 'b'; break;
+      case '\f': esc[1] = 'f'; break;
+      case '\n': esc[1] = 'n'; break;
+      case '\r': esc[1] = 'r'; break;
+      case '\t': esc[1] = 't'; break;
+      default:
+        esc[1] = 'u';
+        esc[2] = '0';
+        esc[3] = '0';
+        esc[4] = kHex[c >> 4];
+        esc[5] = kHex[c & 0xf];
+        len = 6;
+    }
+    out.append(esc, esc + len);
+  }
+  out.append(s.data() + plain, s.data() + s.size());
+  out.push_back('"');
+}
+
+void append_field(fmt::memory_buffer& out, std::string_view key, std::string_view value) {
+  out.push_back(',');
+  append_json_string(out, key);
+  out.push_back(':');
+  append_json_string(out, value);
+}
+
+template <typename Int>
+void append_field(fmt::memory_buffer& out, std::string_view key, Int value) {
+  out.push_back(',');
+  append_json_string(out, key);
+  fmt::format_to(std::back_inserter(out), ":{}", value);
+}
+
+}  // namespace
+
+std::string format_utc(std::chrono::system_clock::time_point t) {
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  return buf;
+  const size_t n = format_utc_to(t, buf);
+  return std::string(buf, n);
 }
 
 AccessLog::AccessLog(std::shared_ptr<spdlog::logger> sink_logger) : logger_(std::move(sink_logger)) {
@@ -111,24 +180,35 @@ boost::json::object line(const char* type) {
 }
 }  // namespace
 
+// Formatted by hand into a per-thread buffer that keeps its capacity, and handed to the
+// sink as one whole line: no allocation per record once the buffer has grown (the
+// boost::json object this replaced cost 27 per RPC: tests/bench/RESULTS.md). Same keys,
+// same order, same escaping as the session_end lines' boost::json::serialize.
 void AccessLog::rpc(const RpcRecord& r) {
   if (!enabled()) return;
-  boost::json::object o = line("rpc");
-  o["request_id"] = r.request_id;
-  o["traceparent"] = r.traceparent;
-  o["peer"] = r.peer;
-  o["session"] = r.session;
-  o["user"] = r.user;
-  o["rpc"] = r.rpc;
-  o["cluster"] = r.cluster;
-  o["backend"] = r.backend;
-  o["operation_id"] = r.operation_id;
-  o["code"] = r.code;
-  o["status"] = code_label_name(code_label(r.code));
-  o["duration_us"] = static_cast<int64_t>(r.duration_s * 1e6);
-  o["bytes_in"] = r.bytes_in;
-  o["bytes_out"] = r.bytes_out;
-  logger_->info(boost::json::serialize(o));
+  thread_local fmt::memory_buffer buf;
+  buf.clear();
+  char time[96];
+  const size_t time_len = format_utc_to(std::chrono::system_clock::now(), time);
+  buf.append(std::string_view("{\"time\":"));
+  append_json_string(buf, std::string_view(time, time_len));
+  append_field(buf, "type", "rpc");
+  append_field(buf, "request_id", r.request_id);
+  append_field(buf, "traceparent", r.traceparent);
+  append_field(buf, "peer", r.peer);
+  append_field(buf, "session", r.session);
+  append_field(buf, "user", r.user);
+  append_field(buf, "rpc", r.rpc);
+  append_field(buf, "cluster", r.cluster);
+  append_field(buf, "backend", r.backend);
+  append_field(buf, "operation_id", r.operation_id);
+  append_field(buf, "code", r.code);
+  append_field(buf, "status", code_label_name(code_label(r.code)));
+  append_field(buf, "duration_us", static_cast<int64_t>(r.duration_s * 1e6));
+  append_field(buf, "bytes_in", r.bytes_in);
+  append_field(buf, "bytes_out", r.bytes_out);
+  buf.push_back('}');
+  logger_->info(std::string_view(buf.data(), buf.size()));
 }
 
 void AccessLog::session_ended(const SessionRecord& r) {
