@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "http2/session_memory.h"
+
 namespace sparkgate::http2 {
 
 namespace {
@@ -43,7 +45,10 @@ ServerConnection::ServerConnection(boost::asio::any_io_executor executor, std::u
   // Flow control is end to end: bytes are consumed only once forwarded.
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 1u << 20);
-  nghttp2_session_server_new2(&session_, cbs, this, opt);
+  // No closed streams kept for the priority tree (RFC 9113 deprecates it; sparkgate
+  // ignores priorities): a finished stream's memory goes back at once.
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  nghttp2_session_server_new3(&session_, cbs, this, opt, session_memory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 }
