@@ -4,9 +4,11 @@
 // buffers: 12 of the ~109 heap allocations per unary RPC before it) comes from a list
 // instead of malloc once a worker has warmed up.
 //
-// Bounded: each thread keeps at most kMaxCachedBytesPerClass bytes per class (about
-// 1.1 MiB per thread in all); what does not fit goes back to malloc. Blocks over the
-// largest class go to malloc directly. A block freed on another thread joins that
+// Blocks are plain malloc blocks (no header, no rounding; lists per malloc chunk size), so
+// what lives as long as a connection costs an idle connection no more than with malloc.
+// Bounded: each thread keeps at most 32 KiB per chunk size up to 2 KiB (4 MiB per thread
+// at the very most, far less in practice: only the sizes nghttp2 frees are held); what
+// does not fit goes back to malloc. A block freed on another thread joins that
 // thread's lists, which is correct (the lists only hold malloc'ed blocks).
 //
 // Threading: thread-safe (all state is per thread).
