@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <concepts>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -147,7 +148,7 @@ void append_field(fmt::memory_buffer& out, std::string_view key, std::string_vie
   append_json_string(out, value);
 }
 
-template <typename Int>
+template <std::integral Int>
 void append_field(fmt::memory_buffer& out, std::string_view key, Int value) {
   out.push_back(',');
   append_json_string(out, key);

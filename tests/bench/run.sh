@@ -27,6 +27,8 @@
 #   --callgrind   instead of the benchmark: profile sparkgate under valgrind's callgrind on
 #                 scenarios 2 and 3 (small sizes) and print its top functions
 #                 (tests/bench/profile.py; installs valgrind if missing)
+#   --callgrind-args "ARGS"  more arguments for profile.py, e.g. "--loads unary --defaults"
+#                 (sparkgate at its defaults, access log on)
 #
 # Installs what is missing (Debian nghttp2-proxy, haproxy, nginx; apt-get update once),
 # builds, raises the open-files limit, then runs tests/bench/bench.py. Exits non-zero only
@@ -37,6 +39,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build=""
 install=1
 callgrind=0
+callgrind_args=()
 quick=0
 args=()
 while [ $# -gt 0 ]; do
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build="$(realpath -m "$2")"; shift 2 ;;
     --no-install) install=0; shift ;;
     --callgrind) callgrind=1; shift ;;
+    --callgrind-args) callgrind_args+=($2); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/bench/run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -107,7 +111,7 @@ if [ "$callgrind" -eq 1 ]; then
   for ((i = 0; i < ${#args[@]}; i++)); do
     [ "${args[$i]}" = "--sparkgate-bin" ] && profile_args+=(--sparkgate-bin "${args[$((i + 1))]}")
   done
-  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}"
+  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}" "${callgrind_args[@]}"
 fi
 
 exec python3 "$repo/tests/bench/bench.py" --build-dir "$build" --command "tests/bench/run.sh ${args[*]:-}" "${args[@]}"
