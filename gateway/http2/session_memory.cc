@@ -111,6 +111,9 @@ nghttp2_mem g_mem{nullptr, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
 nghttp2_mem* session_memory() { return &g_mem; }
 
+void* pooled_malloc(size_t n) { return mem_malloc(n, nullptr); }
+void pooled_free(void* p) noexcept { mem_free(p, nullptr); }
+
 size_t session_memory_cached_bytes() {
   Cache* k = cache();
   return k == nullptr ? 0 : k->cached_bytes;

@@ -17,6 +17,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstddef>
+#include <new>
 
 namespace sparkgate::http2 {
 
@@ -25,5 +26,33 @@ nghttp2_mem* session_memory();
 
 // Bytes cached in this thread's lists (tests).
 size_t session_memory_cached_bytes();
+
+// The same lists for the gateway's own per-stream objects: a class that is made and
+// destroyed once per RPC declares
+//   static void* operator new(size_t n) { return pooled_new(n); }
+//   static void operator delete(void* p) noexcept { pooled_free(p); }
+// Blocks are malloc blocks, so a block freed on another thread is as safe as with malloc.
+void* pooled_malloc(size_t n);  // nullptr when out of memory
+void pooled_free(void* p) noexcept;
+inline void* pooled_new(size_t n) {
+  if (void* p = pooled_malloc(n)) return p;
+  throw std::bad_alloc();
+}
+
+// A std::allocator over the same lists, for std::allocate_shared of a per-RPC object (its
+// control block and the object in one pooled block).
+template <typename T>
+struct PooledAllocator {
+  using value_type = T;
+  PooledAllocator() = default;
+  template <typename U>
+  PooledAllocator(const PooledAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(pooled_new(n * sizeof(T))); }
+  void deallocate(T* p, size_t) noexcept { pooled_free(p); }
+  template <typename U>
+  bool operator==(const PooledAllocator<U>&) const noexcept {
+    return true;
+  }
+};
 
 }  // namespace sparkgate::http2
