@@ -100,6 +100,7 @@ class ClientConnection final : public Connection {
 
   void on_connection_closed(const std::string& reason) override;
   void after_nghttp2_call() override { graveyard_.clear(); }
+  bool has_no_streams() const override { return streams_.empty(); }
   bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {

@@ -99,6 +99,7 @@ class ServerConnection final : public Connection {
   void on_connection_closed(const std::string& reason) override;
   bool on_first_read(const uint8_t* data, size_t n) override;
   void after_nghttp2_call() override;
+  bool has_no_streams() const override { return streams_.empty(); }
   bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
