@@ -451,7 +451,9 @@ def targets_report(summary):
         return summary.get(s, {}).get(t, {}).get(m)
 
     def best(s, m, pick):
-        values = {p: get(s, p, m) for p in PEERS if get(s, p, m) is not None}
+        # A figure of 0 is no figure (the quick run's windows can hold no CPU tick): it
+        # cannot be a best peer, and would divide by zero below.
+        values = {p: get(s, p, m) for p in PEERS if get(s, p, m)}
         if not values:
             return None, None
         p = pick(values, key=values.get)
