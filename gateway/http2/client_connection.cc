@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "http2/session_memory.h"
+
 namespace sparkgate::http2 {
 
 namespace {
@@ -32,7 +34,10 @@ ClientConnection::ClientConnection(boost::asio::any_io_executor executor, std::s
   nghttp2_option_set_no_auto_window_update(opt, 1);
   // Until the backend's SETTINGS arrive, assume it takes 100 streams (RFC 9113's advice).
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-  nghttp2_session_client_new2(&session_, cbs, this, opt);
+  // No closed streams kept for the priority tree (RFC 9113 deprecates it; sparkgate
+  // ignores priorities): a finished stream's memory goes back at once.
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  nghttp2_session_client_new3(&session_, cbs, this, opt, session_memory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 }

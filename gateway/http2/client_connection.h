@@ -13,6 +13,7 @@
 
 #include "http2/connection.h"
 #include "http2/header_map.h"
+#include "http2/session_memory.h"
 
 namespace sparkgate::http2 {
 
@@ -99,9 +100,13 @@ class ClientConnection final : public Connection {
 
   void on_connection_closed(const std::string& reason) override;
   void after_nghttp2_call() override { graveyard_.clear(); }
+  bool has_no_streams() const override { return streams_.empty(); }
   bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
+    // One per stream: from the per-thread lists (session_memory.h), not malloc.
+    static void* operator new(size_t n) { return pooled_new(n); }
+    static void operator delete(void* p) noexcept { pooled_free(p); }
     std::shared_ptr<ClientStreamHandler> handler;
     HeaderMap headers;
     bool got_response_headers = false;

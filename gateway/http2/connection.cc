@@ -173,7 +173,9 @@ void Connection::do_write() {
       begin_linger();
       return;
     }
-    out_.trim(kIdleWriteBufferBytes);
+    // A connection without streams gives its write buffer back (to the thread's lists
+    // when it is small): an idle connection holds none.
+    out_.trim(has_no_streams() ? 0 : kIdleWriteBufferBytes);
     maybe_finish();
     return;
   }

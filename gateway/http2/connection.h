@@ -66,6 +66,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called after every batch of nghttp2 work, outside callbacks: the place to free
   // objects that callbacks released.
   virtual void after_nghttp2_call() {}
+  // True when the connection has no open stream: its write buffer is given back once
+  // everything is written.
+  virtual bool has_no_streams() const { return false; }
   // Sends raw bytes (bypassing nghttp2) then closes. For non-HTTP/2 replies.
   void write_raw_and_close(std::string bytes, const std::string& reason);
 

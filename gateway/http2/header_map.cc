@@ -24,8 +24,8 @@ void HeaderMap::set(std::string_view name, std::string value) {
   add(std::string(name), std::move(value));
 }
 
-std::vector<nghttp2_nv> HeaderMap::to_nv() const {
-  std::vector<nghttp2_nv> nv;
+NvArray HeaderMap::to_nv() const {
+  NvArray nv;
   nv.reserve(fields_.size());
   for (const auto& [n, v] : fields_) {
     // nghttp2 copies the fields at submit time, so the map may be a temporary.

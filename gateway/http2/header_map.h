@@ -1,6 +1,7 @@
 // An ordered list of HTTP/2 header fields, as received or to be submitted.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <nghttp2/nghttp2.h>
 
 #include <string>
@@ -10,9 +11,18 @@
 
 namespace sparkgate::http2 {
 
+// The nghttp2_nv array of one submit call: on the stack for the usual header count.
+using NvArray = boost::container::small_vector<nghttp2_nv, 16>;
+
 class HeaderMap {
  public:
+  // A gRPC request carries 10 to 14 fields (pseudo-headers, content-type, te, user-agent,
+  // grpc-timeout, the correlation ids, ...): the first add reserves room for this many,
+  // so that the usual header block makes one allocation for the list, not five.
+  static constexpr size_t kUsualFields = 16;
+
   void add(std::string name, std::string value) {
+    if (fields_.capacity() == 0) fields_.reserve(kUsualFields);
     bytes_ += name.size() + value.size();
     fields_.emplace_back(std::move(name), std::move(value));
   }
@@ -39,7 +49,7 @@ class HeaderMap {
 
   // nghttp2_nv views into this map, for a submit call made while the map is alive
   // (nghttp2 copies the fields during the call).
-  std::vector<nghttp2_nv> to_nv() const;
+  NvArray to_nv() const;
 
  private:
   std::vector<std::pair<std::string, std::string>> fields_;

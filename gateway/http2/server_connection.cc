@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "http2/session_memory.h"
+
 namespace sparkgate::http2 {
 
 namespace {
@@ -43,7 +45,10 @@ ServerConnection::ServerConnection(boost::asio::any_io_executor executor, std::u
   // Flow control is end to end: bytes are consumed only once forwarded.
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 1u << 20);
-  nghttp2_session_server_new2(&session_, cbs, this, opt);
+  // Closed streams are kept (nghttp2_option_set_no_closed_streams is not set): without
+  // them a DATA or HEADERS frame on a closed stream is not answered with STREAM_CLOSED
+  // (RFC 9113 §5.1; h2spec 5.1/8, 9, 11, 12 fail).
+  nghttp2_session_server_new3(&session_, cbs, this, opt, session_memory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 }

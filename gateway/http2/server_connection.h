@@ -10,6 +10,7 @@
 
 #include "http2/connection.h"
 #include "http2/header_map.h"
+#include "http2/session_memory.h"
 
 namespace sparkgate::http2 {
 
@@ -98,9 +99,13 @@ class ServerConnection final : public Connection {
   void on_connection_closed(const std::string& reason) override;
   bool on_first_read(const uint8_t* data, size_t n) override;
   void after_nghttp2_call() override;
+  bool has_no_streams() const override { return streams_.empty(); }
   bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
 
   struct StreamState {
+    // One per stream: from the per-thread lists (session_memory.h), not malloc.
+    static void* operator new(size_t n) { return pooled_new(n); }
+    static void operator delete(void* p) noexcept { pooled_free(p); }
     std::shared_ptr<ServerStreamHandler> handler;
     HeaderMap headers;
     bool headers_too_large = false;

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <memory>
 
+#include "http2/session_memory.h"
+
 namespace sparkgate::http2 {
 
 class WriteBuffer {
@@ -45,14 +47,22 @@ class WriteBuffer {
   void grow(size_t need) {
     size_t cap = std::max<size_t>(capacity_ * 2, kMinCapacity);
     while (cap < need) cap *= 2;
-    auto next = std::make_unique_for_overwrite<uint8_t[]>(cap);
+    // From the per-thread lists (session_memory.h) up to their largest size: a buffer
+    // given back when its connection goes idle (trim) and taken again for the next
+    // RPC costs no malloc.
+    Block next(static_cast<uint8_t*>(pooled_new(cap)));
     if (size_) std::memcpy(next.get(), buf_.get(), size_);
     buf_ = std::move(next);
     capacity_ = cap;
   }
 
+  struct PooledFree {
+    void operator()(uint8_t* p) const noexcept { pooled_free(p); }
+  };
+  using Block = std::unique_ptr<uint8_t[], PooledFree>;
+
   static constexpr size_t kMinCapacity = 1024;
-  std::unique_ptr<uint8_t[]> buf_;
+  Block buf_;
   size_t size_ = 0;
   size_t capacity_ = 0;
 };

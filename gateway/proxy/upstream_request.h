@@ -25,6 +25,7 @@
 #include "grpcwire/status.h"
 #include "http2/client_connection.h"
 #include "http2/header_map.h"
+#include "http2/session_memory.h"
 #include "proxy/byte_queue.h"
 #include "proxy/step.h"
 
@@ -80,6 +81,10 @@ class ResponseTap {
 
 class UpstreamRequest final : public http2::ClientStreamHandler {
  public:
+  // One per RPC: from the per-thread lists (http2/session_memory.h), not malloc.
+  static void* operator new(size_t n) { return http2::pooled_new(n); }
+  static void operator delete(void* p) noexcept { http2::pooled_free(p); }
+
   struct Direction {
     ByteQueue queue;          // received (or written by the gateway), not yet forwarded
     uint64_t received = 0;    // bytes the sending peer sent

@@ -137,15 +137,21 @@ uint32_t SessionRegistry::user_sessions(const std::string& user_id) const {
 SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_id, const std::string& session_id,
                                                        const std::string& cluster, const Placer& place,
                                                        Clock::time_point now, uint32_t max_per_user) {
-  auto k = key(user_id, session_id);
-  auto& s = shard_for(k);
+  // The lookup key is built in a per-thread buffer that keeps its capacity: the usual
+  // call finds a live session and allocates nothing. A new session copies it.
+  thread_local std::string lookup;
+  lookup.clear();
+  lookup.append(user_id).push_back('\xff');
+  lookup.append(session_id);
+  auto& s = shard_for(lookup);
   std::lock_guard lock(s.mu);
-  if (auto it = s.live.find(k); it != s.live.end()) return {it->second, std::nullopt};
-  if (auto it = s.dead.find(k); it != s.dead.end()) {
+  if (auto it = s.live.find(lookup); it != s.live.end()) return {it->second, std::nullopt};
+  if (auto it = s.dead.find(lookup); it != s.dead.end()) {
     if (now - it->second.when <= kTombstoneTtl) return {nullptr, it->second};
     s.dead.erase(it);
   }
   if (!place) return {};
+  std::string k = lookup;  // place() below may look up sessions on this thread too
   if (max_per_user > 0) {
     // Reserve the user's slot before placing, so that two workers creating sessions for
     // one user at once cannot both take the last one.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "http2/session_memory.h"
 #include "policy/local_quota_service.h"
 #include "policy/redis_quota_service.h"
 #include "proxy/rpc_stream.h"
@@ -179,7 +180,10 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
                                 &state_.access_log,   &state_.draining,     peer_cert};
         ctx.keys = &key_source_;
         ctx.spans = &state_.spans;
-        return std::make_shared<proxy::RpcStream>(s, id, std::move(ctx));
+        // One per RPC: the stream and its control block in one block from the worker
+        // thread's lists (http2/session_memory.h), not malloc.
+        return std::allocate_shared<proxy::RpcStream>(http2::PooledAllocator<proxy::RpcStream>(), s, id,
+                                                      std::move(ctx));
       });
   std::weak_ptr<http2::ServerConnection> weak = conn;
   conn->on_finished = [this, weak, slot = std::move(slot)] {

@@ -58,7 +58,17 @@ SCENARIOS = {
     6: dict(title="unary Config, 1,000 streams over 8 connections (no collapse)", mode="closed",
             args=dict(concurrency=1000, channels=8, warmup=2, duration=8),
             quick=dict(concurrency=100, warmup=0.1, duration=0.3)),
+    # sparkgate only, at its default settings (access log and metrics on), under the
+    # counting allocator (alloc_counter.so as LD_PRELOAD): heap allocations in the window
+    # over the RPCs completed in it. The warm-up (3 s at concurrency 8: every one of the
+    # 1,000 session ids seen many times) creates the sessions, the connections and every
+    # per-thread buffer first, so what is left is the steady per-RPC cost.
+    7: dict(title="heap allocations per unary Config RPC after warm-up, sparkgate at its defaults",
+            mode="closed", args=dict(concurrency=8, channels=1, warmup=3, duration=5),
+            quick=dict(warmup=0.3, duration=0.3), only=("sparkgate",), alloc_counter=True),
 }
+# The counting allocator (tests/bench/alloc_counter.cc), relative to the build directory.
+ALLOC_COUNTER = os.path.join("tests", "bench", "alloc_counter.so")
 
 
 class OtlpSink:
@@ -127,13 +137,13 @@ def tail(path, lines=15):
 class Process:
     """A child process with its output in files under the work directory."""
 
-    def __init__(self, name, argv, work):
+    def __init__(self, name, argv, work, env=None):
         self.name = name
         self.out = os.path.join(work, f"{name}.out")
         self.err = os.path.join(work, f"{name}.err")
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, env=None if env is None else {**os.environ, **env})
         self.pid = self.proc.pid
 
     def stop(self):
@@ -184,9 +194,10 @@ class Bench:
             f.write(text)
         return path
 
-    def proxy_argv(self, target, port, backend_port):
+    def proxy_argv(self, target, port, backend_port, defaults=False):
         if target == "sparkgate" or target in TRACE_TARGETS:
-            cfg = self.render("sparkgate.yaml", port=port, backend_port=backend_port, admin_port=free_port())
+            template = "sparkgate-defaults.yaml" if defaults else "sparkgate.yaml"
+            cfg = self.render(template, port=port, backend_port=backend_port, admin_port=free_port())
             if target in TRACE_TARGETS:
                 if self.sink is None:
                     self.sink = OtlpSink()
@@ -216,11 +227,15 @@ class Bench:
             return ["nginx", "-c", cfg, "-p", self.work, "-e", os.path.join(self.work, "nginx-error.log")]
         raise ValueError(target)
 
-    def start_proxy(self, target, backend_port):
+    def start_proxy(self, target, backend_port, alloc_file=None):
         last = ""
+        env = None
+        if alloc_file:
+            env = {"LD_PRELOAD": os.path.join(self.opts.build_dir, ALLOC_COUNTER), "ALLOC_COUNTER_FILE": alloc_file}
         for _ in range(3):  # a free port can be taken between the check and the bind
             port = free_port()
-            proc = Process(target, self.proxy_argv(target, port, backend_port), self.work)
+            proc = Process(target, self.proxy_argv(target, port, backend_port, defaults=bool(alloc_file)),
+                           self.work, env)
             if wait_tcp(port, proc.proc, 10):
                 return proc, port
             last = proc.describe_failure()
@@ -251,12 +266,15 @@ class Bench:
         args = dict(sc["args"])
         if self.opts.quick:
             args.update(sc["quick"])
+        alloc_file = os.path.join(self.work, f"alloc-counts-{rep}-{number}") if sc.get("alloc_counter") else None
+        if alloc_file:
+            args["proxy-alloc-file"] = alloc_file
         backend, backend_port = self.start_backend()
         proxy = None
         try:
             port, proxy_pid = backend_port, 0
             if target != "direct":
-                proxy, port = self.start_proxy(target, backend_port)
+                proxy, port = self.start_proxy(target, backend_port, alloc_file)
                 proxy_pid = proxy.pid
             probe = self.loadgen("probe", port, {"duration": 10})
             if not probe.get("ok"):
@@ -265,6 +283,18 @@ class Bench:
             if proxy is not None and proxy.proc.poll() is not None:
                 result["ok"] = False
                 result["first_error"] = f"{target} died: " + proxy.describe_failure()
+            if alloc_file and result.get("ok"):
+                # The smoke run checks that the counter works (it counted the window's
+                # allocations), never how many there were.
+                counted = (result.get("proxy") or {}).get("allocations")
+                if counted is None or not result.get("rpcs"):
+                    result["ok"] = False
+                    result["first_error"] = (f"the counting allocator reported nothing ({ALLOC_COUNTER} not "
+                                             f"loaded into {target}, or no RPC in the window)")
+                else:
+                    result["allocs_per_rpc"] = counted / result["rpcs"]
+                    result["frees_per_rpc"] = result["proxy"]["frees"] / result["rpcs"]
+                    result["alloc_bytes_per_rpc"] = result["proxy"]["alloc_bytes"] / result["rpcs"]
             return result
         finally:
             if proxy is not None:
@@ -278,6 +308,8 @@ class Bench:
                 shift = rep % len(targets)
                 for target in targets[shift:] + targets[:shift]:
                     if target == "direct" and SCENARIOS[number].get("no_direct"):
+                        continue
+                    if target not in SCENARIOS[number].get("only", (target,)):
                         continue
                     t0 = time.monotonic()
                     try:
@@ -309,6 +341,9 @@ def metrics(run):
     mode = run.get("mode")
     proxy = run.get("proxy") or {}
     out = {}
+    if "allocs_per_rpc" in run:
+        out.update(allocs_per_rpc=run["allocs_per_rpc"], frees_per_rpc=run["frees_per_rpc"],
+                   alloc_bytes_per_rpc=run["alloc_bytes_per_rpc"])
     if mode == "closed":
         lat = run.get("latency_us", {})
         out.update(rps=run["rps"], mean_us=lat.get("mean"), p50_us=lat.get("p50"), p99_us=lat.get("p99"),
@@ -330,7 +365,7 @@ def metrics(run):
 
 def headline(run):
     m = metrics(run)
-    keys = ["rps", "mean_us", "gbps", "cpu_us_per_rpc", "cpu_ms_per_gib", "rss_per_conn_kib", "sessions_per_s"]
+    keys = ["allocs_per_rpc", "rps", "mean_us", "gbps", "cpu_us_per_rpc", "cpu_ms_per_gib", "rss_per_conn_kib", "sessions_per_s"]
     return " ".join(f"{k}={m[k]:.4g}" for k in keys if k in m)
 
 
@@ -368,6 +403,9 @@ ROWS = [
     (6, "collapse", "6. unary, 1,000 streams / 8 conns: RPC/s vs 64 streams", "{:.2f}"),
     (6, "p99_us", "6. unary, 1,000 streams / 8 conns: p99 latency (ms)", None),
     (6, "cpu_us_per_rpc", "6. unary, 1,000 streams / 8 conns: proxy CPU per RPC (µs)", "{:.1f}"),
+    (7, "allocs_per_rpc", "7. unary, defaults (access log, metrics): heap allocations per RPC", "{:.1f}"),
+    (7, "frees_per_rpc", "7. unary, defaults (access log, metrics): frees per RPC", "{:.1f}"),
+    (7, "alloc_bytes_per_rpc", "7. unary, defaults (access log, metrics): bytes allocated per RPC", "{:.0f}"),
 ]
 
 
@@ -413,7 +451,9 @@ def targets_report(summary):
         return summary.get(s, {}).get(t, {}).get(m)
 
     def best(s, m, pick):
-        values = {p: get(s, p, m) for p in PEERS if get(s, p, m) is not None}
+        # A figure of 0 is no figure (the quick run's windows can hold no CPU tick): it
+        # cannot be a best peer, and would divide by zero below.
+        values = {p: get(s, p, m) for p in PEERS if get(s, p, m)}
         if not values:
             return None, None
         p = pick(values, key=values.get)

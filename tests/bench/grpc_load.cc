@@ -207,7 +207,7 @@ class Latch {
 };
 
 void sample(const LoadOptions& options, std::optional<ProcSample>& proxy, std::optional<ProcSample>& backend) {
-  proxy = sample_process(options.proxy_pid);
+  proxy = sample_process(options.proxy_pid, options.proxy_alloc_file);
   backend = sample_process(options.backend_pid);
 }
 

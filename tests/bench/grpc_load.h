@@ -36,6 +36,7 @@ struct LoadOptions {
   long long max_outstanding = 20000;  // open loop: beyond this, a scheduled RPC is dropped
   pid_t proxy_pid = 0;         // sampled if > 0
   pid_t backend_pid = 0;       // sampled if > 0
+  std::string proxy_alloc_file;  // the proxy's ALLOC_COUNTER_FILE (alloc_counter.cc), if any
 };
 
 struct LoadResult {

@@ -47,9 +47,15 @@ json::object latency_summary(std::vector<double> values) {
 
 json::value process_delta(const std::optional<ProcSample>& before, const std::optional<ProcSample>& after) {
   if (!before || !after) return nullptr;
-  return json::object{{"cpu_s", after->cpu_s - before->cpu_s},
-                      {"rss_kib", after->rss_kib},
-                      {"hwm_kib", after->hwm_kib}};
+  json::object out{{"cpu_s", after->cpu_s - before->cpu_s},
+                   {"rss_kib", after->rss_kib},
+                   {"hwm_kib", after->hwm_kib}};
+  if (before->allocations && after->allocations) {
+    out["allocations"] = *after->allocations - *before->allocations;
+    out["frees"] = *after->frees - *before->frees;
+    out["alloc_bytes"] = *after->alloc_bytes - *before->alloc_bytes;
+  }
+  return out;
 }
 
 json::object load_json(const LoadResult& r) {
@@ -96,6 +102,8 @@ int main(int argc, char** argv) {
   app.add_option("--hold", idle.hold_s, "idle: seconds to hold after the last sample");
   app.add_option("--proxy-pid", load.proxy_pid, "process to sample");
   app.add_option("--backend-pid", load.backend_pid, "second process to sample");
+  app.add_option("--proxy-alloc-file", load.proxy_alloc_file,
+                 "the proxy's ALLOC_COUNTER_FILE (alloc_counter.so): heap allocations in the window");
   CLI11_PARSE(app, argc, argv);
 
   json::object out{{"mode", mode}, {"target", load.target}};

@@ -2,13 +2,35 @@
 
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
+
 #include <fstream>
 #include <sstream>
 #include <string>
 
 namespace sparkgate::bench {
 
-std::optional<ProcSample> sample_process(pid_t pid) {
+namespace {
+
+// The first fields of alloc_counter.cc's Counters: magic, allocations, frees, then (after
+// six per-function counts) bytes.
+void read_alloc_counts(const std::string& path, ProcSample& sample) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return;
+  std::array<uint64_t, 10> c{};
+  const size_t n = std::fread(c.data(), sizeof(uint64_t), c.size(), f);
+  std::fclose(f);
+  constexpr uint64_t kMagic = 0x616c6c6f63636e74;  // "alloccnt"
+  if (n != c.size() || c[0] != kMagic) return;
+  sample.allocations = c[1];
+  sample.frees = c[2];
+  sample.alloc_bytes = c[9];
+}
+
+}  // namespace
+
+std::optional<ProcSample> sample_process(pid_t pid, const std::string& alloc_file) {
   if (pid <= 0) return std::nullopt;
   const std::string dir = "/proc/" + std::to_string(pid);
   std::ifstream stat(dir + "/stat");
@@ -32,6 +54,7 @@ std::optional<ProcSample> sample_process(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) sample.rss_kib = std::stoull(line.substr(6));
     if (line.rfind("VmHWM:", 0) == 0) sample.hwm_kib = std::stoull(line.substr(6));
   }
+  if (!alloc_file.empty()) read_alloc_counts(alloc_file, sample);
   return sample;
 }
 

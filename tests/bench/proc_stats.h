@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace sparkgate::bench {
 
@@ -13,9 +14,13 @@ struct ProcSample {
   double cpu_s = 0;      // utime + stime of all threads, from /proc/<pid>/stat
   uint64_t rss_kib = 0;  // VmRSS
   uint64_t hwm_kib = 0;  // VmHWM: peak RSS since the process started
+  // From the counting allocator's file (alloc_counter.cc), when one is given and mapped.
+  std::optional<uint64_t> allocations, frees, alloc_bytes;
 };
 
 // The current figures of process `pid`; nullopt if it does not exist (or pid <= 0).
-std::optional<ProcSample> sample_process(pid_t pid);
+// With `alloc_file` (the ALLOC_COUNTER_FILE of that process under alloc_counter.so), also
+// its heap allocation counts so far.
+std::optional<ProcSample> sample_process(pid_t pid, const std::string& alloc_file = "");
 
 }  // namespace sparkgate::bench

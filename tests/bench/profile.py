@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--loads", default="unary,stream")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sparkgate-bin", help="the sparkgate binary to profile (default: BUILD/gateway/sparkgate)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="sparkgate at its default settings (access log on: peers/sparkgate-defaults.yaml) "
+                             "instead of the benchmark's (access log off)")
     opts = parser.parse_args()
     keep = tempfile.mkdtemp(prefix="sparkgate-callgrind-")
     runner = bench.Bench(argparse.Namespace(build_dir=opts.build_dir, quick=False, sparkgate_bin=opts.sparkgate_bin))
@@ -65,7 +68,7 @@ def main():
         load = LOADS[name]
         backend, backend_port = runner.start_backend()
         port = bench.free_port()
-        cfg = runner.render("sparkgate.yaml", port=port, backend_port=backend_port, admin_port=bench.free_port())
+        cfg = runner.render("sparkgate-defaults.yaml" if opts.defaults else "sparkgate.yaml", port=port, backend_port=backend_port, admin_port=bench.free_port())
         out_file = os.path.join(keep, f"callgrind.{name}.out")
         proxy = bench.Process("sparkgate-callgrind", [
             "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",

@@ -6,10 +6,12 @@
 #                      [--json FILE] [--build-dir DIR] [--no-install] [--callgrind]
 #
 #   --quick       tiny sizes, one repetition: the ~10 s smoke run (tests/bench/smoke.sh)
-#   --scenarios   which of 1..6 to run (default: all)
+#   --scenarios   which of 1..7 to run (default: all)
 #                   1 unary Config, concurrency 1          4 10,000 idle connections
 #                   2 unary Config, 64 streams / 8 conns    5 session churn, 20,000 x 4 RPCs
 #                   3 ExecutePlan, 4 x 1 GiB streams        6 unary Config, 1,000 streams
+#                   7 heap allocations per unary RPC (sparkgate only, at its defaults,
+#                     under the counting allocator tests/bench/alloc_counter.so)
 #   --reps N      repetitions, interleaved; figures are medians (default 3)
 #   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx
 #   --json FILE   where to write the results (default BUILD/bench-results/bench-TIME.json;
@@ -25,6 +27,8 @@
 #   --callgrind   instead of the benchmark: profile sparkgate under valgrind's callgrind on
 #                 scenarios 2 and 3 (small sizes) and print its top functions
 #                 (tests/bench/profile.py; installs valgrind if missing)
+#   --callgrind-args "ARGS"  more arguments for profile.py, e.g. "--loads unary --defaults"
+#                 (sparkgate at its defaults, access log on)
 #
 # Installs what is missing (Debian nghttp2-proxy, haproxy, nginx; apt-get update once),
 # builds, raises the open-files limit, then runs tests/bench/bench.py. Exits non-zero only
@@ -35,6 +39,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build=""
 install=1
 callgrind=0
+callgrind_args=()
 quick=0
 args=()
 while [ $# -gt 0 ]; do
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build="$(realpath -m "$2")"; shift 2 ;;
     --no-install) install=0; shift ;;
     --callgrind) callgrind=1; shift ;;
+    --callgrind-args) callgrind_args+=($2); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) echo "tests/bench/run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -92,7 +98,7 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release >/dev/null
 fi
 log "ninja -C $build"
-ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen >/dev/null
+ninja -C "$build" gateway/sparkgate tests/bench/bench_backend tests/bench/loadgen tests/bench/alloc_counter.so >/dev/null
 
 # 10,000 idle connections need as many descriptors in the load generator and the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -105,7 +111,7 @@ if [ "$callgrind" -eq 1 ]; then
   for ((i = 0; i < ${#args[@]}; i++)); do
     [ "${args[$i]}" = "--sparkgate-bin" ] && profile_args+=(--sparkgate-bin "${args[$((i + 1))]}")
   done
-  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}"
+  exec python3 "$repo/tests/bench/profile.py" --build-dir "$build" "${profile_args[@]}" "${callgrind_args[@]}"
 fi
 
 exec python3 "$repo/tests/bench/bench.py" --build-dir "$build" --command "tests/bench/run.sh ${args[*]:-}" "${args[@]}"
