@@ -42,6 +42,7 @@ Worker::Worker(int index, GatewayState& state)
       work_(boost::asio::make_work_guard(io_)),
       pools_(io_.get_executor(), pool_options(*state.config.load(), &state.metrics)),
       key_source_(state.jwks, io_.get_executor()) {
+  if (state.engines) engines_ = std::make_unique<engines::WorkerEngines>(*state.engines, io_.get_executor());
   // The store is chosen at startup: switching it needs a restart.
   const auto& sessions = state.config.load()->sessions;
   if (sessions.store == config::Sessions::Store::kRedis)
@@ -179,6 +180,7 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
                                 &state_.access_log,   &state_.draining,     peer_cert};
         ctx.keys = &key_source_;
         ctx.spans = &state_.spans;
+        ctx.engines = engines_.get();
         return std::make_shared<proxy::RpcStream>(s, id, std::move(ctx));
       });
   std::weak_ptr<http2::ServerConnection> weak = conn;
