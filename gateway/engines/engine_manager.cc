@@ -14,6 +14,25 @@ using Clock = std::chrono::steady_clock;
 using grpcwire::Status;
 using grpcwire::StatusCode;
 
+std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view v) {
+  // TimeoutValue: at most 8 ASCII digits, then one unit.
+  if (v.size() < 2 || v.size() > 9) return std::nullopt;
+  int64_t n = 0;
+  for (char c : v.substr(0, v.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  switch (v.back()) {
+    case 'H': return std::chrono::hours(n);
+    case 'M': return std::chrono::minutes(n);
+    case 'S': return std::chrono::seconds(n);
+    case 'm': return std::chrono::milliseconds(n);
+    case 'u': return std::chrono::microseconds(n);
+    case 'n': return std::chrono::nanoseconds(n);
+  }
+  return std::nullopt;
+}
+
 std::string share_key(config::Engines::Share share, const base::Principal& p) {
   switch (share) {
     case config::Engines::Share::kUser: return p.user.empty() ? "" : "user:" + p.user;
@@ -31,6 +50,7 @@ struct EngineManager::Wait final : base::Cancellable, std::enable_shared_from_th
   std::weak_ptr<Engine> engine;
   EngineWaiter* waiter = nullptr;
   boost::asio::any_io_executor ex;
+  std::optional<Clock::time_point> deadline;  // the client's grpc-timeout
   bool cancelled = false;  // on ex's thread only
 
   void cancel() override {
@@ -60,7 +80,7 @@ EngineManager::EngineManager(std::unique_ptr<Launcher> launcher, Hooks hooks, ob
 EngineManager::~EngineManager() { shutdown(); }
 
 EngineAnswer EngineManager::acquire(const config::Cluster& cluster, const std::string& key, EngineWaiter& w,
-                                    boost::asio::any_io_executor ex) {
+                                    boost::asio::any_io_executor ex, std::optional<Clock::time_point> client_deadline) {
   EngineAnswer a;
   const auto& spec = *cluster.engines;
   std::lock_guard lock(mu_);
@@ -107,6 +127,7 @@ EngineAnswer EngineManager::acquire(const config::Cluster& cluster, const std::s
   wait->engine = slot;
   wait->waiter = &w;
   wait->ex = std::move(ex);
+  wait->deadline = client_deadline;
   slot->waiters.push_back(wait);
   a.pending = wait.get();
   return a;
@@ -287,7 +308,23 @@ void EngineManager::tick_locked() {
         for (auto& w : e->waiters) w->complete({}, e->target);
         e->waiters.clear();
         changed.insert(e->cluster);
-      } else if (poll == EngineProcess::Poll::kFailed || now >= e->deadline) {
+      } else if (poll == EngineProcess::Poll::kPending && now < e->deadline) {
+        // Waiters whose own deadline (grpc-timeout) passed give up; the start goes on.
+        auto& ws = e->waiters;
+        for (auto w = ws.begin(); w != ws.end();) {
+          if ((*w)->deadline && now >= *(*w)->deadline) {
+            (*w)->complete({StatusCode::kDeadlineExceeded,
+                            "the client's deadline (grpc-timeout) passed while the Spark engine for " + e->key +
+                                " of cluster '" + e->cluster + "' was starting; it goes on starting, try again"},
+                           std::nullopt);
+            w = ws.erase(w);
+          } else {
+            ++w;
+          }
+        }
+      }
+      if (e->state == State::kStarting &&
+          (poll == EngineProcess::Poll::kFailed || (poll == EngineProcess::Poll::kPending && now >= e->deadline))) {
         bool timeout = poll != EngineProcess::Poll::kFailed;
         std::string why = timeout ? "did not become ready within engines.start_timeout (" +
                                         std::to_string(e->spec.start_timeout.count()) + "ms)"

@@ -70,6 +70,9 @@ struct EngineInfo {
   std::optional<std::chrono::system_clock::time_point> idle_since;
 };
 
+// A gRPC grpc-timeout value ("30S", "1500m", "2M") as a duration; nullopt if malformed.
+std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view value);
+
 // The share key of `principal` in a cluster shared `share` ("" when it has none, e.g. no
 // group: the caller refuses).
 std::string share_key(config::Engines::Share share, const base::Principal& principal);
@@ -91,8 +94,11 @@ class EngineManager {
 
   // The engine of (cluster, key): ready now, refused, or pending (`w` is called on `ex`
   // unless the caller cancels first).
+  // `client_deadline` (from the request's grpc-timeout) bounds this one wait: past it the
+  // waiter gets DEADLINE_EXCEEDED while the start goes on for the others.
   EngineAnswer acquire(const config::Cluster& cluster, const std::string& key, EngineWaiter& w,
-                       boost::asio::any_io_executor ex);
+                       boost::asio::any_io_executor ex,
+                       std::optional<std::chrono::steady_clock::time_point> client_deadline = std::nullopt);
   // The token of the ready engine at `address` of `cluster` (nullopt: no such engine, it
   // stopped or crashed).
   std::optional<EngineTarget> find(const std::string& cluster, const std::string& address) const;
@@ -154,8 +160,9 @@ class EngineManager {
 class WorkerEngines {
  public:
   WorkerEngines(EngineManager& m, boost::asio::any_io_executor worker) : m_(m), worker_(std::move(worker)) {}
-  EngineAnswer acquire(const config::Cluster& cluster, const std::string& key, EngineWaiter& w) {
-    return m_.acquire(cluster, key, w, worker_);
+  EngineAnswer acquire(const config::Cluster& cluster, const std::string& key, EngineWaiter& w,
+                       std::optional<std::chrono::steady_clock::time_point> client_deadline = std::nullopt) {
+    return m_.acquire(cluster, key, w, worker_, client_deadline);
   }
   std::optional<EngineTarget> find(const std::string& cluster, const std::string& address) const {
     return m_.find(cluster, address);

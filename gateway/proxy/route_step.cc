@@ -104,7 +104,14 @@ StepStatus RouteStep::route_engine() {
                            state_.principal.user + "' has no " +
                            std::string(config::engine_share_name(cluster.engines->share)));
   }
-  auto a = state_.ctx.engines->acquire(cluster, key, *this);
+  // The wait is bounded by start_timeout (the manager) and by the client's own deadline.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (const auto* t = state_.upstream_headers.find("grpc-timeout")) {
+    if (auto d = engines::parse_grpc_timeout(*t)) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*d);
+    }
+  }
+  auto a = state_.ctx.engines->acquire(cluster, key, *this, deadline);
   if (!a.status.ok()) return state_.stop(a.status.code, a.status.message);
   if (a.target) return on_engine_target(*a.target);
   waiting_for_ = Wait::kEngine;

@@ -163,6 +163,37 @@ TEST_CASE("engines: share keys") {
   CHECK(engines::share_key(config::Engines::Share::kTenant, none).empty());
 }
 
+TEST_CASE("engines: grpc-timeout values") {
+  CHECK(engines::parse_grpc_timeout("30S") == std::chrono::seconds(30));
+  CHECK(engines::parse_grpc_timeout("1500m") == std::chrono::milliseconds(1500));
+  CHECK(engines::parse_grpc_timeout("2M") == std::chrono::minutes(2));
+  CHECK(engines::parse_grpc_timeout("1H") == std::chrono::hours(1));
+  CHECK(engines::parse_grpc_timeout("7u") == std::chrono::microseconds(7));
+  CHECK(engines::parse_grpc_timeout("9n") == std::chrono::nanoseconds(9));
+  CHECK_FALSE(engines::parse_grpc_timeout("S"));
+  CHECK_FALSE(engines::parse_grpc_timeout("12x"));
+  CHECK_FALSE(engines::parse_grpc_timeout("123456789S"));
+  CHECK_FALSE(engines::parse_grpc_timeout("-1S"));
+}
+
+TEST_CASE("engines: a waiter's own deadline ends its wait; the start goes on for the others") {
+  Fixture f;
+  Waiter impatient, patient;
+  auto a = f.manager->acquire(f.cluster, "user:a", impatient, f.io.get_executor(),
+                              std::chrono::steady_clock::now() + 50ms);
+  REQUIRE(a.pending);
+  f.acquire("user:a", patient);
+  REQUIRE(f.until([&] { return impatient.calls == 1; }));
+  CHECK(impatient.status.code == grpcwire::StatusCode::kDeadlineExceeded);
+  CHECK(impatient.status.message.find("grpc-timeout") != std::string::npos);
+  CHECK(patient.calls == 0);
+  f.launcher->at(0)->ready = true;
+  REQUIRE(f.until([&] { return patient.calls == 1; }));
+  CHECK(patient.status.ok());
+  CHECK(impatient.calls == 1);
+  CHECK(f.launcher->count() == 1);
+}
+
 TEST_CASE("engines: tokens are 64 hex digits and differ") {
   auto a = engines::random_token(), b = engines::random_token();
   CHECK(a.size() == 64);
