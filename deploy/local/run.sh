@@ -151,10 +151,12 @@ port_open "$gateway_port" || { log "sparkgate does not listen on $gateway_port; 
 
 # One query through the gateway proves the whole path.
 if [ -x "$client_venv/bin/python" ]; then
-  if smoke="$(cd "$state" && "$client_venv/bin/python" - "$gateway_port" 2>&1 <<'EOF'
+  # The user is named: PySpark sends an empty user_id where $USER is unset, and an engines
+  # cluster with share: user refuses a session without a user.
+  if smoke="$(cd "$state" && "$client_venv/bin/python" - "$gateway_port" "${USER:-sparkgate}" 2>&1 <<'EOF'
 import sys
 from pyspark.sql import SparkSession
-s = SparkSession.builder.remote(f"sc://localhost:{sys.argv[1]}").create()
+s = SparkSession.builder.remote(f"sc://localhost:{sys.argv[1]}/;user_id={sys.argv[2]}").create()
 try:
     print(s.range(10).selectExpr("sum(id) AS s").collect()[0].s)
 finally:
