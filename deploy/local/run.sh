@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs sparkgate on this machine in front of a local Spark Connect server.
 #
-#   deploy/local/run.sh [--no-install]
+#   deploy/local/run.sh [--no-install] [--engines]
+#
+# With --engines there is no separate Spark server: the gateway runs config/engines.yaml
+# and starts a Spark Connect server per user itself (docs/engines.md), with the pyspark
+# of .venv/server as SPARK_HOME.
 #
 # 1. Installs the dependencies and builds (deploy/install-deps.sh), unless --no-install.
 # 2. Starts a Spark Connect server (PyPI pyspark in .venv/server) on 127.0.0.1:15002;
@@ -29,10 +33,12 @@ admin_port=9901
 spark_start_timeout_s=300
 
 install=1
+engines=0
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --engines) engines=1; config="$repo/config/engines.yaml" ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +87,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+if [ "$engines" -eq 1 ]; then
+  # The gateway starts the engines: SPARK_HOME is the pyspark package of the server venv.
+  SPARK_HOME="$("$server_venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+  export SPARK_HOME PYSPARK_PYTHON="$server_venv/bin/python"
+  unset PYSPARK_DRIVER_PYTHON
+  log "engines on demand: the gateway starts Spark itself (SPARK_HOME=$SPARK_HOME)"
+else
 log "starting the Spark Connect server on 127.0.0.1:$spark_port (log: $state/spark.log)"
 # A non-interactive shell does not make background jobs group leaders, so setsid runs the
 # server in place as the leader of a new process group whose id is $!.
@@ -117,6 +130,7 @@ until port_open "$spark_port"; do
   sleep 1
 done
 log "Spark Connect server is up on 127.0.0.1:$spark_port"
+fi
 
 log "starting sparkgate on 127.0.0.1:$gateway_port (admin 127.0.0.1:$admin_port, log: $state/gateway.log, access log: $state/access.log)"
 # The access log straight to its file; the text log into gateway.log, and its warnings and
@@ -137,10 +151,12 @@ port_open "$gateway_port" || { log "sparkgate does not listen on $gateway_port; 
 
 # One query through the gateway proves the whole path.
 if [ -x "$client_venv/bin/python" ]; then
-  if smoke="$(cd "$state" && "$client_venv/bin/python" - "$gateway_port" 2>&1 <<'EOF'
+  # The user is named: PySpark sends an empty user_id where $USER is unset, and an engines
+  # cluster with share: user refuses a session without a user.
+  if smoke="$(cd "$state" && "$client_venv/bin/python" - "$gateway_port" "${USER:-sparkgate}" 2>&1 <<'EOF'
 import sys
 from pyspark.sql import SparkSession
-s = SparkSession.builder.remote(f"sc://localhost:{sys.argv[1]}").create()
+s = SparkSession.builder.remote(f"sc://localhost:{sys.argv[1]}/;user_id={sys.argv[2]}").create()
 try:
     print(s.range(10).selectExpr("sum(id) AS s").collect()[0].s)
 finally:
@@ -156,7 +172,7 @@ fi
 
 cat >&2 <<EOF
 
-  sparkgate is running: sc://localhost:$gateway_port  ->  Spark Connect 127.0.0.1:$spark_port
+  sparkgate is running: sc://localhost:$gateway_port  ->  $([ "$engines" -eq 1 ] && echo "one Spark engine per user (GET http://127.0.0.1:$admin_port/v1/engines)" || echo "Spark Connect 127.0.0.1:$spark_port")
 
   PySpark shell:
     . $server_venv/bin/activate && pyspark --remote sc://localhost:$gateway_port
@@ -178,6 +194,11 @@ EOF
 # Runs until a signal arrives (the traps exit, and the EXIT trap stops both) or one of
 # the two processes dies.
 set +e
+if [ "$engines" -eq 1 ]; then
+  wait "$gateway_pid"
+  log "sparkgate exited ($?); see $state/gateway.log"
+  exit 1
+fi
 wait -n "$spark_pid" "$gateway_pid"
 rc=$?
 if ! kill -0 "$spark_pid" 2>/dev/null; then

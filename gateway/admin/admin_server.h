@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
 #include "config/config.h"
@@ -36,6 +37,10 @@ struct AdminHooks {
   // The fetched keys of a JWT issuer with discovery/jwks_uri (key ids, fetch times, last
   // error) as a JSON object for /v1/config; empty: none shown. Called on the admin thread.
   std::function<boost::json::object(const std::string& issuer)> jwt_remote_status;
+  // Engines on demand: every engine as a JSON array (GET /v1/engines), and the stop of
+  // the engine of a share key (DELETE /v1/engines/{key}; false: no such engine).
+  std::function<boost::json::array()> list_engines;
+  std::function<bool(const std::string& key)> stop_engine;
 };
 
 class AdminServer {

@@ -163,6 +163,22 @@ ApiResponse Api::handle(const ApiRequest& req) const {
     if (!read) return method_not_allowed("GET");
     return show_config();
   }
+  static constexpr std::string_view kEngines = "/v1/engines";
+  if (path == kEngines) {
+    if (!read) return method_not_allowed("GET");
+    boost::json::object o;
+    o["engines"] = hooks_.list_engines ? hooks_.list_engines() : boost::json::array();
+    return json_response(200, o);
+  }
+  if (path.starts_with(std::string(kEngines) + "/")) {
+    std::string key = path.substr(kEngines.size() + 1);
+    if (key.empty()) return error(404, "no such admin path " + path);
+    if (req.method != "DELETE") return method_not_allowed("DELETE");
+    if (!hooks_.stop_engine || !hooks_.stop_engine(key)) return error(404, "no engine with key '" + key + "'");
+    boost::json::object o;
+    o["stopped"] = key;
+    return json_response(200, o);
+  }
   return error(404, "no such admin path " + path);
 }
 

@@ -11,6 +11,16 @@ std::string_view placement_name(Placement p) {
   return "?";
 }
 
+std::string_view engine_share_name(Engines::Share s) {
+  switch (s) {
+    case Engines::Share::kUser: return "user";
+    case Engines::Share::kGroup: return "group";
+    case Engines::Share::kTenant: return "tenant";
+    case Engines::Share::kCluster: return "cluster";
+  }
+  return "?";
+}
+
 std::string_view cert_identity_name(CertIdentity c) {
   switch (c) {
     case CertIdentity::kSubjectCn: return "subject_cn";

@@ -83,6 +83,27 @@ struct HealthCheck {
 };
 
 enum class Placement { kLeastSessions, kRoundRobin, kRendezvous };
+
+// Engines on demand (docs/engines.md): the gateway starts a Spark Connect server per share
+// key and stops it when idle, instead of routing to listed backends.
+struct Engines {
+  // Whose sessions share one engine: the principal's user, its first group, its tenant,
+  // or everyone (one engine for the cluster).
+  enum class Share { kUser, kGroup, kTenant, kCluster } share = Share::kUser;
+  enum class Launcher { kLocal, kCommand } launcher = Launcher::kLocal;
+  // launcher local: spark-submit of spark_home (empty: env SPARK_HOME at start time).
+  std::string spark_home;
+  std::string master = "local[1]";
+  std::vector<std::pair<std::string, std::string>> conf;  // extra --conf, in file order
+  // launcher command: the program and its arguments.
+  std::vector<std::string> argv;
+  uint32_t max_engines = 10;  // engines of this cluster at once
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};
+  std::chrono::milliseconds start_timeout{std::chrono::minutes(3)};
+  // After SIGTERM, how long an engine may take to exit before SIGKILL.
+  std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
+};
+std::string_view engine_share_name(Engines::Share s);
 std::string_view placement_name(Placement p);
 
 struct Cluster {
@@ -100,6 +121,8 @@ struct Cluster {
   bool panic_routing = true;
   std::optional<UpstreamTls> tls;
   std::optional<Credentials> credentials;
+  // Set instead of backends/dns: the gateway starts the cluster's Spark servers itself.
+  std::optional<Engines> engines;
 };
 
 // An exact string, or a regular expression that must match the whole value.

@@ -151,6 +151,114 @@ void load_credentials(Walker& w, const YAML::Node& n, Cluster& c) {
   if (w.read_secret(n, "cluster credentials", "token", cr.token, cr.source)) c.credentials = std::move(cr);
 }
 
+void load_engines(Walker& w, const YAML::Node& n, Cluster& c) {
+  const std::string what = "engines of cluster '" + c.name + "'";
+  if (!w.check_keys(n, {"share", "launcher", "local", "command", "max_engines", "idle_timeout", "start_timeout",
+                        "stop_grace"},
+                    "cluster engines"))
+    return;
+  Engines e;
+  bool ok = true;
+  if (const auto s = n["share"]) {
+    std::string text;
+    if (!w.get_string(s, "engines share", text)) ok = false;
+    else if (text == "user") e.share = Engines::Share::kUser;
+    else if (text == "group") e.share = Engines::Share::kGroup;
+    else if (text == "tenant") e.share = Engines::Share::kTenant;
+    else if (text == "cluster") e.share = Engines::Share::kCluster;
+    else {
+      w.error(s, "engines share '" + text + "' of cluster '" + c.name + "' is not one of user, group, tenant, cluster");
+      ok = false;
+    }
+  }
+  std::string launcher = "local";
+  if (const auto l = n["launcher"]) {
+    if (!w.get_string(l, "engines launcher", launcher)) ok = false;
+    else if (launcher == "local") e.launcher = Engines::Launcher::kLocal;
+    else if (launcher == "command") e.launcher = Engines::Launcher::kCommand;
+    else {
+      w.error(l, "engines launcher '" + launcher + "' of cluster '" + c.name + "' is not one of local, command");
+      ok = false;
+    }
+  }
+  const auto local = n["local"];
+  const auto command = n["command"];
+  if (e.launcher == Engines::Launcher::kLocal && command) {
+    w.error(command, what + ": command is only allowed with launcher: command");
+    ok = false;
+  }
+  if (e.launcher == Engines::Launcher::kCommand && local) {
+    w.error(local, what + ": local is only allowed with launcher: local");
+    ok = false;
+  }
+  if (local && w.check_keys(local, {"spark_home", "master", "conf"}, "engines local")) {
+    if (const auto h = local["spark_home"]) {
+      if (!w.get_string(h, "engines local spark_home", e.spark_home)) ok = false;
+      else if (e.spark_home.empty()) {
+        w.error(h, "engines local spark_home must not be empty (leave it out to use SPARK_HOME)");
+        ok = false;
+      }
+    }
+    if (const auto m = local["master"]) {
+      if (!w.get_string(m, "engines local master", e.master)) ok = false;
+      else if (e.master.empty()) {
+        w.error(m, "engines local master must not be empty");
+        ok = false;
+      }
+    }
+    if (const auto conf = local["conf"]) {
+      if (!conf.IsMap()) {
+        w.error(conf, "engines local conf must be a mapping of Spark settings (spark.driver.memory: 1g)");
+        ok = false;
+      } else {
+        for (const auto& kv : conf) {
+          std::string k, v;
+          if (!w.get_string(kv.first, "engines local conf key", k) ||
+              !w.get_string(kv.second, "engines local conf value of " + k, v)) {
+            ok = false;
+            continue;
+          }
+          if (k.rfind("spark.connect.grpc.binding.", 0) == 0 || k == "spark.connect.authenticate.token") {
+            w.error(kv.first, "engines local conf must not set " + k + ": the gateway sets it for each engine");
+            ok = false;
+            continue;
+          }
+          e.conf.emplace_back(k, v);
+        }
+      }
+    }
+  } else if (local) {
+    ok = false;
+  }
+  if (e.launcher == Engines::Launcher::kCommand) {
+    if (!command) {
+      w.error(n, what + " with launcher: command needs command: {argv: [program, ...]}");
+      ok = false;
+    } else if (w.check_keys(command, {"argv"}, "engines command")) {
+      const auto argv = command["argv"];
+      if (!argv) {
+        w.error(command, "engines command needs argv: [program, ...]");
+        ok = false;
+      } else if (!w.get_string_list(argv, "engines command argv", e.argv)) {
+        ok = false;
+      } else if (e.argv.empty() || e.argv[0].empty()) {
+        w.error(argv, "engines command argv must name a program");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (const auto m = n["max_engines"]) ok = w.get_bounded(m, "engines max_engines", 1, 100000, e.max_engines, false) && ok;
+  if (const auto t = n["idle_timeout"])
+    ok = w.get_duration_at_least(t, "engines idle_timeout", std::chrono::milliseconds(100), e.idle_timeout) && ok;
+  if (const auto t = n["start_timeout"])
+    ok = w.get_duration_at_least(t, "engines start_timeout", std::chrono::milliseconds(100), e.start_timeout) && ok;
+  if (const auto t = n["stop_grace"])
+    ok = w.get_duration_at_least(t, "engines stop_grace", std::chrono::milliseconds(0), e.stop_grace) && ok;
+  if (ok) c.engines = std::move(e);
+}
+
 void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
   if (!node.IsSequence() || node.size() == 0) {
     w.error(node, "clusters must be a non-empty list");
@@ -160,7 +268,7 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
   for (const auto& item : node) {
     if (!w.check_keys(item,
                       {"name", "placement", "backends", "dns", "dns_refresh", "health_check", "panic_routing", "tls",
-                       "credentials"},
+                       "credentials", "engines"},
                       "cluster"))
       continue;
     Cluster c;
@@ -190,12 +298,27 @@ void load_clusters(Walker& w, const YAML::Node& node, Config& cfg) {
         w.get_duration_at_least(refresh, "cluster dns_refresh", std::chrono::milliseconds(100), c.dns_refresh);
     }
     const bool has_backends = backends && backends.IsSequence() && backends.size() > 0;
-    if (!has_backends && !dns)
-      w.error(backends ? backends : item, "cluster '" + c.name + "' needs a non-empty list of backends, or dns");
-    if (const auto hc = item["health_check"]) load_health_check(w, hc, c.health_check);
+    const auto engines = item["engines"];
+    if (engines) {
+      if (backends || dns)
+        w.error(engines, "cluster '" + c.name + "' has engines and " + (backends ? "backends" : "dns") +
+                             "; give either backends/dns or engines");
+      load_engines(w, engines, c);
+      // The gateway starts its engines itself and learns at once when one exits; probes
+      // without the engine's token would only be refused.
+      c.health_check.enabled = false;
+      if (item["health_check"]) w.error(item["health_check"], "cluster '" + c.name + "' has engines: health_check is not used");
+    } else if (!has_backends && !dns) {
+      w.error(backends ? backends : item,
+              "cluster '" + c.name + "' needs a non-empty list of backends, or dns, or engines");
+    }
+    if (const auto hc = item["health_check"]; hc && !engines) load_health_check(w, hc, c.health_check);
     if (const auto panic = item["panic_routing"]) w.get_bool(panic, "cluster panic_routing", c.panic_routing);
     if (const auto tls = item["tls"]) load_upstream_tls(w, tls, c);
-    if (const auto cr = item["credentials"]) load_credentials(w, cr, c);
+    if (const auto cr = item["credentials"]) {
+      if (engines) w.error(cr, "cluster '" + c.name + "' has engines: each engine gets its own token, credentials are not used");
+      else load_credentials(w, cr, c);
+    }
     cfg.clusters.push_back(std::move(c));
   }
 }

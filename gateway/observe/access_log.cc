@@ -268,4 +268,16 @@ void AccessLog::session_ended(const SessionRecord& r) {
   logger_->info(boost::json::serialize(o));
 }
 
+void AccessLog::engine(const EngineRecord& r) {
+  if (!enabled()) return;
+  boost::json::object o = line(r.event);
+  o["cluster"] = r.cluster;
+  o["key"] = r.key;
+  o["address"] = r.address;
+  o["pid"] = r.pid;
+  if (!r.reason.empty()) o["reason"] = r.reason;
+  if (r.start_s >= 0) o["start_ms"] = static_cast<int64_t>(r.start_s * 1e3);
+  logger_->info(boost::json::serialize(o));
+}
+
 }  // namespace sparkgate::observe

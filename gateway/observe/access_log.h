@@ -49,6 +49,17 @@ struct SessionRecord {
   const SessionStats* stats = nullptr;
 };
 
+// An engine started or stopped (engines/). Never carries the engine's token.
+struct EngineRecord {
+  const char* event = "";  // "engine_start", "engine_ready", "engine_stop"
+  std::string_view cluster;
+  std::string_view key;
+  std::string_view address;  // host:port, "" before it is known
+  int64_t pid = 0;
+  std::string_view reason;  // stop: "idle", "admin", "crashed: ...", "shutdown", "start failed: ..."
+  double start_s = -1;      // ready: launch to ready
+};
+
 class AccessLog {
  public:
   // Writes to `sink_logger` (its pattern is set to the bare message); by default a
@@ -72,6 +83,9 @@ class AccessLog {
   // {"time":…,"type":"session_end","session":…,"user":…,"tenant":…,"cluster":…,"backend":…,
   //  "server_side_session_id":…,"reason":…,"created":…,"duration_ms":…, plus SessionStats}
   void session_ended(const SessionRecord& r);
+  // {"time":…,"type":"engine_start"|"engine_ready"|"engine_stop","cluster":…,"key":…,
+  //  "address":…,"pid":…,"reason":…,"start_ms":…}
+  void engine(const EngineRecord& r);
 
  private:
   std::shared_ptr<spdlog::logger> logger_;

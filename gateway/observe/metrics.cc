@@ -102,7 +102,23 @@ Metrics::Metrics()
       upstream_connections_(prometheus::BuildGauge()
                                 .Name("sparkgate_upstream_connections")
                                 .Help("Open HTTP/2 connections to each backend")
-                                .Register(*registry_)) {
+                                .Register(*registry_)),
+      engines_(prometheus::BuildGauge()
+                   .Name("sparkgate_engines")
+                   .Help("Spark engines the gateway started, by state (starting, ready, stopping)")
+                   .Register(*registry_)),
+      engine_starts_(prometheus::BuildCounter()
+                         .Name("sparkgate_engine_starts_total")
+                         .Help("Engine starts, by result (ok, failed, timeout)")
+                         .Register(*registry_)),
+      engine_start_seconds_(prometheus::BuildHistogram()
+                                .Name("sparkgate_engine_start_seconds")
+                                .Help("Time from an engine's launch to its accepting connections")
+                                .Register(*registry_)
+                                .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 15, 20, 30, 45, 60, 90,
+                                                                                 120, 180, 300})) {
+  for (const char* st : {"starting", "ready", "stopping"}) engines_.Add({{"state", st}});
+  for (const char* r : {"ok", "failed", "timeout"}) engine_starts_.Add({{"result", r}});
   auto& auth = prometheus::BuildCounter()
                    .Name("sparkgate_auth_failures_total")
                    .Help("Requests refused with UNAUTHENTICATED, by reason")
@@ -125,6 +141,12 @@ Metrics::Metrics()
                       .Register(*registry_);
   const char* reasons[] = {"queue_full", "export_failed", "shutdown"};
   for (size_t i = 0; i < spans_dropped_.size(); ++i) spans_dropped_[i] = &dropped.Add({{"reason", reasons[i]}});
+}
+
+prometheus::Gauge& Metrics::engines(std::string_view state) { return engines_.Add({{"state", std::string(state)}}); }
+
+prometheus::Counter& Metrics::engine_start(std::string_view result) {
+  return engine_starts_.Add({{"result", std::string(result)}});
 }
 
 prometheus::Counter& Metrics::span_batch(std::string_view result) {

@@ -125,6 +125,13 @@ class Metrics {
   // sparkgate_upstream_connections{backend}: held by each connection pool for its backend.
   prometheus::Gauge& upstream_connections(const std::string& backend);
 
+  // Engines on demand (engines/): sparkgate_engines{state} (engines now, per state:
+  // starting, ready, stopping), sparkgate_engine_starts_total{result} ("ok", "failed",
+  // "timeout") and sparkgate_engine_start_seconds (launch to ready). Thread-safe.
+  prometheus::Gauge& engines(std::string_view state);
+  prometheus::Counter& engine_start(std::string_view result);
+  prometheus::Histogram& engine_start_seconds() { return engine_start_seconds_; }
+
   // The Prometheus text exposition of every family, with the values of `input`.
   std::string render(const ScrapeInput& input) const;
 
@@ -151,6 +158,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& bytes_;
   prometheus::Family<prometheus::Gauge>& active_streams_;
   prometheus::Family<prometheus::Gauge>& upstream_connections_;
+  prometheus::Family<prometheus::Gauge>& engines_;
+  prometheus::Family<prometheus::Counter>& engine_starts_;
+  prometheus::Histogram& engine_start_seconds_;
 
   std::mutex clusters_mu_;
   std::map<std::string, std::unique_ptr<ClusterMetrics>, std::less<>> clusters_;

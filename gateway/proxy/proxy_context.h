@@ -26,6 +26,9 @@ class AccessLog;
 namespace sparkgate::trace {
 class SpanQueue;
 }
+namespace sparkgate::engines {
+class WorkerEngines;
+}
 
 namespace sparkgate::proxy {
 
@@ -49,6 +52,8 @@ struct ProxyContext {
   policy::KeySource* keys = nullptr;
   // Process-wide: where finished spans go (tracing.otlp); null: no tracing at all.
   trace::SpanQueue* spans = nullptr;
+  // The worker's view of the engines on demand (clusters with engines:); null: none.
+  engines::WorkerEngines* engines = nullptr;
 };
 
 }  // namespace sparkgate::proxy

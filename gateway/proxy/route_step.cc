@@ -23,6 +23,7 @@ StepStatus RouteStep::run() {
   auto& store = *state_.ctx.store;
   auto status = state_.ctx.router->route(*state_.ctx.config, request(), state_.route, store.ask_before_placing());
   if (!status.ok()) return refuse(status);
+  if (state_.route.cluster && state_.route.cluster->engines) return route_engine();
   if (!state_.route.ask_store) return StepStatus::kContinue;
   // A session this replica does not know: another replica may have placed it.
   auto a = store.lookup(state_.principal.user, state_.envelope().session_id, *this);
@@ -79,8 +80,64 @@ void RouteStep::on_store_answer(const routing::StoreAnswer& a) {
   if (s != StepStatus::kPaused) done_.step_done(s);
 }
 
+StepStatus RouteStep::route_engine() {
+  auto& route = state_.route;
+  const auto& cluster = *route.cluster;
+  if (!state_.ctx.engines) return state_.stop(grpcwire::StatusCode::kUnavailable, "engines are not available");
+  if (route.backend) {
+    // A session placed before: its engine must still be the one it was made on.
+    auto t = state_.ctx.engines->find(cluster.name, route.backend->name());
+    if (!t) {
+      return state_.stop(grpcwire::StatusCode::kFailedPrecondition,
+                         "session " + state_.envelope().session_id + " was lost: its Spark engine " +
+                             route.backend->name() + " of cluster '" + cluster.name +
+                             "' is gone (it crashed or was stopped); start a new Spark session");
+    }
+    state_.engine_token = std::move(t->token);
+    return StepStatus::kContinue;
+  }
+  auto key = engines::share_key(cluster.engines->share, state_.principal);
+  if (key.empty()) {
+    return state_.stop(grpcwire::StatusCode::kPermissionDenied,
+                       "cluster '" + cluster.name + "' starts one engine per " +
+                           std::string(config::engine_share_name(cluster.engines->share)) + ", and user '" +
+                           state_.principal.user + "' has no " +
+                           std::string(config::engine_share_name(cluster.engines->share)));
+  }
+  // The wait is bounded by start_timeout (the manager) and by the client's own deadline.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (const auto* t = state_.upstream_headers.find("grpc-timeout")) {
+    if (auto d = engines::parse_grpc_timeout(*t)) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*d);
+    }
+  }
+  auto a = state_.ctx.engines->acquire(cluster, key, *this, deadline);
+  if (!a.status.ok()) return state_.stop(a.status.code, a.status.message);
+  if (a.target) return on_engine_target(*a.target);
+  waiting_for_ = Wait::kEngine;
+  wait_.start(a.pending);
+  return StepStatus::kPaused;
+}
+
+StepStatus RouteStep::on_engine_target(const engines::EngineTarget& t) {
+  auto& route = state_.route;
+  auto status = state_.ctx.router->adopt(*state_.ctx.config, request(), t.address.to_string(), route);
+  if (!status.ok()) return state_.stop(status.code, status.message);
+  if (route.session && route.session->rpcs.load() == 0) route.new_session = true;
+  state_.engine_token = t.token;
+  return StepStatus::kContinue;
+}
+
+void RouteStep::on_engine(const grpcwire::Status& status, const engines::EngineTarget* target) {
+  wait_.done();
+  waiting_for_ = Wait::kNone;
+  auto s = target ? on_engine_target(*target) : state_.stop(status.code, status.message);
+  if (s != StepStatus::kPaused) done_.step_done(s);
+}
+
 bool RouteStep::can_move() const {
   const auto& route = state_.route;
+  if (route.cluster && route.cluster->engines) return false;  // its engine is the only place
   // Only a session created by this very call, placed here by this replica, and only once:
   // nothing has reached any backend yet, so placing it elsewhere is safe.
   if (moved_ || !route.new_session || !route.session || route.session->rpcs.load() != 1) return false;

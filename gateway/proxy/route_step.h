@@ -8,6 +8,7 @@
 #pragma once
 
 #include "base/cancellable.h"
+#include "engines/engine_manager.h"
 #include "grpcwire/status.h"
 #include "proxy/step.h"
 #include "routing/session_store.h"
@@ -20,7 +21,11 @@ namespace sparkgate::proxy {
 
 struct RpcState;
 
-class RouteStep final : public Step, private routing::StoreWaiter {
+// For a cluster with engines (docs/engines.md), a session this replica does not know
+// goes to the engine of its share key: the step asks the EngineManager, pauses while the
+// engine starts, and adopts the session on the engine's address; a known session's
+// engine must still be running. Either way the engine's token is kept for UpstreamStep.
+class RouteStep final : public Step, private routing::StoreWaiter, private engines::EngineWaiter {
  public:
   RouteStep(RpcState& state, StepDone& done) : state_(state), done_(done) {}
   StepStatus run() override;
@@ -36,7 +41,10 @@ class RouteStep final : public Step, private routing::StoreWaiter {
   bool move_new_session(const std::string& error);
 
  private:
-  enum class Wait { kNone, kLookup, kClaim };
+  enum class Wait { kNone, kLookup, kClaim, kEngine };
+  StepStatus route_engine();
+  StepStatus on_engine_target(const engines::EngineTarget& t);
+  void on_engine(const grpcwire::Status& status, const engines::EngineTarget* target) override;
   routing::RouteRequest request() const;
   StepStatus refuse(const grpcwire::Status& status);
   StepStatus on_lookup(const routing::StoreAnswer& a);

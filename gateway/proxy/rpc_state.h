@@ -32,6 +32,7 @@ struct RpcState {
   policy::EffectiveQuota quota;  // resolved with the principal
   routing::RouteDecision route;  // RouteStep: cluster, backend, session
   std::string backend;           // RouteStep: the chosen backend's name ("" before)
+  std::string engine_token;      // RouteStep, for an engines cluster: the engine's token (never logged)
   LocalReply reply;              // the reply of the step that answered kStop
   // The RpcStream itself, for upstream streams that must keep it alive.
   std::weak_ptr<void> self;

@@ -14,7 +14,13 @@ StepStatus UpstreamStep::run() {
     spdlog::debug("rpc={} {} cluster={} backend={}{}", state_.rpc->name, state_.envelope().describe(),
                   route.cluster->name, state_.backend, route.new_session ? " (new session)" : "");
   }
-  if (route.cluster->credentials) {
+  if (route.cluster->engines) {
+    // The engine's own token, never the client's credential.
+    auto& h = state_.upstream_headers;
+    h.remove("authorization");
+    h.remove("authentication");
+    h.add("authorization", "Bearer " + state_.engine_token);
+  } else if (route.cluster->credentials) {
     auto& h = state_.upstream_headers;
     h.remove("authorization");
     h.remove("authentication");

@@ -91,7 +91,7 @@ void BackendRegistry::apply_config(std::shared_ptr<const config::Config> config)
   // Discovery results of clusters that no longer use dns are dropped.
   for (auto it = discovered_.begin(); it != discovered_.end();) {
     const auto* c = config_->find_cluster(it->first);
-    it = (c && c->dns) ? std::next(it) : discovered_.erase(it);
+    it = (c && (c->dns || c->engines)) ? std::next(it) : discovered_.erase(it);
   }
   rebuild_locked();
 }
@@ -134,6 +134,19 @@ void BackendRegistry::rebuild_locked() {
       state->config_drain = b.drain;
       state->dns_gone = false;
       out.backends.push_back(state);
+    }
+    if (c.engines) {
+      // Exactly the engines that are ready now: a stopped or crashed engine's backend is
+      // retired at once (below), so its sessions learn that it is gone.
+      if (auto it = discovered_.find(c.name); it != discovered_.end()) {
+        for (const auto& a : it->second) {
+          auto state = take(c.name, a);
+          if (!state) continue;
+          state->engine = true;
+          out.backends.push_back(state);
+        }
+      }
+      continue;
     }
     if (!c.dns) continue;
     std::set<std::string> current;

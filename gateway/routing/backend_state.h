@@ -41,6 +41,8 @@ class BackendState {
   std::atomic<bool> dns_gone{false};      // discovered, and no longer in DNS
   // Left the config (or DNS, after draining): its sessions cannot follow it anywhere.
   std::atomic<bool> retired{false};
+  // A Spark engine the gateway started (cluster engines:); retired when it stops.
+  std::atomic<bool> engine{false};
 
   // Health: starts healthy so that a fresh gateway serves at once; the checker and
   // passive ejection move it.
@@ -119,6 +121,7 @@ class BackendRegistry {
   // Rebuilds the snapshot from `config` plus the discovered addresses, reusing the
   // BackendState of every (cluster, address) that stays.
   void apply_config(std::shared_ptr<const config::Config> config);
+  // For a cluster with engines: the ready engines' addresses (engines::EngineManager).
   // The addresses a cluster's `dns` name resolves to now (host:port). Addresses that
   // disappear are kept, marked dns_gone (drained), until they have no sessions or fail
   // their health check.

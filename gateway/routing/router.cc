@@ -120,6 +120,15 @@ BackendPtr Router::place(const config::Cluster& cluster, const ClusterBackends& 
 grpcwire::Status Router::check_sticky(const config::Config& config, const SessionPtr& session, RouteDecision& out) {
   const auto& b = session->backend;
   auto now = Clock::now();
+  if (b->retired.load() && b->engine.load()) {
+    Tombstone t{EndReason::kBackendLost,
+                "was lost: its Spark engine " + b->name() + " of cluster '" + session->cluster +
+                    "' stopped (crashed, idle or stopped by an operator), and a Spark session does not outlive its "
+                    "engine; the next session starts a new engine",
+                now};
+    sessions_.end(session->user_id, session->session_id, t.reason, t.detail, now);
+    return {grpcwire::StatusCode::kFailedPrecondition, ended_session_message(session->session_id, t)};
+  }
   if (b->retired.load()) {
     Tombstone t{EndReason::kBackendRemoved,
                 "was on backend " + b->name() + ", which is no longer part of cluster '" + session->cluster + "'",
@@ -190,6 +199,9 @@ grpcwire::Status Router::route(const config::Config& config, const RouteRequest&
   grpcwire::Status placement_status;
   SessionRegistry::Placer placer;
   bool deferred = false;
+  // A cluster of engines places nothing itself: the caller asks the EngineManager for the
+  // share key's engine and adopts the session there.
+  if (cluster->engines) defer_unknown = true;
   if (creates_session(req.rpc->rpc) && defer_unknown) {
     placer = [&](uint64_t&) -> BackendPtr {
       deferred = true;
@@ -223,7 +235,7 @@ grpcwire::Status Router::route(const config::Config& config, const RouteRequest&
     if (req.rpc->rpc == spark::Rpc::kExecutePlan && env.operation_id) found.session->add_operation(*env.operation_id);
     return {};
   }
-  if (deferred) {
+  if (deferred || cluster->engines) {
     out.cluster = cluster;
     out.ask_store = true;
     return {};

@@ -9,6 +9,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "config/config.h"
+#include "engines/engine_manager.h"
 #include "observe/access_log.h"
 #include "observe/metrics.h"
 #include "policy/jwks_cache.h"
@@ -30,6 +31,8 @@ struct GatewayState {
   // The keys of JWT issuers with discovery/jwks_uri; fetched by the control thread.
   policy::JwksCache jwks;
   policy::LocalQuotas quotas;  // per-user rate buckets and operation counts (quotas.store: memory)
+  // Engines on demand (clusters with engines:); made in main, stopped after the drain.
+  std::unique_ptr<engines::EngineManager> engines;
   // One entry per listener of the startup config; null for plain h2c listeners.
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;
   std::atomic<bool> draining{false};

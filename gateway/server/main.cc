@@ -126,6 +126,18 @@ int main(int argc, char** argv) {
   state.jwks.sync(cfg->auth.jwt);  // fetched once the control thread starts
   state.config.store(cfg);
   state.backends.apply_config(cfg);
+  {
+    engines::EngineManager::Hooks hooks;
+    hooks.publish = [&state](const std::string& cluster, const std::vector<config::Endpoint>& ready) {
+      state.backends.apply_discovery(cluster, ready);
+    };
+    hooks.sessions = [&state](const std::string& cluster, const std::string& address) -> int64_t {
+      auto b = state.backends.snapshot()->find(cluster, address);
+      return b ? b->sessions.load() : 0;
+    };
+    state.engines = std::make_unique<engines::EngineManager>(std::make_unique<engines::ProcessLauncher>(),
+                                                             std::move(hooks), &state.metrics, &state.access_log);
+  }
   for (const auto& l : cfg->listeners) {
     if (!l.tls) {
       state.tls.push_back(nullptr);
@@ -156,6 +168,24 @@ int main(int argc, char** argv) {
   hooks.not_ready = [&state] { return server::not_ready_reason(state); };
   hooks.metrics = [&state, &pool] { return state.metrics.render(server::scrape_input(state, pool)); };
   hooks.config = [&state] { return state.config.load(); };
+  hooks.list_engines = [&state] {
+    boost::json::array a;
+    for (const auto& e : state.engines->list()) {
+      boost::json::object o;
+      o["key"] = e.key;
+      o["cluster"] = e.cluster;
+      o["state"] = e.state;
+      o["address"] = e.address;
+      o["pid"] = e.pid;
+      o["sessions"] = e.sessions;
+      o["started"] = observe::format_utc(e.started);
+      if (e.idle_since) o["idle_since"] = observe::format_utc(*e.idle_since);
+      else o["idle_since"] = nullptr;
+      a.push_back(std::move(o));
+    }
+    return a;
+  };
+  hooks.stop_engine = [&state](const std::string& key) { return state.engines->stop(key); };
   hooks.jwt_remote_status = [&state](const std::string& issuer) { return state.jwks.status_json(issuer); };
   hooks.release_on_backend = [&control](const routing::SessionPtr& s) {
     control.release_session(s, "operator-closed");
@@ -200,6 +230,8 @@ int main(int argc, char** argv) {
     if (sigtimedwait(&signals, nullptr, &wait) > 0) break;
   }
   for (auto& w : pool) w->stop();
+  // Every engine the gateway started goes with it (SIGTERM, SIGKILL after its stop_grace).
+  state.engines->shutdown();
   // The workers are gone: every span is queued. Bounded by one export's timeout, at most 5 s.
   if (const auto& t = state.config.load()->tracing; t.enabled())
     control.flush_traces(std::min<std::chrono::milliseconds>(t.timeout, std::chrono::seconds(5)));

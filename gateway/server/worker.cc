@@ -43,6 +43,7 @@ Worker::Worker(int index, GatewayState& state)
       work_(boost::asio::make_work_guard(io_)),
       pools_(io_.get_executor(), pool_options(*state.config.load(), &state.metrics)),
       key_source_(state.jwks, io_.get_executor()) {
+  if (state.engines) engines_ = std::make_unique<engines::WorkerEngines>(*state.engines, io_.get_executor());
   // The store is chosen at startup: switching it needs a restart.
   const auto& sessions = state.config.load()->sessions;
   if (sessions.store == config::Sessions::Store::kRedis)
@@ -180,6 +181,7 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
                                 &state_.access_log,   &state_.draining,     peer_cert};
         ctx.keys = &key_source_;
         ctx.spans = &state_.spans;
+        ctx.engines = engines_.get();
         // One per RPC: the stream and its control block in one block from the worker
         // thread's lists (http2/session_memory.h), not malloc.
         return std::allocate_shared<proxy::RpcStream>(http2::PooledAllocator<proxy::RpcStream>(), s, id,

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "engines/engine_manager.h"
 #include "http2/server_connection.h"
 #include "policy/key_source.h"
 #include "policy/peer_certificate.h"
@@ -59,6 +60,7 @@ class Worker {
   // Chosen at startup from sessions.store and quotas.store; the proxy sees only these.
   std::unique_ptr<routing::SessionStore> session_store_;
   std::unique_ptr<policy::QuotaService> quota_service_;
+  std::unique_ptr<engines::WorkerEngines> engines_;  // the process's EngineManager, completions posted here
   policy::JwksKeySource key_source_;  // the process's JwksCache, completions posted here
   std::unordered_set<std::shared_ptr<http2::ServerConnection>> conns_;
   std::atomic<size_t> connections_{0};

@@ -49,9 +49,11 @@ RULE = {
     "routing": ["base", "config", "grpcwire", "http2", "observe", "redis", "spark"],
     "upstream": ["base", "config", "grpcwire", "http2", "observe"],
     "trace": ["base", "config", "observe"],
-    "proxy": ["base", "config", "grpcwire", "http2", "observe", "policy", "routing", "spark", "trace", "upstream"],
+    "engines": ["base", "config", "grpcwire", "observe"],
+    "proxy": ["base", "config", "engines", "grpcwire", "http2", "observe", "policy", "routing", "spark", "trace",
+              "upstream"],
     "admin": ["config", "grpcwire", "observe", "routing"],
-    "server": ["admin", "base", "config", "grpcwire", "http2", "observe", "policy", "proxy", "redis", "routing",
+    "server": ["admin", "base", "config", "engines", "grpcwire", "http2", "observe", "policy", "proxy", "redis", "routing",
                "spark", "trace", "upstream"],
 }
 
