@@ -101,9 +101,10 @@ record() {
   total_passed=$((total_passed + $2))
   total_failed=$((total_failed + $3))
   summary+=("$(printf '%-12s %5d passed %5d failed  %s' "$1" "$2" "$3" "$4")")
-  # the script-driven suites print one "FAIL ..." (or "FAILED") line per failed case
+  # the script-driven suites print one "FAIL ..." (or "FAILED") line per failed case, and a
+  # Python script that crashes ends with "SomethingError: ..." 
   if [ "$3" -ne 0 ] && ! printf '%s\n' "${failures[@]}" | grep -qx -- "--- $1"; then
-    note_failures "$1" "$work/$1.log" '(^|[[:space:]])FAIL(ED)?([[:space:]:]|$)'
+    note_failures "$1" "$work/$1.log" '(^|[[:space:]])FAIL(ED)?([[:space:]:]|$)|^[A-Za-z]*Error: '
   fi
 }
 
