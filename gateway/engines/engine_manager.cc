@@ -536,24 +536,6 @@ void EngineManager::tick_locked() {
         changed.insert(e->cluster);
       } else {
         e->sessions = hooks_.sessions ? hooks_.sessions(e->cluster, e->target->address.to_string()) : 0;
-        if (coord_ && e->claimed) {
-          auto ck = coord_key(e->cluster, e->key);
-          if (now >= e->next_redis && !e->asking) {
-            e->next_redis = now + kRefresh;
-            coord_->refresh(ck, e->redis_value, kLease);
-            e->asking = true;
-            std::weak_ptr<Engine> weak = e;
-            coord_->users(ck, [this, weak](int64_t n, const std::string& error) {
-              std::lock_guard lock(mu_);
-              auto e = weak.lock();
-              if (!e) return;
-              e->asking = false;
-              // Unknown while Redis is down: the last count stands (no idle stop on a guess).
-              if (error.empty()) e->remote_users = n;
-            });
-          }
-          e->sessions += e->remote_users;
-        }
         if (e->sessions > 0) {
           e->idle_since.reset();
         } else if (!e->idle_since) {
@@ -561,7 +543,40 @@ void EngineManager::tick_locked() {
           e->idle_since_steady = now;
         }
         auto idle_from = std::max(e->idle_since_steady, e->last_acquire);
-        if (e->sessions == 0 && now - idle_from >= e->spec.idle_timeout) {
+        bool idle = e->sessions == 0 && now - idle_from >= e->spec.idle_timeout;
+        if (coord_ && e->claimed) {
+          // Idle only if no other replica holds a use lease, by a count taken after the
+          // idle period ended (asked for at once then, not at the next refresh).
+          auto counted_from = idle_from + e->spec.idle_timeout;
+          bool need_count = idle && e->users_at < counted_from;
+          auto ck = coord_key(e->cluster, e->key);
+          if ((now >= e->next_redis || need_count) && !e->asking) {
+            if (now >= e->next_redis) {
+              e->next_redis = now + kRefresh;
+              coord_->refresh(ck, e->redis_value, kLease);
+            }
+            e->asking = true;
+            std::weak_ptr<Engine> weak = e;
+            coord_->users(ck, [this, weak](int64_t n, const std::string& error) {
+              std::lock_guard lock(mu_);
+              auto e = weak.lock();
+              if (!e) return;
+              e->asking = false;
+              // Unknown while Redis is down: no idle stop on a guess.
+              if (!error.empty()) return;
+              e->remote_users = n;
+              e->users_at = Clock::now();
+              if (n > 0) {
+                e->idle_since.reset();
+                e->idle_since_steady = e->users_at;  // in use until now
+              }
+            });
+          }
+          e->sessions += e->remote_users;
+          if (e->remote_users > 0) e->idle_since.reset();
+          if (need_count || e->remote_users > 0) idle = false;
+        }
+        if (idle) {
           begin_stop_locked(e, "idle");
           drop = true;
           changed.insert(e->cluster);

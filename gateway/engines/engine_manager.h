@@ -139,6 +139,7 @@ class EngineManager {
     Clock::time_point next_redis{};
     std::string redis_value;  // ours: what we stored; remote: what we saw ("ready ...")
     int64_t remote_users = 0; // owner: other replicas with a live use lease
+    Clock::time_point users_at{};  // owner: when remote_users was last counted
     std::vector<std::shared_ptr<Wait>> waiters;
   };
   using EnginePtr = std::shared_ptr<Engine>;
