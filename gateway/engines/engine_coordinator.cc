@@ -1,6 +1,8 @@
 #include "engines/engine_coordinator.h"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -126,6 +128,23 @@ void RedisEngineCoordinator::users(const std::string& ck, std::function<void(int
        [cb = std::move(cb)](const std::string& error, bool, const std::string&, int64_t n) {
          cb(error.empty() ? n : 0, error);
        });
+}
+
+void RedisEngineCoordinator::probe(const config::Endpoint& address, std::function<void(bool refused)> cb) {
+  asio::post(io_, [this, address, cb = std::move(cb)]() mutable {
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(address.host, ec);
+    if (ec) return cb(false);  // a host name: not probed
+    auto sock = std::make_shared<asio::ip::tcp::socket>(io_);
+    auto timer = std::make_shared<asio::steady_timer>(io_, timeout_);
+    timer->async_wait([sock](const boost::system::error_code& e) {
+      if (!e) sock->close();
+    });
+    sock->async_connect({ip, address.port}, [sock, timer, cb = std::move(cb)](const boost::system::error_code& e) {
+      timer->cancel();
+      cb(e == asio::error::connection_refused);
+    });
+  });
 }
 
 }  // namespace sparkgate::engines

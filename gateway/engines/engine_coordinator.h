@@ -50,6 +50,9 @@ class EngineCoordinator {
   virtual void use(const std::string& ck, std::chrono::milliseconds lease) = 0;
   // Replicas other than this one whose use lease has not expired (expired ones dropped).
   virtual void users(const std::string& ck, std::function<void(int64_t n, const std::string& error)> cb) = 0;
+  // A TCP connect to another replica's engine: cb(true) if it refused (the engine is
+  // gone); any other outcome, a connect or a timeout, is cb(false).
+  virtual void probe(const config::Endpoint& address, std::function<void(bool refused)> cb) = 0;
   // This replica's name in the values ("host:pid").
   virtual const std::string& replica() const = 0;
   // For error texts: "Redis at host:port".
@@ -70,6 +73,7 @@ class RedisEngineCoordinator final : public EngineCoordinator {
   void release(const std::string& ck, const std::string& value) override;
   void use(const std::string& ck, std::chrono::milliseconds lease) override;
   void users(const std::string& ck, std::function<void(int64_t n, const std::string& error)> cb) override;
+  void probe(const config::Endpoint& address, std::function<void(bool refused)> cb) override;
   const std::string& replica() const override { return replica_; }
   std::string where() const override { return "Redis at " + address_; }
 

@@ -488,6 +488,21 @@ void EngineManager::tick_locked() {
       if (now >= e->next_redis && !e->asking) {
         e->next_redis = now + kRefresh;
         if (e->sessions > 0 || now - e->last_acquire < kLease) coord_->use(ck, kLease);
+        // An engine that refuses connections is gone, whatever Redis still says.
+        std::weak_ptr<Engine> probed = e;
+        coord_->probe(e->target->address, [this, probed](bool refused) {
+          if (!refused) return;
+          std::lock_guard lock(mu_);
+          auto e = probed.lock();
+          if (!e || !live_locked(e) || e->state != State::kReady) return;
+          spdlog::warn("engine {} of cluster {} at {} (started by another replica) refuses connections: gone",
+                       e->key, e->cluster, e->target->address.to_string());
+          log("engine_stop", *e, "crashed: remote engine refuses connections");
+          engines_.erase({e->cluster, e->key});
+          e->state = State::kStopping;
+          publish_locked(e->cluster);
+          update_gauges_locked();
+        });
         e->asking = true;
         std::weak_ptr<Engine> weak = e;
         coord_->get(ck, [this, weak](std::optional<std::string> value, const std::string& error) {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <thread>
 
 using namespace sparkgate;
@@ -350,6 +351,7 @@ struct FakeRedis {
   std::map<std::string, std::string> keys;
   std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> uses;
   std::string down;  // non-empty: every call fails with it
+  std::set<uint16_t> refusing;  // engine ports that refuse connections
   std::string get(const std::string& k) {
     std::lock_guard lock(mu);
     return keys.count(k) ? keys[k] : "";
@@ -399,6 +401,9 @@ class FakeCoordinator final : public engines::EngineCoordinator {
         if (who != replica_ && until > std::chrono::steady_clock::now()) ++n;
       cb(n, "");
     });
+  }
+  void probe(const config::Endpoint& address, std::function<void(bool)> cb) override {
+    post([=, this] { cb(r_->refusing.count(address.port) > 0); });
   }
   const std::string& replica() const override { return replica_; }
   std::string where() const override { return "Redis at fake:6379"; }
@@ -501,7 +506,7 @@ TEST_CASE("engines across replicas: the start is claimed once; the other replica
   CHECK(r.redis->get("e:user:alice").empty());
 }
 
-TEST_CASE("engines across replicas: a remote engine whose key changed is a crash; the owner stops and releases") {
+TEST_CASE("engines across replicas: a remote engine whose key changed, or that refuses connections, is a crash; the owner stops and releases") {
   Replicas r;
   Waiter wa, wb;
   r.manager[0]->acquire(r.cluster, "user:bob", wa, r.io.get_executor());
@@ -523,6 +528,16 @@ TEST_CASE("engines across replicas: a remote engine whose key changed is a crash
     std::lock_guard lock(r.redis->mu);
     r.redis->keys["e:user:bob"] = "ready " + wa.target->address.to_string() + " " + wa.target->token;
   }
+  // Back on B; then the engine refuses connections (the key unchanged): gone on B too.
+  Waiter wb3;
+  REQUIRE(r.manager[1]->acquire(r.cluster, "user:bob", wb3, r.io.get_executor()).pending);
+  REQUIRE(r.until([&] { return wb3.calls == 1 && r.manager[1]->list().size() == 1; }));
+  {
+    std::lock_guard lock(r.redis->mu);
+    r.redis->refusing.insert(wa.target->address.port);
+  }
+  REQUIRE(r.until([&] { return r.manager[1]->list().empty(); }));
+  CHECK(r.manager[0]->list().size() == 1);
   CHECK(r.manager[0]->stop("user:bob"));
   REQUIRE(r.until([&] { return r.redis->get("e:user:bob").empty(); }));
 }
