@@ -14,6 +14,40 @@ using Clock = std::chrono::steady_clock;
 using grpcwire::Status;
 using grpcwire::StatusCode;
 
+namespace {
+// Across replicas (a coordinator): the owner's "ready" value lives kLease and is refreshed
+// every kRefresh; a replica with sessions on another's engine renews its use lease
+// (kLease) as often; a replica waiting for another's start polls every kPoll.
+constexpr std::chrono::milliseconds kLease{10000};
+constexpr std::chrono::milliseconds kRefresh{2000};
+constexpr std::chrono::milliseconds kPoll{250};
+
+std::string coord_key(const std::string& cluster, const std::string& key) { return cluster + ":" + key; }
+
+// "ready <host:port> <token>" -> target.
+std::optional<EngineTarget> parse_ready(const std::string& v) {
+  if (v.rfind("ready ", 0) != 0) return std::nullopt;
+  auto sp = v.find(' ', 6);
+  if (sp == std::string::npos) return std::nullopt;
+  std::string addr = v.substr(6, sp - 6), token = v.substr(sp + 1);
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos || token.empty()) return std::nullopt;
+  EngineTarget t;
+  t.address.host = addr.substr(0, colon);
+  if (t.address.host.size() > 2 && t.address.host.front() == '[' && t.address.host.back() == ']')
+    t.address.host = t.address.host.substr(1, t.address.host.size() - 2);
+  int port = 0;
+  for (char c : addr.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return std::nullopt;
+    port = port * 10 + (c - '0');
+  }
+  if (port <= 0 || port > 65535) return std::nullopt;
+  t.address.port = static_cast<uint16_t>(port);
+  t.token = std::move(token);
+  return t;
+}
+}  // namespace
+
 std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view v) {
   // TimeoutValue: at most 8 ASCII digits, then one unit.
   if (v.size() < 2 || v.size() > 9) return std::nullopt;
@@ -72,12 +106,21 @@ struct EngineManager::Wait final : base::Cancellable, std::enable_shared_from_th
 };
 
 EngineManager::EngineManager(std::unique_ptr<Launcher> launcher, Hooks hooks, observe::Metrics* metrics,
-                             observe::AccessLog* access_log, std::chrono::milliseconds tick)
-    : launcher_(std::move(launcher)), hooks_(std::move(hooks)), metrics_(metrics), access_log_(access_log), tick_(tick) {
+                             observe::AccessLog* access_log, std::chrono::milliseconds tick,
+                             std::unique_ptr<EngineCoordinator> coordinator)
+    : launcher_(std::move(launcher)),
+      hooks_(std::move(hooks)),
+      metrics_(metrics),
+      access_log_(access_log),
+      tick_(tick),
+      coord_(std::move(coordinator)) {
   thread_ = std::thread([this] { run(); });
 }
 
-EngineManager::~EngineManager() { shutdown(); }
+EngineManager::~EngineManager() {
+  shutdown();
+  coord_.reset();  // sends the releases of the stops, then no callback runs any more
+}
 
 EngineAnswer EngineManager::acquire(const config::Cluster& cluster, const std::string& key, EngineWaiter& w,
                                     boost::asio::any_io_executor ex, std::optional<Clock::time_point> client_deadline) {
@@ -155,6 +198,7 @@ std::vector<EngineInfo> EngineManager::list() const {
     i.address = e.target ? e.target->address.to_string() : "";
     i.pid = e.proc ? e.proc->pid() : 0;
     i.sessions = e.sessions;
+    i.remote = e.remote;
     i.started = e.started;
     i.idle_since = e.idle_since;
     out.push_back(std::move(i));
@@ -212,6 +256,8 @@ void EngineManager::fail_waiters_locked(Engine& e, const Status& status) {
 }
 
 void EngineManager::begin_stop_locked(const EnginePtr& e, const std::string& reason) {
+  if (coord_ && e->claimed && !e->remote) coord_->release(coord_key(e->cluster, e->key), e->redis_value);
+  e->claimed = false;
   e->state = State::kStopping;
   e->stop_reason = reason;
   e->deadline = Clock::now() + e->spec.stop_grace;
@@ -256,6 +302,103 @@ void EngineManager::log(const char* event, const Engine& e, const std::string& r
                reason.empty() ? "" : " reason=", reason);
 }
 
+void EngineManager::expire_waiters_locked(Engine& e, Clock::time_point now) {
+  // Waiters whose own deadline (grpc-timeout) passed give up; the start goes on.
+  auto& ws = e.waiters;
+  for (auto w = ws.begin(); w != ws.end();) {
+    if ((*w)->deadline && now >= *(*w)->deadline) {
+      (*w)->complete({StatusCode::kDeadlineExceeded,
+                      "the client's deadline (grpc-timeout) passed while the Spark engine for " + e.key +
+                          " of cluster '" + e.cluster + "' was starting; it goes on starting, try again"},
+                     std::nullopt);
+      w = ws.erase(w);
+    } else {
+      ++w;
+    }
+  }
+}
+
+void EngineManager::ready_locked(const EnginePtr& e, Clock::time_point now) {
+  e->state = State::kReady;
+  e->idle_since_steady = now;
+  e->idle_since = std::chrono::system_clock::now();
+  e->next_redis = now + kRefresh;
+  // Published before any waiter runs: they adopt their session on this address.
+  publish_locked(e->cluster);
+  for (auto& w : e->waiters) w->complete({}, e->target);
+  e->waiters.clear();
+}
+
+bool EngineManager::live_locked(const EnginePtr& e) const {
+  auto it = engines_.find({e->cluster, e->key});
+  return it != engines_.end() && it->second == e;
+}
+
+void EngineManager::redis_failed_locked(const EnginePtr& e, const std::string& error) {
+  spdlog::warn("engine {} of cluster {}: {} failed: {}", e->key, e->cluster, coord_->where(), error);
+  fail_waiters_locked(*e, {StatusCode::kUnavailable,
+                           "the Spark engine for " + e->key + " of cluster '" + e->cluster +
+                               "' cannot be claimed: " + coord_->where() + " (sessions.redis) is unavailable: " + error});
+  engines_.erase({e->cluster, e->key});
+  e->state = State::kStopping;
+  update_gauges_locked();
+}
+
+void EngineManager::on_redis_value_locked(const EnginePtr& e, const std::optional<std::string>& value, bool claiming) {
+  auto now = Clock::now();
+  if (!value) {
+    if (claiming) {
+      e->claimed = true;  // ours: the next tick launches
+      e->remote = false;
+    } else {
+      e->remote = false;  // the other start ended without an engine: claim it ourselves
+      e->next_redis = now;
+    }
+    cv_.notify_all();
+    return;
+  }
+  if (auto t = parse_ready(*value)) {
+    e->remote = true;
+    e->redis_value = *value;
+    e->target = std::move(t);
+    log("engine_remote", *e, "started by another replica");
+    ready_locked(e, now);
+    coord_->use(coord_key(e->cluster, e->key), kLease);
+    update_gauges_locked();
+    return;
+  }
+  // "starting <replica>": another replica starts it; poll until it is ready.
+  e->remote = true;
+  e->next_redis = now + kPoll;
+}
+
+void EngineManager::remote_start_locked(const EnginePtr& e, Clock::time_point now) {
+  if (e->asking || now < e->next_redis) return;
+  e->asking = true;
+  std::weak_ptr<Engine> weak = e;
+  const bool claiming = !e->remote;
+  auto cb = [this, weak, claiming](std::optional<std::string> value, const std::string& error) {
+    std::lock_guard lock(mu_);
+    auto e = weak.lock();
+    if (!e || !live_locked(e) || e->state != State::kStarting) {
+      // Gone meanwhile (stopped, timed out): a claim we won is given back.
+      if (e && claiming && !value && error.empty()) coord_->release(coord_key(e->cluster, e->key), e->redis_value);
+      return;
+    }
+    e->asking = false;
+    if (!error.empty()) return redis_failed_locked(e, error);
+    on_redis_value_locked(e, value, claiming);
+  };
+  auto ck = coord_key(e->cluster, e->key);
+  if (claiming) {
+    e->redis_value = "starting " + coord_->replica();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e->deadline - now);
+    coord_->claim(ck, e->redis_value, std::max(left, std::chrono::milliseconds(1)), std::move(cb));
+  } else {
+    coord_->get(ck, std::move(cb));
+  }
+}
+
 void EngineManager::run() {
   std::unique_lock lock(mu_);
   for (;;) {
@@ -276,7 +419,23 @@ void EngineManager::tick_locked() {
       continue;
     }
     bool drop = false;
-    if (e->state == State::kStarting) {
+    if (e->state == State::kStarting && coord_ && !e->claimed) {
+      remote_start_locked(e, now);
+      if (e->state == State::kStarting) {
+        expire_waiters_locked(*e, now);
+        if (now >= e->deadline) {
+          std::string why = "another replica's start did not become ready within engines.start_timeout (" +
+                            std::to_string(e->spec.start_timeout.count()) + "ms)";
+          if (metrics_) metrics_->engine_start("timeout").Increment();
+          spdlog::warn("engine {} of cluster {} failed to start: {}", e->key, e->cluster, why);
+          fail_waiters_locked(*e, {StatusCode::kUnavailable, "the Spark engine for " + e->key + " of cluster '" +
+                                                                 e->cluster + "' failed to start: " + why});
+          e->state = State::kStopping;
+          drop = true;
+        }
+      }
+      // A Redis failure or a ready value was handled in the callback (erased or ready).
+    } else if (e->state == State::kStarting) {
       std::string error;
       if (!e->proc) {
         e->port = 0;
@@ -293,35 +452,21 @@ void EngineManager::tick_locked() {
       config::Endpoint address;
       auto poll = e->proc ? e->proc->poll_ready(address, error) : EngineProcess::Poll::kFailed;
       if (poll == EngineProcess::Poll::kReady) {
-        e->state = State::kReady;
         e->target = EngineTarget{address, e->token};
-        e->idle_since_steady = now;
-        e->idle_since = std::chrono::system_clock::now();
+        if (coord_) {
+          e->redis_value = "ready " + address.to_string() + " " + e->token;
+          coord_->put(coord_key(e->cluster, e->key), e->redis_value, kLease);
+        }
         double secs = std::chrono::duration<double>(now - e->launched).count();
         if (metrics_) {
           metrics_->engine_start("ok").Increment();
           metrics_->engine_start_seconds().Observe(secs);
         }
         log("engine_ready", *e, "", secs);
-        // Published before any waiter runs: they adopt their session on this address.
-        publish_locked(e->cluster);
-        for (auto& w : e->waiters) w->complete({}, e->target);
-        e->waiters.clear();
+        ready_locked(e, now);
         changed.insert(e->cluster);
       } else if (poll == EngineProcess::Poll::kPending && now < e->deadline) {
-        // Waiters whose own deadline (grpc-timeout) passed give up; the start goes on.
-        auto& ws = e->waiters;
-        for (auto w = ws.begin(); w != ws.end();) {
-          if ((*w)->deadline && now >= *(*w)->deadline) {
-            (*w)->complete({StatusCode::kDeadlineExceeded,
-                            "the client's deadline (grpc-timeout) passed while the Spark engine for " + e->key +
-                                " of cluster '" + e->cluster + "' was starting; it goes on starting, try again"},
-                           std::nullopt);
-            w = ws.erase(w);
-          } else {
-            ++w;
-          }
-        }
+        expire_waiters_locked(*e, now);
       }
       if (e->state == State::kStarting &&
           (poll == EngineProcess::Poll::kFailed || (poll == EngineProcess::Poll::kPending && now >= e->deadline))) {
@@ -336,9 +481,68 @@ void EngineManager::tick_locked() {
         begin_stop_locked(e, "start failed: " + why);
         drop = true;
       }
+    } else if (e->state == State::kReady && e->remote) {
+      // Another replica's engine: its Redis value says whether it still runs.
+      e->sessions = hooks_.sessions ? hooks_.sessions(e->cluster, e->target->address.to_string()) : 0;
+      auto ck = coord_key(e->cluster, e->key);
+      if (now >= e->next_redis && !e->asking) {
+        e->next_redis = now + kRefresh;
+        if (e->sessions > 0 || now - e->last_acquire < kLease) coord_->use(ck, kLease);
+        // An engine that refuses connections is gone, whatever Redis still says.
+        std::weak_ptr<Engine> probed = e;
+        coord_->probe(e->target->address, [this, probed](bool refused) {
+          if (!refused) return;
+          std::lock_guard lock(mu_);
+          auto e = probed.lock();
+          if (!e || !live_locked(e) || e->state != State::kReady) return;
+          spdlog::warn("engine {} of cluster {} at {} (started by another replica) refuses connections: gone",
+                       e->key, e->cluster, e->target->address.to_string());
+          log("engine_stop", *e, "crashed: remote engine refuses connections");
+          engines_.erase({e->cluster, e->key});
+          e->state = State::kStopping;
+          publish_locked(e->cluster);
+          update_gauges_locked();
+        });
+        e->asking = true;
+        std::weak_ptr<Engine> weak = e;
+        coord_->get(ck, [this, weak](std::optional<std::string> value, const std::string& error) {
+          std::lock_guard lock(mu_);
+          auto e = weak.lock();
+          if (!e || !live_locked(e) || e->state != State::kReady) return;
+          e->asking = false;
+          if (!error.empty()) {
+            // Redis down: the engine itself may be fine; keep it until Redis answers.
+            spdlog::warn("engine {} of cluster {}: {} failed: {}", e->key, e->cluster, coord_->where(), error);
+            return;
+          }
+          if (value && *value == e->redis_value) return;
+          spdlog::warn("engine {} of cluster {} at {} (started by another replica) is gone: its Redis key {}",
+                       e->key, e->cluster, e->target->address.to_string(), value ? "changed" : "vanished");
+          log("engine_stop", *e, "crashed: remote engine's key vanished or changed");
+          engines_.erase({e->cluster, e->key});
+          e->state = State::kStopping;
+          publish_locked(e->cluster);
+          update_gauges_locked();
+        });
+      }
+      if (e->sessions > 0) {
+        e->idle_since.reset();
+      } else if (!e->idle_since) {
+        e->idle_since = std::chrono::system_clock::now();
+        e->idle_since_steady = now;
+      }
+      // No process to stop here: an unused remote entry is only forgotten.
+      auto idle_from = std::max(e->idle_since_steady, e->last_acquire);
+      if (e->sessions == 0 && now - idle_from >= e->spec.idle_timeout) {
+        log("engine_forget", *e, "idle here");
+        e->state = State::kStopping;
+        drop = true;
+        changed.insert(e->cluster);
+      }
     } else if (e->state == State::kReady) {
       std::string why;
       if (!e->proc->alive(why)) {
+        if (coord_ && e->claimed) coord_->release(coord_key(e->cluster, e->key), e->redis_value);
         spdlog::warn("engine {} of cluster {} at {} {}: its sessions are gone", e->key, e->cluster,
                      e->target->address.to_string(), why);
         log("engine_stop", *e, "crashed: " + why);
@@ -354,7 +558,40 @@ void EngineManager::tick_locked() {
           e->idle_since_steady = now;
         }
         auto idle_from = std::max(e->idle_since_steady, e->last_acquire);
-        if (e->sessions == 0 && now - idle_from >= e->spec.idle_timeout) {
+        bool idle = e->sessions == 0 && now - idle_from >= e->spec.idle_timeout;
+        if (coord_ && e->claimed) {
+          // Idle only if no other replica holds a use lease, by a count taken after the
+          // idle period ended (asked for at once then, not at the next refresh).
+          auto counted_from = idle_from + e->spec.idle_timeout;
+          bool need_count = idle && e->users_at < counted_from;
+          auto ck = coord_key(e->cluster, e->key);
+          if ((now >= e->next_redis || need_count) && !e->asking) {
+            if (now >= e->next_redis) {
+              e->next_redis = now + kRefresh;
+              coord_->refresh(ck, e->redis_value, kLease);
+            }
+            e->asking = true;
+            std::weak_ptr<Engine> weak = e;
+            coord_->users(ck, [this, weak](int64_t n, const std::string& error) {
+              std::lock_guard lock(mu_);
+              auto e = weak.lock();
+              if (!e) return;
+              e->asking = false;
+              // Unknown while Redis is down: no idle stop on a guess.
+              if (!error.empty()) return;
+              e->remote_users = n;
+              e->users_at = Clock::now();
+              if (n > 0) {
+                e->idle_since.reset();
+                e->idle_since_steady = e->users_at;  // in use until now
+              }
+            });
+          }
+          e->sessions += e->remote_users;
+          if (e->remote_users > 0) e->idle_since.reset();
+          if (need_count || e->remote_users > 0) idle = false;
+        }
+        if (idle) {
           begin_stop_locked(e, "idle");
           drop = true;
           changed.insert(e->cluster);

@@ -31,6 +31,7 @@
 #include "base/cancellable.h"
 #include "base/principal.h"
 #include "config/config.h"
+#include "engines/engine_coordinator.h"
 #include "engines/launcher.h"
 #include "grpcwire/status.h"
 
@@ -66,6 +67,7 @@ struct EngineInfo {
   std::string cluster, key, state, address;
   int64_t pid = 0;
   int64_t sessions = 0;
+  bool remote = false;  // started by another replica (sessions.store: redis): no process here
   std::chrono::system_clock::time_point started;
   std::optional<std::chrono::system_clock::time_point> idle_since;
 };
@@ -87,7 +89,8 @@ class EngineManager {
   };
   EngineManager(std::unique_ptr<Launcher> launcher, Hooks hooks, observe::Metrics* metrics = nullptr,
                 observe::AccessLog* access_log = nullptr,
-                std::chrono::milliseconds tick = std::chrono::milliseconds(100));
+                std::chrono::milliseconds tick = std::chrono::milliseconds(100),
+                std::unique_ptr<EngineCoordinator> coordinator = nullptr);
   ~EngineManager();
   EngineManager(const EngineManager&) = delete;
   EngineManager& operator=(const EngineManager&) = delete;
@@ -112,6 +115,7 @@ class EngineManager {
   void shutdown();
 
  private:
+  using Clock = std::chrono::steady_clock;
   enum class State { kStarting, kReady, kStopping };
   struct Wait;
   struct Engine {
@@ -128,11 +132,26 @@ class EngineManager {
     std::optional<std::chrono::system_clock::time_point> idle_since;
     int64_t sessions = 0;
     std::string stop_reason;
+    // With a coordinator (one engine per key across replicas):
+    bool remote = false;     // another replica's engine (or its start): no process here
+    bool claimed = false;    // our start claim holds: we own the engine and its Redis key
+    bool asking = false;     // a Redis call for it is in flight
+    Clock::time_point next_redis{};
+    std::string redis_value;  // ours: what we stored; remote: what we saw ("ready ...")
+    int64_t remote_users = 0; // owner: other replicas with a live use lease
+    Clock::time_point users_at{};  // owner: when remote_users was last counted
     std::vector<std::shared_ptr<Wait>> waiters;
   };
   using EnginePtr = std::shared_ptr<Engine>;
 
   void run();
+  void expire_waiters_locked(Engine& e, Clock::time_point now);
+  void ready_locked(const EnginePtr& e, Clock::time_point now);
+  // The coordinated start of a key we do not own (yet): claim, or poll the owner's value.
+  void remote_start_locked(const EnginePtr& e, Clock::time_point now);
+  void on_redis_value_locked(const EnginePtr& e, const std::optional<std::string>& value, bool claiming);
+  bool live_locked(const EnginePtr& e) const;
+  void redis_failed_locked(const EnginePtr& e, const std::string& error);
   void tick_locked();
   void fail_waiters_locked(Engine& e, const grpcwire::Status& status);
   void begin_stop_locked(const EnginePtr& e, const std::string& reason);
@@ -153,6 +172,7 @@ class EngineManager {
   std::map<std::pair<std::string, std::string>, EnginePtr> engines_;  // (cluster, key): starting or ready
   std::list<EnginePtr> stopping_;                                     // after SIGTERM, until they exit
   std::set<uint16_t> used_ports_;  // never handed out twice, so that an old session cannot reach a new engine
+  std::unique_ptr<EngineCoordinator> coord_;  // null: engines are per replica
   std::thread thread_;
 };
 

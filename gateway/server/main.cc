@@ -135,8 +135,14 @@ int main(int argc, char** argv) {
       auto b = state.backends.snapshot()->find(cluster, address);
       return b ? b->sessions.load() : 0;
     };
+    // With sessions in Redis, engines are claimed there too: one per key for all replicas.
+    // Chosen at startup, like the session store.
+    std::unique_ptr<engines::EngineCoordinator> coordinator;
+    if (cfg->sessions.store == config::Sessions::Store::kRedis)
+      coordinator = std::make_unique<engines::RedisEngineCoordinator>(cfg->sessions.redis);
     state.engines = std::make_unique<engines::EngineManager>(std::make_unique<engines::ProcessLauncher>(),
-                                                             std::move(hooks), &state.metrics, &state.access_log);
+                                                             std::move(hooks), &state.metrics, &state.access_log,
+                                                             std::chrono::milliseconds(100), std::move(coordinator));
   }
   for (const auto& l : cfg->listeners) {
     if (!l.tls) {
@@ -178,6 +184,7 @@ int main(int argc, char** argv) {
       o["address"] = e.address;
       o["pid"] = e.pid;
       o["sessions"] = e.sessions;
+      o["owner"] = e.remote ? "another replica" : "this replica";
       o["started"] = observe::format_utc(e.started);
       if (e.idle_since) o["idle_since"] = observe::format_utc(*e.idle_since);
       else o["idle_since"] = nullptr;

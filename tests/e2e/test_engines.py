@@ -299,6 +299,121 @@ def test_command_launcher_share_cluster(tmp_path_factory, new_session):
         os.killpg(pid, 0)
 
 
+def _redis_server(workdir: Path):
+    import shutil
+    import socket
+    import subprocess
+    from conftest import free_port
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server not found (apt-get install redis-server, or deploy/install-deps.sh)",
+                    pytrace=False)
+    port = free_port()
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail("redis-server did not start", pytrace=False)
+
+
+def _engine_processes_under(*gateway_pids: int) -> Dict[int, int]:
+    """SparkConnectServer processes descended from the given gateways: pid -> gateway pid."""
+    def ppid(pid: int) -> int:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return 0
+        return int(stat.rsplit(")", 1)[1].split()[1])
+
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"SparkConnectServer" not in cmd or b"java" not in cmd:
+            continue
+        p = int(d.name)
+        while p > 1:
+            if p in gateway_pids:
+                out[int(d.name)] = p
+                break
+            p = ppid(p)
+    return out
+
+
+def test_two_replicas_share_one_engine_through_redis(tmp_path_factory, new_session):
+    """sessions.store: redis: the engine of (cluster, key) is claimed in Redis, so a second
+    replica routes alice's new session to the engine the first one started."""
+    work = tmp_path_factory.mktemp("engines-redis")
+    redis_proc, redis_port = _redis_server(work)
+    store = ("sessions:\n  store: redis\n"
+             f"  redis: {{address: 127.0.0.1:{redis_port}, key_prefix: \"e2e-eng:\"}}\n")
+    spec = routing(
+        "      share: user\n"
+        "      launcher: local\n"
+        "      local:\n"
+        f"        spark_home: {json.dumps(str(SPARK_HOME))}\n"
+        "        master: local[1]\n"
+        f"        conf: {ENGINE_CONF}\n"
+        f"      start_timeout: {START_TIMEOUT_S}s\n"
+        "      stop_grace: 5s\n")
+    a = Gateway(work / "a", routing=spec, extra_yaml=DRAIN + store)
+    b = Gateway(work / "b", routing=spec, extra_yaml=DRAIN + store)
+    try:
+        a.start()
+        b.start()
+        sa = session(new_session, a, "alice")
+        START_TIMES["two replicas: first session through A, first RPC to first result"] = timed_first_result(sa)
+        ea = engine_of(a, "user:alice")
+        assert ea["state"] == "ready" and ea["owner"] == "this replica" and ea["pid"] > 0
+        sb = session(new_session, b, "alice")
+        START_TIMES["two replicas: alice's next session through B, first RPC to first result"] = \
+            timed_first_result(sb)
+        eb = engine_of(b, "user:alice")
+        assert eb["address"] == ea["address"], (ea, eb)
+        assert eb["owner"] == "another replica" and eb["pid"] == 0 and eb["state"] == "ready"
+        # Both sessions keep working, each through its own replica.
+        assert sa.range(5).count() == 5 and sb.range(4).count() == 4
+        procs = _engine_processes_under(a.proc.pid, b.proc.pid)
+        assert list(procs.values()) == [a.proc.pid], procs
+        assert len(wait_events(a, "engine_start", "user:alice")) == 1
+        assert access_events(b, "engine_start", "user:alice") == []
+        # B's session is counted by A (B's use lease in Redis, renewed every 2 s), so A's
+        # idle stop sees it.
+        time.sleep(2.5)
+        assert engine_of(a, "user:alice")["sessions"] >= 2
+        # The owner's engine dies: A deletes the Redis key, B treats its view as a crash.
+        os.killpg(ea["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(e["key"] == "user:alice" for e in engines(b)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(e["key"] == "user:alice" for e in engines(b)), engines(b)
+        stops = wait_events(b, "engine_stop", "user:alice")
+        assert stops and stops[0]["reason"].startswith("crashed"), stops
+    finally:
+        for s in new_session.sessions:
+            s.release_session_on_close = False
+            try:
+                s.stop()
+            except Exception:
+                pass
+        new_session.sessions.clear()
+        b.stop()
+        a.stop()
+        redis_proc.kill()
+        redis_proc.wait()
+
+
 def test_zz_report_start_times():
     for k, v in START_TIMES.items():
         print(f"ENGINE-TIME {k}: {v:.1f} s")

@@ -49,7 +49,7 @@ RULE = {
     "routing": ["base", "config", "grpcwire", "http2", "observe", "redis", "spark"],
     "upstream": ["base", "config", "grpcwire", "http2", "observe"],
     "trace": ["base", "config", "observe"],
-    "engines": ["base", "config", "grpcwire", "observe"],
+    "engines": ["base", "config", "grpcwire", "observe", "redis"],
     "proxy": ["base", "config", "engines", "grpcwire", "http2", "observe", "policy", "routing", "spark", "trace",
               "upstream"],
     "admin": ["config", "grpcwire", "observe", "routing"],

@@ -6,9 +6,11 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <thread>
 
 using namespace sparkgate;
@@ -338,4 +340,217 @@ TEST_CASE("engines: a cancelled wait is never called; shutdown stops everything"
   Waiter w3;
   auto late = f.acquire("user:b", w3);
   CHECK(late.status.code == grpcwire::StatusCode::kUnavailable);
+}
+
+// ---- Across replicas: a fake Redis shared by two managers ------------------------------
+
+namespace {
+
+struct FakeRedis {
+  std::mutex mu;
+  std::map<std::string, std::string> keys;
+  std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> uses;
+  std::string down;  // non-empty: every call fails with it
+  std::set<uint16_t> refusing;  // engine ports that refuse connections
+  std::string get(const std::string& k) {
+    std::lock_guard lock(mu);
+    return keys.count(k) ? keys[k] : "";
+  }
+};
+
+// EngineCoordinator over FakeRedis; callbacks run on its own thread, never in the call.
+class FakeCoordinator final : public engines::EngineCoordinator {
+ public:
+  FakeCoordinator(std::shared_ptr<FakeRedis> r, std::string replica)
+      : r_(std::move(r)), replica_(std::move(replica)), guard_(io_.get_executor()), thread_([this] { io_.run(); }) {}
+  ~FakeCoordinator() override {
+    guard_.reset();
+    thread_.join();
+  }
+  void claim(const std::string& ck, const std::string& value, std::chrono::milliseconds, Reply cb) override {
+    post([=, this] {
+      if (!r_->down.empty()) return cb(std::nullopt, r_->down);
+      if (r_->keys.count(ck)) return cb(r_->keys[ck], "");
+      r_->keys[ck] = value;
+      cb(std::nullopt, "");
+    });
+  }
+  void get(const std::string& ck, Reply cb) override {
+    post([=, this] {
+      if (!r_->down.empty()) return cb(std::nullopt, r_->down);
+      cb(r_->keys.count(ck) ? std::optional<std::string>(r_->keys[ck]) : std::nullopt, "");
+    });
+  }
+  void put(const std::string& ck, const std::string& value, std::chrono::milliseconds) override {
+    post([=, this] { r_->keys[ck] = value; });
+  }
+  void refresh(const std::string&, const std::string&, std::chrono::milliseconds) override {}
+  void release(const std::string& ck, const std::string& value) override {
+    post([=, this] {
+      if (r_->keys.count(ck) && r_->keys[ck] == value) r_->keys.erase(ck);
+    });
+  }
+  void use(const std::string& ck, std::chrono::milliseconds lease) override {
+    post([=, this] { r_->uses[ck][replica_] = std::chrono::steady_clock::now() + lease; });
+  }
+  void users(const std::string& ck, std::function<void(int64_t, const std::string&)> cb) override {
+    post([=, this] {
+      if (!r_->down.empty()) return cb(0, r_->down);
+      int64_t n = 0;
+      for (const auto& [who, until] : r_->uses[ck])
+        if (who != replica_ && until > std::chrono::steady_clock::now()) ++n;
+      cb(n, "");
+    });
+  }
+  void probe(const config::Endpoint& address, std::function<void(bool)> cb) override {
+    post([=, this] { cb(r_->refusing.count(address.port) > 0); });
+  }
+  const std::string& replica() const override { return replica_; }
+  std::string where() const override { return "Redis at fake:6379"; }
+
+ private:
+  template <typename F>
+  void post(F f) {
+    boost::asio::post(io_, [this, f = std::move(f)]() mutable {
+      std::lock_guard lock(r_->mu);
+      f();
+    });
+  }
+  std::shared_ptr<FakeRedis> r_;
+  std::string replica_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::thread thread_;
+};
+
+// Two replicas (managers) over one fake Redis, each with its own launcher and sessions.
+struct Replicas {
+  Replicas() {
+    cluster.name = "e";
+    cluster.engines = config::Engines{};
+    cluster.engines->max_engines = 2;
+    cluster.engines->idle_timeout = 300ms;
+    cluster.engines->start_timeout = 5s;
+    cluster.engines->stop_grace = 200ms;
+    for (int i = 0; i < 2; ++i) {
+      EngineManager::Hooks hooks;
+      hooks.sessions = [this, i](const std::string&, const std::string&) -> int64_t { return sessions[i].load(); };
+      auto l = std::make_unique<FakeLauncher>();
+      launcher[i] = l.get();
+      manager[i] = std::make_unique<EngineManager>(std::move(l), std::move(hooks), nullptr, nullptr, 10ms,
+                                                   std::make_unique<FakeCoordinator>(redis, "r" + std::to_string(i)));
+    }
+  }
+  ~Replicas() {
+    for (auto& m : manager) m.reset();
+  }
+  template <typename F>
+  bool until(F done, std::chrono::milliseconds limit = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io.restart();
+      io.run_for(5ms);
+    }
+    return true;
+  }
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard = boost::asio::make_work_guard(io);
+  config::Cluster cluster;
+  std::shared_ptr<FakeRedis> redis = std::make_shared<FakeRedis>();
+  FakeLauncher* launcher[2] = {nullptr, nullptr};
+  std::atomic<int64_t> sessions[2] = {0, 0};
+  std::unique_ptr<EngineManager> manager[2];
+};
+
+}  // namespace
+
+TEST_CASE("engines across replicas: the start is claimed once; the other replica routes to the owner's engine") {
+  Replicas r;
+  Waiter wa, wb;
+  REQUIRE(r.manager[0]->acquire(r.cluster, "user:alice", wa, r.io.get_executor()).pending);
+  REQUIRE(r.until([&] { return r.launcher[0]->count() == 1; }));
+  CHECK(r.redis->get("e:user:alice") == "starting r0");
+  REQUIRE(r.manager[1]->acquire(r.cluster, "user:alice", wb, r.io.get_executor()).pending);
+  r.until([] { return false; }, 100ms);  // B polls a "starting" value
+  CHECK(r.launcher[1]->count() == 0);
+  CHECK(wb.calls == 0);
+  r.launcher[0]->at(0)->ready = true;
+  REQUIRE(r.until([&] { return wa.calls == 1 && wb.calls == 1; }));
+  REQUIRE(wa.target);
+  REQUIRE(wb.target);
+  CHECK(wb.status.ok());
+  CHECK(wb.target->address.to_string() == wa.target->address.to_string());
+  CHECK(wb.target->token == wa.target->token);
+  CHECK(r.launcher[1]->count() == 0);
+  auto lb = r.manager[1]->list();
+  REQUIRE(lb.size() == 1);
+  CHECK(lb[0].remote);
+  CHECK(lb[0].pid == 0);
+  CHECK_FALSE(r.manager[0]->list()[0].remote);
+  CHECK(r.manager[1]->find("e", wa.target->address.to_string()));
+  // A later acquire on B finds it at once.
+  Waiter wb2;
+  CHECK(r.manager[1]->acquire(r.cluster, "user:alice", wb2, r.io.get_executor()).target);
+
+  // B's sessions keep it in use: A's idle stop waits for B's use lease.
+  r.sessions[1] = 1;
+  r.until([] { return false; }, 600ms);
+  CHECK(r.manager[0]->list().size() == 1);
+  CHECK_FALSE(r.launcher[0]->at(0)->terminated);
+
+  // The owner's engine crashes: A releases the key, B forgets its remote view.
+  r.launcher[0]->at(0)->exited = true;
+  REQUIRE(r.until([&] { return r.manager[0]->list().empty(); }));
+  REQUIRE(r.until([&] { return r.manager[1]->list().empty(); }));
+  CHECK(r.redis->get("e:user:alice").empty());
+}
+
+TEST_CASE("engines across replicas: a remote engine whose key changed, or that refuses connections, is a crash; the owner stops and releases") {
+  Replicas r;
+  Waiter wa, wb;
+  r.manager[0]->acquire(r.cluster, "user:bob", wa, r.io.get_executor());
+  REQUIRE(r.until([&] { return r.launcher[0]->count() == 1; }));
+  r.launcher[0]->at(0)->ready = true;
+  REQUIRE(r.until([&] { return wa.calls == 1; }));
+  r.manager[1]->acquire(r.cluster, "user:bob", wb, r.io.get_executor());
+  REQUIRE(r.until([&] { return wb.calls == 1; }));
+  REQUIRE(wb.target);
+  r.sessions[1] = 1;  // in use on B: only the changed key can end B's view
+  r.until([] { return false; }, 400ms);
+  REQUIRE(r.manager[1]->list().size() == 1);
+  {
+    std::lock_guard lock(r.redis->mu);
+    r.redis->keys["e:user:bob"] = "ready 127.0.0.1:1 other-token";
+  }
+  REQUIRE(r.until([&] { return r.manager[1]->list().empty(); }));
+  {
+    std::lock_guard lock(r.redis->mu);
+    r.redis->keys["e:user:bob"] = "ready " + wa.target->address.to_string() + " " + wa.target->token;
+  }
+  // Back on B; then the engine refuses connections (the key unchanged): gone on B too.
+  Waiter wb3;
+  REQUIRE(r.manager[1]->acquire(r.cluster, "user:bob", wb3, r.io.get_executor()).pending);
+  REQUIRE(r.until([&] { return wb3.calls == 1 && r.manager[1]->list().size() == 1; }));
+  {
+    std::lock_guard lock(r.redis->mu);
+    r.redis->refusing.insert(wa.target->address.port);
+  }
+  REQUIRE(r.until([&] { return r.manager[1]->list().empty(); }));
+  CHECK(r.manager[0]->list().size() == 1);
+  CHECK(r.manager[0]->stop("user:bob"));
+  REQUIRE(r.until([&] { return r.redis->get("e:user:bob").empty(); }));
+}
+
+TEST_CASE("engines across replicas: Redis down is UNAVAILABLE naming Redis; nothing is launched") {
+  Replicas r;
+  r.redis->down = "connection refused";
+  Waiter w;
+  REQUIRE(r.manager[0]->acquire(r.cluster, "user:carol", w, r.io.get_executor()).pending);
+  REQUIRE(r.until([&] { return w.calls == 1; }));
+  CHECK(w.status.code == grpcwire::StatusCode::kUnavailable);
+  CHECK(w.status.message.find("Redis at fake:6379") != std::string::npos);
+  CHECK(w.status.message.find("connection refused") != std::string::npos);
+  CHECK(r.launcher[0]->count() == 0);
+  CHECK(r.manager[0]->list().empty());
 }
