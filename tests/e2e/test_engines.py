@@ -414,6 +414,9 @@ def test_two_replicas_share_one_engine_through_redis(tmp_path_factory, new_sessi
         redis_proc.wait()
 
 
-def test_zz_report_start_times():
+@pytest.fixture(scope="module", autouse=True)
+def report_start_times():
+    """Prints the measured start times once the module's cases have run (see them with -s or -rP)."""
+    yield
     for k, v in START_TIMES.items():
         print(f"ENGINE-TIME {k}: {v:.1f} s")
