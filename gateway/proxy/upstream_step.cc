@@ -14,17 +14,15 @@ StepStatus UpstreamStep::run() {
     spdlog::debug("rpc={} {} cluster={} backend={}{}", state_.rpc->name, state_.envelope().describe(),
                   route.cluster->name, state_.backend, route.new_session ? " (new session)" : "");
   }
-  if (route.cluster->engines) {
-    // The engine's own token, never the client's credential.
+  // An engine's own token, or the cluster's configured credential; never the client's.
+  const std::string* token = route.cluster->engines       ? &state_.engine_token
+                             : route.cluster->credentials ? &route.cluster->credentials->token
+                                                          : nullptr;
+  if (token) {
     auto& h = state_.upstream_headers;
     h.remove("authorization");
     h.remove("authentication");
-    h.add("authorization", "Bearer " + state_.engine_token);
-  } else if (route.cluster->credentials) {
-    auto& h = state_.upstream_headers;
-    h.remove("authorization");
-    h.remove("authentication");
-    h.add("authorization", "Bearer " + route.cluster->credentials->token);
+    h.add("authorization", "Bearer " + *token);
   }
   auto& pool = state_.ctx.pools->get(route.backend->address(), route.cluster->tls);
   auto a = pool.acquire(*this);
