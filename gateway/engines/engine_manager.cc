@@ -15,6 +15,19 @@ using grpcwire::Status;
 using grpcwire::StatusCode;
 
 namespace {
+
+// Marks when an engine without sessions became idle (or that it is in use again) and
+// returns when its idle period began: the later of that and its last acquire.
+template <typename EngineT>
+std::chrono::steady_clock::time_point note_idle(EngineT& e, std::chrono::steady_clock::time_point now) {
+  if (e.sessions > 0) {
+    e.idle_since.reset();
+  } else if (!e.idle_since) {
+    e.idle_since = std::chrono::system_clock::now();
+    e.idle_since_steady = now;
+  }
+  return std::max(e.idle_since_steady, e.last_acquire);
+}
 // Across replicas (a coordinator): the owner's "ready" value lives kLease and is refreshed
 // every kRefresh; a replica with sessions on another's engine renews its use lease
 // (kLease) as often; a replica waiting for another's start polls every kPoll.
@@ -525,14 +538,8 @@ void EngineManager::tick_locked() {
           update_gauges_locked();
         });
       }
-      if (e->sessions > 0) {
-        e->idle_since.reset();
-      } else if (!e->idle_since) {
-        e->idle_since = std::chrono::system_clock::now();
-        e->idle_since_steady = now;
-      }
       // No process to stop here: an unused remote entry is only forgotten.
-      auto idle_from = std::max(e->idle_since_steady, e->last_acquire);
+      auto idle_from = note_idle(*e, now);
       if (e->sessions == 0 && now - idle_from >= e->spec.idle_timeout) {
         log("engine_forget", *e, "idle here");
         e->state = State::kStopping;
@@ -551,13 +558,7 @@ void EngineManager::tick_locked() {
         changed.insert(e->cluster);
       } else {
         e->sessions = hooks_.sessions ? hooks_.sessions(e->cluster, e->target->address.to_string()) : 0;
-        if (e->sessions > 0) {
-          e->idle_since.reset();
-        } else if (!e->idle_since) {
-          e->idle_since = std::chrono::system_clock::now();
-          e->idle_since_steady = now;
-        }
-        auto idle_from = std::max(e->idle_since_steady, e->last_acquire);
+        auto idle_from = note_idle(*e, now);
         bool idle = e->sessions == 0 && now - idle_from >= e->spec.idle_timeout;
         if (coord_ && e->claimed) {
           // Idle only if no other replica holds a use lease, by a count taken after the
