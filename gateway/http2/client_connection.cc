@@ -344,7 +344,7 @@ ssize_t ClientConnection::read_body(nghttp2_session*, int32_t stream_id, uint8_t
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
   ssize_t n = handler->request_body_length(length, data_flags);
-  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data copies the bytes
+  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data writes the bytes
   return n;
 }
 
@@ -353,7 +353,7 @@ int ClientConnection::send_data(nghttp2_session*, nghttp2_frame* frame, const ui
   return static_cast<ClientConnection*>(user_data)->send_data_frame(frame, framehd, length);
 }
 
-bool ClientConnection::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+bool ClientConnection::take_body(int32_t stream_id, WriteBuffer& out, size_t n) {
   auto* st = find(stream_id);
   if (!st || !st->handler) return false;
   st->idle_for = std::chrono::milliseconds(0);

@@ -35,7 +35,7 @@ class ClientStreamHandler {
   // Request body pull, same contract as ServerStreamHandler::response_body_length and
   // take_response_body.
   virtual ssize_t request_body_length(size_t max, uint32_t* data_flags) = 0;
-  virtual bool take_request_body(uint8_t* out, size_t n) = 0;
+  virtual bool take_request_body(WriteBuffer& out, size_t n) = 0;
   // The stream moved no bytes either way for `idle` (at least its idle timeout). Return
   // true to have it cancelled (RST_STREAM CANCEL follows; on_upstream_closed comes
   // later), false if the silence is not the backend's doing (its clock starts again).
@@ -101,7 +101,7 @@ class ClientConnection final : public Connection {
   void on_connection_closed(const std::string& reason) override;
   void after_nghttp2_call() override { graveyard_.clear(); }
   bool has_no_streams() const override { return streams_.empty(); }
-  bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
+  bool take_body(int32_t stream_id, WriteBuffer& out, size_t n) override;
 
   struct StreamState {
     // One per stream: from the per-thread lists (session_memory.h), not malloc.

@@ -34,6 +34,7 @@ ssize_t Connection::data_frame_length(nghttp2_session*, uint8_t, int32_t, int32_
 
 void Connection::start_io(bool write_first) {
   reading_started_ = true;
+  out_.set_in_place(transport_->writes_in_place());
   // Read before waiting: bytes that arrived before the socket was first polled raised
   // their edge already.
   on_readable();
@@ -142,10 +143,10 @@ int Connection::send_data_frame(const nghttp2_frame* frame, const uint8_t* frame
   // Padding is never requested (no select_padding callback), so a DATA frame is exactly
   // its header and its payload.
   if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  const WriteBuffer::Mark before = out_.mark();
   out_.append(framehd, kFrameHeaderBytes);
-  uint8_t* payload = out_.extend(length);
-  if (!take_body(frame->hd.stream_id, payload, length)) {
-    out_.truncate(kFrameHeaderBytes + length);
+  if (!take_body(frame->hd.stream_id, out_, length) || out_.size() != before.size + kFrameHeaderBytes + length) {
+    out_.rollback(before);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   return 0;
@@ -180,7 +181,8 @@ void Connection::do_write() {
     return;
   }
   writing_ = true;
-  transport_->async_write(boost::asio::buffer(out_.data(), out_.size()),
+  // One gather write: frames from the buffer, large payloads from their chunks.
+  transport_->async_write(out_.buffers(),
                           [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                             self->writing_ = false;
                             if (self->closed_) return;
@@ -203,7 +205,7 @@ void Connection::write_raw_and_close(std::string bytes, const std::string& reaso
   out_.clear();
   out_.append(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   writing_ = true;
-  transport_->async_write(boost::asio::buffer(out_.data(), out_.size()),
+  transport_->async_write(out_.buffers(),
                           [self = shared_from_this(), reason](const boost::system::error_code&, size_t) {
                             self->writing_ = false;
                             self->close(reason);

@@ -73,16 +73,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_raw_and_close(std::string bytes, const std::string& reason);
 
   // The send_data callback's work: appends the DATA frame (header, then `length` body
-  // bytes that take_body copies straight from the stream's queue) to the write buffer.
-  // Bodies are always announced with NGHTTP2_DATA_FLAG_NO_COPY, so each body byte is
-  // copied once on its way out instead of through nghttp2's frame buffer and again into
-  // ours. Returns 0, or NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (nghttp2 then resets the
-  // stream) when the stream no longer has those bytes.
+  // bytes that take_body hands over from the stream's queue) to the write buffer.
+  // Bodies are always announced with NGHTTP2_DATA_FLAG_NO_COPY: over TCP the payload is
+  // then written from the queue's chunks by the gather write, with no copy at all (over
+  // TLS copied once, into the write buffer), instead of through nghttp2's frame buffer and
+  // again into ours. Returns 0, or NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (nghttp2 then
+  // resets the stream) when the stream no longer has those bytes.
   int send_data_frame(const nghttp2_frame* frame, const uint8_t* framehd, size_t length);
-  // Copies exactly `n` queued body bytes of `stream_id`, announced earlier by the data
-  // source's read callback, to `out` and drops them from the queue. Called from inside
-  // nghttp2_session_mem_send. False when the stream or its bytes are gone.
-  virtual bool take_body(int32_t stream_id, uint8_t* out, size_t n) = 0;
+  // Appends exactly `n` queued body bytes of `stream_id`, announced earlier by the data
+  // source's read callback, to `out` (WriteBuffer::append_shared for a queue's chunks)
+  // and drops them from the queue. Called from inside nghttp2_session_mem_send. False when
+  // the stream or its bytes are gone.
+  virtual bool take_body(int32_t stream_id, WriteBuffer& out, size_t n) = 0;
 
   // nghttp2 callback: DATA frames as large as the peer's SETTINGS_MAX_FRAME_SIZE and the
   // windows allow, instead of nghttp2's fixed 16 KiB, to cut per-frame work on big streams.

@@ -281,7 +281,7 @@ ssize_t ServerConnection::read_body(nghttp2_session*, int32_t stream_id, uint8_t
   if (!st || !st->handler) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto handler = st->handler;
   ssize_t n = handler->response_body_length(length, data_flags);
-  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data copies the bytes
+  if (n >= 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // send_data writes the bytes
   return n;
 }
 
@@ -290,7 +290,7 @@ int ServerConnection::send_data(nghttp2_session*, nghttp2_frame* frame, const ui
   return static_cast<ServerConnection*>(user_data)->send_data_frame(frame, framehd, length);
 }
 
-bool ServerConnection::take_body(int32_t stream_id, uint8_t* out, size_t n) {
+bool ServerConnection::take_body(int32_t stream_id, WriteBuffer& out, size_t n) {
   auto* st = find(stream_id);
   if (!st || !st->handler) return false;
   auto handler = st->handler;

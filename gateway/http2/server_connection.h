@@ -36,9 +36,10 @@ class ServerStreamHandler {
   // NO_END_STREAM when trailers follow) in `data_flags`, or return NGHTTP2_ERR_DEFERRED
   // when nothing is buffered yet. The bytes stay queued until take_response_body.
   virtual ssize_t response_body_length(size_t max, uint32_t* data_flags) = 0;
-  // Copies exactly `n` bytes that response_body_length announced to `out` (the socket's
-  // write buffer) and drops them from the queue. False if they are no longer there.
-  virtual bool take_response_body(uint8_t* out, size_t n) = 0;
+  // Appends exactly `n` bytes that response_body_length announced to `out` (the socket's
+  // write buffer: WriteBuffer::append_shared for bytes in a queue's chunks, so they are
+  // written from there) and drops them from the queue. False if they are no longer there.
+  virtual bool take_response_body(WriteBuffer& out, size_t n) = 0;
 };
 
 struct ServerConnectionOptions {
@@ -100,7 +101,7 @@ class ServerConnection final : public Connection {
   bool on_first_read(const uint8_t* data, size_t n) override;
   void after_nghttp2_call() override;
   bool has_no_streams() const override { return streams_.empty(); }
-  bool take_body(int32_t stream_id, uint8_t* out, size_t n) override;
+  bool take_body(int32_t stream_id, WriteBuffer& out, size_t n) override;
 
   struct StreamState {
     // One per stream: from the per-thread lists (session_memory.h), not malloc.

@@ -52,8 +52,8 @@ void TcpTransport::async_wait_readable(WaitHandler h) {
   socket_.async_wait(boost::asio::socket_base::wait_read, std::move(h));
 }
 
-void TcpTransport::async_write(boost::asio::const_buffer buf, Handler h) {
-  boost::asio::async_write(socket_, buf, std::move(h));
+void TcpTransport::async_write(std::span<const boost::asio::const_buffer> bufs, Handler h) {
+  boost::asio::async_write(socket_, bufs, std::move(h));
 }
 
 void TcpTransport::close() {
@@ -99,8 +99,8 @@ void TlsTransport::async_wait_readable(WaitHandler h) {
                            });
 }
 
-void TlsTransport::async_write(boost::asio::const_buffer buf, Handler h) {
-  boost::asio::async_write(*stream_, buf, std::move(h));
+void TlsTransport::async_write(std::span<const boost::asio::const_buffer> bufs, Handler h) {
+  boost::asio::async_write(*stream_, bufs, std::move(h));
 }
 
 void TlsTransport::close() {

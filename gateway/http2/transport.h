@@ -33,8 +33,12 @@ class Transport {
   // would_block in the same handler: the socket is edge-triggered, so readiness that
   // arrived before would not be reported again.
   virtual void async_wait_readable(WaitHandler h) = 0;
-  // Writes all of `buf`; the buffer must stay valid until `h` runs.
-  virtual void async_write(boost::asio::const_buffer buf, Handler h) = 0;
+  // Writes all of `bufs`, in order (one gather write where the transport can); the list
+  // and the bytes must stay valid until `h` runs.
+  virtual void async_write(std::span<const boost::asio::const_buffer> bufs, Handler h) = 0;
+  // True when a gather write reaches the socket as it is: then payloads are written from
+  // where they lie (write_buffer.h) instead of being copied next to their frame headers.
+  virtual bool writes_in_place() const { return false; }
   // Closes the socket; pending operations complete with operation_aborted.
   virtual void close() = 0;
   // Sends FIN after what was written (reading stays open), for a lingering close.
@@ -48,7 +52,8 @@ class TcpTransport final : public Transport {
   explicit TcpTransport(boost::asio::ip::tcp::socket socket);
   std::span<const uint8_t> read_available(boost::system::error_code& ec) override;
   void async_wait_readable(WaitHandler h) override;
-  void async_write(boost::asio::const_buffer buf, Handler h) override;
+  void async_write(std::span<const boost::asio::const_buffer> bufs, Handler h) override;
+  bool writes_in_place() const override { return true; }
   void close() override;
   void shutdown_send() override;
   const std::string& peer() const override { return peer_; }
@@ -67,7 +72,7 @@ class TlsTransport final : public Transport {
   explicit TlsTransport(std::unique_ptr<Stream> stream);
   std::span<const uint8_t> read_available(boost::system::error_code& ec) override;
   void async_wait_readable(WaitHandler h) override;
-  void async_write(boost::asio::const_buffer buf, Handler h) override;
+  void async_write(std::span<const boost::asio::const_buffer> bufs, Handler h) override;
   void close() override;
   void shutdown_send() override;
   const std::string& peer() const override { return peer_; }

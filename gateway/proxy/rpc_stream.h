@@ -50,7 +50,7 @@ class RpcStream final : public http2::ServerStreamHandler,
   ssize_t response_body_length(size_t max, uint32_t* data_flags) override {
     return upstream_->response_body_length(max, data_flags);
   }
-  bool take_response_body(uint8_t* out, size_t n) override { return upstream_->take_response_body(out, n); }
+  bool take_response_body(http2::WriteBuffer& out, size_t n) override { return upstream_->take_response_body(out, n); }
 
   // routing::SessionStream: DELETE /v1/sessions/{id} ends this RPC with NOT_FOUND and
   // `message`, resetting its upstream stream.

@@ -148,9 +148,9 @@ ssize_t UpstreamRequest::request_body_length(size_t max, uint32_t* data_flags) {
   return static_cast<ssize_t>(n);
 }
 
-bool UpstreamRequest::take_request_body(uint8_t* out, size_t n) {
+bool UpstreamRequest::take_request_body(http2::WriteBuffer& out, size_t n) {
   if (req_.queue.size() < n) return false;
-  req_.queue.read(out, n);
+  req_.queue.take(n, out);
   forwarded(req_, n, down());  // consume after forward
   if (req_.queue.empty() && req_.ended) req_.queue.release();
   check(req_);
@@ -275,9 +275,9 @@ ssize_t UpstreamRequest::response_body_length(size_t max, uint32_t* data_flags) 
   return static_cast<ssize_t>(n);
 }
 
-bool UpstreamRequest::take_response_body(uint8_t* out, size_t n) {
+bool UpstreamRequest::take_response_body(http2::WriteBuffer& out, size_t n) {
   if (resp_.queue.size() < n) return false;
-  resp_.queue.read(out, n);
+  resp_.queue.take(n, out);
   forwarded(resp_, n, up());  // consume after forward
   if (resp_.queue.empty() && resp_.ended) resp_.queue.release();
   check(resp_);

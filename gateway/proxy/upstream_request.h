@@ -158,7 +158,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
 
   // --- Downstream pulls the response body (ServerStreamHandler contract).
   ssize_t response_body_length(size_t max, uint32_t* data_flags);
-  bool take_response_body(uint8_t* out, size_t n);
+  bool take_response_body(http2::WriteBuffer& out, size_t n);
 
   // --- http2::ClientStreamHandler (upstream events).
   void on_response_headers(http2::HeaderMap headers, bool end_stream) override;
@@ -166,7 +166,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   void on_response_trailers(http2::HeaderMap trailers) override;
   void on_upstream_closed(uint32_t error_code, const std::string& connection_error) override;
   ssize_t request_body_length(size_t max, uint32_t* data_flags) override;
-  bool take_request_body(uint8_t* out, size_t n) override;
+  bool take_request_body(http2::WriteBuffer& out, size_t n) override;
   // upstream.idle_timeout: ends the RPC with UNAVAILABLE unless the silence is the
   // client's (response bytes wait for it to read, or its request is still coming).
   bool on_upstream_idle(std::chrono::milliseconds idle) override;

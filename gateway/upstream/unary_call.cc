@@ -105,9 +105,9 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
     return static_cast<ssize_t>(n);
   }
 
-  bool take_request_body(uint8_t* out, size_t n) override {
+  bool take_request_body(http2::WriteBuffer& out, size_t n) override {
     if (body_.size() - body_sent_ < n) return false;
-    std::memcpy(out, body_.data() + body_sent_, n);
+    out.append(reinterpret_cast<const uint8_t*>(body_.data()) + body_sent_, n);
     body_sent_ += n;
     return true;
   }

@@ -82,10 +82,14 @@ class FuzzTransport final : public http2::Transport {
     if (eof_) wake({});
   }
 
-  void async_write(asio::const_buffer buf, Handler h) override {
+  void async_write(std::span<const asio::const_buffer> bufs, Handler h) override {
     FUZZ_CHECK(!closed_);
-    written_.append(static_cast<const char*>(buf.data()), buf.size());
-    asio::post(ex_, [h = std::move(h), n = buf.size()] { h({}, n); });
+    size_t n = 0;
+    for (const auto& buf : bufs) {
+      written_.append(static_cast<const char*>(buf.data()), buf.size());
+      n += buf.size();
+    }
+    asio::post(ex_, [h = std::move(h), n] { h({}, n); });
   }
 
   void shutdown_send() override { FUZZ_CHECK(!closed_); }

@@ -62,3 +62,86 @@ TEST_CASE("byte queue: reading an empty, never-allocated queue copies nothing") 
   CHECK(q.read(out, sizeof out) == 1);
   CHECK(out[0] == 1);
 }
+
+namespace {
+std::string flatten(sparkgate::http2::WriteBuffer& out) {
+  std::string s;
+  for (const auto& b : out.buffers()) s.append(static_cast<const char*>(b.data()), b.size());
+  return s;
+}
+std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("byte queue take: large runs go out by reference, and later appends never overwrite them") {
+  using sparkgate::http2::WriteBuffer;
+  ByteQueue q;
+  auto a = pattern(100 * 1024, 1);
+  q.append(a.data(), a.size());
+  WriteBuffer out;
+  out.set_in_place(true);
+  const uint8_t hd[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  out.append(hd, sizeof hd);
+  q.take(70 * 1024, out);
+  CHECK(q.size() == 30 * 1024);
+  CHECK(out.size() == 9 + 70 * 1024);
+  // The 64 KiB chunk boundary splits the run: two shared runs after the header.
+  CHECK(out.shared_runs() == 2);
+  // The queue drains and refills while the write still holds its chunks: the bytes the
+  // write refers to stay as they were.
+  std::vector<uint8_t> sink(30 * 1024);
+  REQUIRE(q.read(sink.data(), sink.size()) == sink.size());
+  CHECK(std::equal(sink.begin(), sink.end(), a.begin() + 70 * 1024));
+  auto b = pattern(200 * 1024, 99);
+  q.append(b.data(), b.size());
+  std::string written = flatten(out);
+  REQUIRE(written.size() == 9 + 70 * 1024);
+  CHECK(std::equal(hd, hd + 9, reinterpret_cast<const uint8_t*>(written.data())));
+  CHECK(std::equal(a.begin(), a.begin() + 70 * 1024, reinterpret_cast<const uint8_t*>(written.data()) + 9));
+  out.clear();  // the write is done: its chunks go back
+  std::vector<uint8_t> rest(b.size());
+  REQUIRE(q.read(rest.data(), rest.size()) == rest.size());
+  CHECK(rest == b);
+}
+
+TEST_CASE("byte queue take: small runs and TLS-style buffers are copied, in order") {
+  using sparkgate::http2::WriteBuffer;
+  ByteQueue q;
+  auto a = pattern(1000, 5);
+  q.append(a.data(), a.size());
+  WriteBuffer out;
+  out.set_in_place(true);
+  q.take(1000, out);  // below WriteBuffer::kCopyBelow
+  CHECK(out.shared_runs() == 0);
+  WriteBuffer tls;  // in-place writes off
+  auto big = pattern(50 * 1024, 3);
+  q.append(big.data(), big.size());
+  q.take(big.size(), tls);
+  CHECK(tls.shared_runs() == 0);
+  std::string s = flatten(out) + flatten(tls);
+  REQUIRE(s.size() == a.size() + big.size());
+  CHECK(std::equal(a.begin(), a.end(), reinterpret_cast<const uint8_t*>(s.data())));
+  CHECK(std::equal(big.begin(), big.end(), reinterpret_cast<const uint8_t*>(s.data()) + a.size()));
+  CHECK(q.empty());
+}
+
+TEST_CASE("write buffer: a rollback drops the frame and the chunk references it took") {
+  using sparkgate::http2::WriteBuffer;
+  ByteQueue q;
+  auto a = pattern(8 * 1024, 11);
+  q.append(a.data(), a.size());
+  WriteBuffer out;
+  out.set_in_place(true);
+  const uint8_t frame[3] = {7, 7, 7};
+  out.append(frame, 3);
+  auto m = out.mark();
+  out.append(frame, 3);
+  q.take(8 * 1024, out);
+  CHECK(out.shared_runs() == 1);
+  out.rollback(m);
+  CHECK(out.shared_runs() == 0);
+  CHECK(flatten(out) == std::string(3, '\7'));
+}

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config_loader.h"
+#include "http2/write_buffer.h"
 #include "grpcwire/framer.h"
 #include "policy/authenticator.h"
 #include "policy/quota_service.h"
@@ -63,8 +64,12 @@ std::string pull(Pull length, Take take, size_t max = 1 << 20, uint32_t* flags_o
   ssize_t n = length(max, &flags);
   if (flags_out) *flags_out = flags;
   if (n <= 0) return {};
-  std::string out(static_cast<size_t>(n), '\0');
-  REQUIRE(take(reinterpret_cast<uint8_t*>(out.data()), static_cast<size_t>(n)));
+  http2::WriteBuffer buf;
+  buf.set_in_place(true);  // as over TCP: large runs stay in the queue's chunks
+  REQUIRE(take(buf, static_cast<size_t>(n)));
+  REQUIRE(buf.size() == static_cast<size_t>(n));
+  std::string out;
+  for (const auto& b : buf.buffers()) out.append(static_cast<const char*>(b.data()), b.size());
   return out;
 }
 

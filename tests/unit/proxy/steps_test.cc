@@ -318,7 +318,7 @@ TEST_CASE("IdentityStep: rewrite splices the principal into user_context; every 
   f.upstream.attach(up, "b:1");
   f.upstream.end_request();
   std::string sent = pull([&](size_t m, uint32_t* fl) { return f.upstream.request_body_length(m, fl); },
-                          [&](uint8_t* o, size_t n) { return f.upstream.take_request_body(o, n); });
+                          [&](http2::WriteBuffer& o, size_t n) { return f.upstream.take_request_body(o, n); });
   REQUIRE(sent.size() > 5);
   spark::EnvelopeScanner scan(*f.state.rpc, sent.size() - 5);
   REQUIRE(scan.feed({reinterpret_cast<const uint8_t*>(sent.data()) + 5, sent.size() - 5}));

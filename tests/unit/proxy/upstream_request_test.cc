@@ -28,11 +28,11 @@ struct Relay {
   // What the upstream connection pulls now.
   std::string pull_request(size_t max = 1 << 20, uint32_t* flags = nullptr) {
     return pull([&](size_t m, uint32_t* f) { return up_req.request_body_length(m, f); },
-                [&](uint8_t* o, size_t n) { return up_req.take_request_body(o, n); }, max, flags);
+                [&](http2::WriteBuffer& o, size_t n) { return up_req.take_request_body(o, n); }, max, flags);
   }
   std::string pull_response(size_t max = 1 << 20, uint32_t* flags = nullptr) {
     return pull([&](size_t m, uint32_t* f) { return up_req.response_body_length(m, f); },
-                [&](uint8_t* o, size_t n) { return up_req.take_response_body(o, n); }, max, flags);
+                [&](http2::WriteBuffer& o, size_t n) { return up_req.take_response_body(o, n); }, max, flags);
   }
   FakeStream down;
   FakeStream up;  // only its StreamPeer half is used
