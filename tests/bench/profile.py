@@ -58,8 +58,8 @@ def main():
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sparkgate-bin", help="the sparkgate binary to profile (default: BUILD/gateway/sparkgate)")
     parser.add_argument("--defaults", action="store_true",
-                        help="sparkgate at its default settings (access log on: peers/sparkgate-defaults.yaml) "
-                             "instead of the benchmark's (access log off)")
+                        help="sparkgate at its default settings (access log on: bench.py's target sparkgate) "
+                             "instead of the same with the access log off (target sparkgate-nolog)")
     opts = parser.parse_args()
     keep = tempfile.mkdtemp(prefix="sparkgate-callgrind-")
     runner = bench.Bench(argparse.Namespace(build_dir=opts.build_dir, quick=False, sparkgate_bin=opts.sparkgate_bin))
@@ -68,11 +68,12 @@ def main():
         load = LOADS[name]
         backend, backend_port = runner.start_backend()
         port = bench.free_port()
-        cfg = runner.render("sparkgate-defaults.yaml" if opts.defaults else "sparkgate.yaml", port=port, backend_port=backend_port, admin_port=bench.free_port())
+        # bench.py's target: `sparkgate` is the defaults, `sparkgate-nolog` the same with the access log off.
+        argv = runner.proxy_argv("sparkgate" if opts.defaults else "sparkgate-nolog", port, backend_port)
         out_file = os.path.join(keep, f"callgrind.{name}.out")
         proxy = bench.Process("sparkgate-callgrind", [
             "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-            runner.sparkgate, "--config", cfg, "--workers", "1", "--watch-config", "false"], runner.work)
+            *argv], runner.work)
         try:
             if not bench.wait_tcp(port, proxy.proc, 120):
                 raise bench.BenchError("sparkgate did not start under valgrind: " + proxy.describe_failure())

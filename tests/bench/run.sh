@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks sparkgate against a direct connection and against nghttpx, HAProxy and nginx
-# as h2c gRPC pass-throughs to the same fake backend (issue 6). See tests/bench/RESULTS.md.
+# as h2c gRPC pass-throughs to the same fake backend (issues 6 and 15). See
+# tests/bench/RESULTS.md.
 #
 #   tests/bench/run.sh [--quick] [--scenarios 1,3] [--reps N] [--targets direct,sparkgate,...]
 #                      [--json FILE] [--build-dir DIR] [--no-install] [--callgrind]
@@ -13,7 +14,11 @@
 #                   7 heap allocations per unary RPC (sparkgate only, at its defaults,
 #                     under the counting allocator tests/bench/alloc_counter.so)
 #   --reps N      repetitions, interleaved; figures are medians (default 3)
-#   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx
+#   --targets     subset of direct,sparkgate,nghttpx,haproxy,nginx (the default list);
+#                 sparkgate is at its defaults (access log, metrics on) with --workers 1.
+#                 Variants, only when named: sparkgate-nolog (access log off),
+#                 sparkgate-workers-default (no --workers: one per core; with sparkgate
+#                 it adds a "--workers default vs 1" table), sparkgate-trace0/-trace1
 #   --json FILE   where to write the results (default BUILD/bench-results/bench-TIME.json;
 #                 a .md with the table is written next to it)
 #   --build-dir   meson build directory, set up with --buildtype=release if it is not
