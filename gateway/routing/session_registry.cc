@@ -29,18 +29,18 @@ Session::Session(std::string user, std::string session, std::string cluster_name
       last_active_ns(now.time_since_epoch().count()) {}
 
 std::string Session::server_side_session_id() const {
-  std::lock_guard lock(mu_);
-  return server_side_session_id_;
+  const std::string* known = server_side_session_id_.load(std::memory_order_acquire);
+  return known == nullptr ? std::string() : *known;
 }
 
 bool Session::learn_server_side_session_id(const std::string& id) {
   if (id.empty()) return true;
+  if (const std::string* known = server_side_session_id_.load(std::memory_order_acquire)) return *known == id;
   std::lock_guard lock(mu_);
-  if (server_side_session_id_.empty()) {
-    server_side_session_id_ = id;
-    return true;
-  }
-  return server_side_session_id_ == id;
+  if (const std::string* known = server_side_session_id_.load(std::memory_order_relaxed)) return *known == id;
+  server_side_session_id_storage_ = std::make_unique<const std::string>(id);
+  server_side_session_id_.store(server_side_session_id_storage_.get(), std::memory_order_release);
+  return true;
 }
 
 void Session::add_operation(const std::string& operation_id) {
@@ -88,6 +88,19 @@ std::vector<Session::AttachedStream> Session::attached_streams() const {
   out.reserve(streams_.size());
   for (const auto& [id, s] : streams_) out.push_back(s);
   return out;
+}
+
+namespace {
+std::atomic<uint64_t> g_registry_serial{0};
+}
+
+SessionRegistry::SessionRegistry() : serial_(g_registry_serial.fetch_add(1, std::memory_order_relaxed) + 1) {}
+
+SessionRegistry::CacheEntry& SessionRegistry::cache_slot(size_t hash) {
+  // Sessions held here stay alive until the slot is reused or the thread exits: at most
+  // kCacheEntries per thread, and an ended one is dropped when its slot is next looked at.
+  thread_local std::array<CacheEntry, kCacheEntries> cache;
+  return cache[(hash / kShards) % kCacheEntries];
 }
 
 std::string SessionRegistry::key(const std::string& user_id, const std::string& session_id) {
@@ -143,9 +156,22 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
   lookup.clear();
   lookup.append(user_id).push_back('\xff');
   lookup.append(session_id);
-  auto& s = shard_for(lookup);
+  const size_t hash = std::hash<std::string>{}(lookup);
+  // The usual call: a live session this thread returned before, found without a lock. A
+  // session that ended since is not returned from here (the locked path below finds its
+  // tombstone, or a new entry under the same key).
+  CacheEntry& cached = cache_slot(hash);
+  if (cached.registry == serial_ && cached.session) {
+    const Session& c = *cached.session;
+    if (!c.ended() && c.user_id == user_id && c.session_id == session_id) return {cached.session, std::nullopt};
+    if (c.ended()) cached = CacheEntry{};
+  }
+  auto& s = shards_[hash % kShards];
   std::lock_guard lock(s.mu);
-  if (auto it = s.live.find(lookup); it != s.live.end()) return {it->second, std::nullopt};
+  if (auto it = s.live.find(lookup); it != s.live.end()) {
+    cached = CacheEntry{serial_, it->second};
+    return {it->second, std::nullopt};
+  }
   if (auto it = s.dead.find(lookup); it != s.dead.end()) {
     if (now - it->second.when <= kTombstoneTtl) return {nullptr, it->second};
     s.dead.erase(it);
@@ -177,6 +203,7 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
   backend->sessions.fetch_add(1);
   s.live.emplace(std::move(k), session);
   created_.fetch_add(1, std::memory_order_relaxed);
+  cached = CacheEntry{serial_, session};
   return {session, std::nullopt};
 }
 
@@ -213,6 +240,7 @@ SessionPtr SessionRegistry::end(const std::string& user_id, const std::string& s
     std::lock_guard lock(s.mu);
     if (auto it = s.live.find(k); it != s.live.end()) {
       session = it->second;
+      session->mark_ended();
       s.live.erase(it);
       session->backend->sessions.fetch_sub(1);
       count_user_locked_shard(user_id, -1);
@@ -264,6 +292,7 @@ std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono
       out.push_back(session);
       reasons.push_back(t.reason);
       std::string k = it->first;
+      session->mark_ended();
       it = s.live.erase(it);
       bury_locked(s, k, std::move(t));
     }
