@@ -90,19 +90,6 @@ std::vector<Session::AttachedStream> Session::attached_streams() const {
   return out;
 }
 
-namespace {
-std::atomic<uint64_t> g_registry_serial{0};
-}
-
-SessionRegistry::SessionRegistry() : serial_(g_registry_serial.fetch_add(1, std::memory_order_relaxed) + 1) {}
-
-SessionRegistry::CacheEntry& SessionRegistry::cache_slot(size_t hash) {
-  // Sessions held here stay alive until the slot is reused or the thread exits: at most
-  // kCacheEntries per thread, and an ended one is dropped when its slot is next looked at.
-  thread_local std::array<CacheEntry, kCacheEntries> cache;
-  return cache[(hash / kShards) % kCacheEntries];
-}
-
 std::string SessionRegistry::key(const std::string& user_id, const std::string& session_id) {
   // 0xff never occurs in UTF-8, so (user, session) pairs cannot collide.
   std::string k;
@@ -156,22 +143,9 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
   lookup.clear();
   lookup.append(user_id).push_back('\xff');
   lookup.append(session_id);
-  const size_t hash = std::hash<std::string>{}(lookup);
-  // The usual call: a live session this thread returned before, found without a lock. A
-  // session that ended since is not returned from here (the locked path below finds its
-  // tombstone, or a new entry under the same key).
-  CacheEntry& cached = cache_slot(hash);
-  if (cached.registry == serial_ && cached.session) {
-    const Session& c = *cached.session;
-    if (!c.ended() && c.user_id == user_id && c.session_id == session_id) return {cached.session, std::nullopt};
-    if (c.ended()) cached = CacheEntry{};
-  }
-  auto& s = shards_[hash % kShards];
+  auto& s = shard_for(lookup);
   std::lock_guard lock(s.mu);
-  if (auto it = s.live.find(lookup); it != s.live.end()) {
-    cached = CacheEntry{serial_, it->second};
-    return {it->second, std::nullopt};
-  }
+  if (auto it = s.live.find(lookup); it != s.live.end()) return {it->second, std::nullopt};
   if (auto it = s.dead.find(lookup); it != s.dead.end()) {
     if (now - it->second.when <= kTombstoneTtl) return {nullptr, it->second};
     s.dead.erase(it);
@@ -203,7 +177,6 @@ SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_i
   backend->sessions.fetch_add(1);
   s.live.emplace(std::move(k), session);
   created_.fetch_add(1, std::memory_order_relaxed);
-  cached = CacheEntry{serial_, session};
   return {session, std::nullopt};
 }
 
@@ -240,7 +213,6 @@ SessionPtr SessionRegistry::end(const std::string& user_id, const std::string& s
     std::lock_guard lock(s.mu);
     if (auto it = s.live.find(k); it != s.live.end()) {
       session = it->second;
-      session->mark_ended();
       s.live.erase(it);
       session->backend->sessions.fetch_sub(1);
       count_user_locked_shard(user_id, -1);
@@ -292,7 +264,6 @@ std::vector<SessionPtr> SessionRegistry::reap(Clock::time_point now, std::chrono
       out.push_back(session);
       reasons.push_back(t.reason);
       std::string k = it->first;
-      session->mark_ended();
       it = s.live.erase(it);
       bury_locked(s, k, std::move(t));
     }

@@ -3,11 +3,9 @@
 // operations). Ended sessions leave a tombstone for a while so that the client's next
 // call gets a clear error instead of silently creating a fresh session somewhere.
 //
-// Threading: thread-safe; sharded, one mutex per shard. A lookup that finds a live session
-// this thread saw before takes no lock: find_or_create keeps a small per-thread cache of
-// the sessions it returned, and an entry there counts only while its session has not
-// ended (Session::ended, set under the shard lock when the entry leaves the registry).
-// Session fields that change after creation are atomics or guarded by the session's own
+// Threading: thread-safe; sharded, one mutex per shard (held for one hash lookup on the
+// hot path; workers contend only when they look up sessions of one shard at once). Session
+// fields that change after creation are atomics or guarded by the session's own
 // mutex; the server-side session id, set once, is read without it.
 #pragma once
 
@@ -101,11 +99,6 @@ struct Session {
   // usual call (every response carries it) compares without a lock.
   bool learn_server_side_session_id(const std::string& id);
 
-  // Set (under the registry's shard lock) when this entry leaves the registry: a
-  // per-thread cache of the registry must not hand it out any more.
-  bool ended() const { return ended_.load(std::memory_order_acquire); }
-  void mark_ended() { ended_.store(true, std::memory_order_release); }
-
   // Recent operation ids (ExecutePlan), newest last, at most kMaxOperations.
   void add_operation(const std::string& operation_id);
   bool has_operation(const std::string& operation_id) const;
@@ -113,7 +106,6 @@ struct Session {
 
  private:
   std::atomic<int64_t> store_refresh_ns_{0};
-  std::atomic<bool> ended_{false};
   // Written once, under mu_, then only read: the pointer is published with release.
   std::atomic<const std::string*> server_side_session_id_{nullptr};
   std::unique_ptr<const std::string> server_side_session_id_storage_;
@@ -134,10 +126,6 @@ struct Tombstone {
 
 class SessionRegistry {
  public:
-  SessionRegistry();
-  SessionRegistry(const SessionRegistry&) = delete;
-  SessionRegistry& operator=(const SessionRegistry&) = delete;
-
   struct Found {
     SessionPtr session;                 // set if the session is live
     std::optional<Tombstone> tombstone;  // set if it ended recently
@@ -224,16 +212,6 @@ class SessionRegistry {
     for (const auto& fn : end_listeners_) fn(session, reason);
   }
 
-  // find_or_create's per-thread cache: direct-mapped by the key's hash, entries tagged
-  // with the registry they came from (this serial, never reused).
-  struct CacheEntry {
-    uint64_t registry = 0;
-    SessionPtr session;
-  };
-  static constexpr size_t kCacheEntries = 64;
-  static CacheEntry& cache_slot(size_t hash);
-
-  const uint64_t serial_;
   mutable std::array<Shard, kShards> shards_;
   UserCounts users_;
   std::vector<EndListener> end_listeners_;
