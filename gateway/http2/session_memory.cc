@@ -21,7 +21,10 @@ namespace {
 // outbound items, header block copies) is smaller.
 constexpr size_t kGranule = 16;
 constexpr size_t kMaxCachedSize = 2048;
-constexpr size_t kClasses = kMaxCachedSize / kGranule + 1;
+// One list per class up to that of a kMaxCachedSize request: its chunk (2048 + 8 rounded
+// up to 16, class 129) is one class above kMaxCachedSize / kGranule, so a 2 KiB block
+// (BodyChunk's small chunk, WriteBuffer's second size) is cached too.
+constexpr size_t kClasses = (kMaxCachedSize + 8 + kGranule - 1) / kGranule + 1;
 constexpr size_t kMaxCachedBytesPerClass = 32 * 1024;
 
 struct FreeBlock {

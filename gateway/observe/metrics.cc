@@ -2,6 +2,9 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "grpcwire/status.h"
 
 namespace sparkgate::observe {
@@ -9,10 +12,29 @@ namespace sparkgate::observe {
 namespace {
 
 // RPC durations span a 1 ms Config call to a query of many minutes.
+constexpr std::array<double, 19> kDurationBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,    1,     2.5,  5,     10,   30,
+                                                    60,    120,    300,   600,  1800};
+constexpr size_t kDurationBuckets = kDurationBounds.size() + 1;  // the last one is +Inf
+
 const prometheus::Histogram::BucketBoundaries& duration_buckets() {
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+  static const prometheus::Histogram::BucketBoundaries kBuckets(kDurationBounds.begin(), kDurationBounds.end());
   return kBuckets;
+}
+
+// The bucket prometheus-cpp's Histogram::Observe would count `seconds` in: the first
+// bound >= the value (Prometheus's "le").
+size_t duration_bucket(double seconds) {
+  return static_cast<size_t>(std::lower_bound(kDurationBounds.begin(), kDurationBounds.end(), seconds) -
+                             kDurationBounds.begin());
+}
+
+uint64_t to_ns(double seconds) { return seconds > 0 ? static_cast<uint64_t>(std::llround(seconds * 1e9)) : 0; }
+
+size_t this_thread_slot() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t slot = next.fetch_add(1, std::memory_order_relaxed) % ClusterMetrics::kCellSlots;
+  return slot;
 }
 
 prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {
@@ -28,6 +50,68 @@ prometheus::ClientMetric gauge_value(std::vector<prometheus::ClientMetric::Label
   m.label = std::move(labels);
   m.gauge.value = v;
   return m;
+}
+
+}  // namespace
+
+// One histogram's counts in one thread slot.
+struct HistogramCells {
+  std::array<std::atomic<uint64_t>, kDurationBuckets> buckets{};
+  std::atomic<uint64_t> sum_ns{0};
+
+  void observe(double seconds) {
+    buckets[duration_bucket(seconds)].fetch_add(1, std::memory_order_relaxed);
+    sum_ns.fetch_add(to_ns(seconds), std::memory_order_relaxed);
+  }
+};
+
+// One thread slot's counts of one cluster's per-RPC families. Aligned so that two slots
+// never share a cache line.
+struct alignas(64) RpcCells {
+  std::array<std::array<std::atomic<uint64_t>, kCodeLabels>, kRpcLabels> rpcs{};
+  std::array<HistogramCells, kRpcLabels> duration{};
+  std::array<HistogramCells, kRpcLabels> first_response{};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<int64_t> active{0};  // opens minus closes counted in this slot (may be < 0)
+};
+
+// The same counts summed over the slots, as plain numbers.
+struct HistogramTotals {
+  std::array<uint64_t, kDurationBuckets> buckets{};
+  uint64_t sum_ns = 0;
+};
+struct RpcTotals {
+  std::array<std::array<uint64_t, kCodeLabels>, kRpcLabels> rpcs{};
+  std::array<HistogramTotals, kRpcLabels> duration{};
+  std::array<HistogramTotals, kRpcLabels> first_response{};
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  int64_t active = 0;
+};
+
+namespace {
+
+void add_histogram(HistogramTotals& to, const HistogramCells& from) {
+  for (size_t b = 0; b < kDurationBuckets; ++b) to.buckets[b] += from.buckets[b].load(std::memory_order_relaxed);
+  to.sum_ns += from.sum_ns.load(std::memory_order_relaxed);
+}
+
+// Adds `now - before` to `series`, which `create` makes on the first count; nothing if
+// nothing was counted.
+template <typename Create>
+void publish_histogram(prometheus::Histogram*& series, const HistogramTotals& now, const HistogramTotals& before,
+                       Create create) {
+  std::vector<double> increments(kDurationBuckets);
+  uint64_t count = 0;
+  for (size_t b = 0; b < kDurationBuckets; ++b) {
+    const uint64_t d = now.buckets[b] - before.buckets[b];
+    increments[b] = static_cast<double>(d);
+    count += d;
+  }
+  if (count == 0) return;
+  if (!series) series = &create();
+  series->ObserveMultiple(increments, static_cast<double>(now.sum_ns - before.sum_ns) / 1e9);
 }
 
 }  // namespace
@@ -200,39 +284,82 @@ ClusterMetrics::ClusterMetrics(Metrics& metrics, std::string cluster)
       bytes_in_(metrics.bytes_.Add({{"direction", "in"}, {"cluster", cluster_}})),
       bytes_out_(metrics.bytes_.Add({{"direction", "out"}, {"cluster", cluster_}})) {}
 
+ClusterMetrics::~ClusterMetrics() {
+  for (auto& c : cells_) delete c.load(std::memory_order_acquire);
+}
+
+RpcCells& ClusterMetrics::local_cells() {
+  auto& slot = cells_[this_thread_slot()];
+  if (auto* c = slot.load(std::memory_order_acquire)) return *c;
+  auto fresh = std::make_unique<RpcCells>();
+  RpcCells* expected = nullptr;
+  // Another thread of the same slot may have won the race: use its cells.
+  if (slot.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel)) return *fresh.release();
+  return *expected;
+}
+
+void ClusterMetrics::stream_opened() { local_cells().active.fetch_add(1, std::memory_order_relaxed); }
+void ClusterMetrics::stream_closed() { local_cells().active.fetch_sub(1, std::memory_order_relaxed); }
+
 void ClusterMetrics::rpc_done(RpcLabel rpc, int code, double seconds, double first_response_seconds,
                               uint64_t bytes_in, uint64_t bytes_out) {
   if (rpc >= kRpcLabels) rpc = kUnknownRpc;
-  const size_t c = code_label(code);
-  auto* counter = rpcs_[rpc][c].load(std::memory_order_acquire);
-  auto* duration = duration_[rpc].load(std::memory_order_acquire);
-  auto* first = first_response_seconds >= 0 ? first_response_[rpc].load(std::memory_order_acquire) : nullptr;
-  if (!counter || !duration || (first_response_seconds >= 0 && !first)) {
-    // First RPC of this kind: create the series once; later calls only load pointers.
-    std::lock_guard lock(create_mu_);
-    const std::string rpc_name(rpc_label_name(rpc));
-    if (!rpcs_[rpc][c].load()) {
-      rpcs_[rpc][c].store(
-          &metrics_.rpcs_.Add({{"rpc", rpc_name}, {"code", std::string(code_label_name(c))}, {"cluster", cluster_}}));
+  auto& cells = local_cells();
+  cells.rpcs[rpc][code_label(code)].fetch_add(1, std::memory_order_relaxed);
+  cells.duration[rpc].observe(seconds);
+  if (first_response_seconds >= 0) cells.first_response[rpc].observe(first_response_seconds);
+  if (bytes_in) cells.bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
+  if (bytes_out) cells.bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+}
+
+void ClusterMetrics::publish() {
+  std::lock_guard lock(publish_mu_);
+  auto now = std::make_unique<RpcTotals>();
+  for (const auto& slot : cells_) {
+    const auto* c = slot.load(std::memory_order_acquire);
+    if (!c) continue;
+    for (size_t r = 0; r < kRpcLabels; ++r) {
+      for (size_t k = 0; k < kCodeLabels; ++k) now->rpcs[r][k] += c->rpcs[r][k].load(std::memory_order_relaxed);
+      add_histogram(now->duration[r], c->duration[r]);
+      add_histogram(now->first_response[r], c->first_response[r]);
     }
-    if (!duration_[rpc].load())
-      duration_[rpc].store(&metrics_.duration_.Add({{"rpc", rpc_name}, {"cluster", cluster_}}, duration_buckets()));
-    if (first_response_seconds >= 0 && !first_response_[rpc].load()) {
-      first_response_[rpc].store(
-          &metrics_.first_response_.Add({{"rpc", rpc_name}, {"cluster", cluster_}}, duration_buckets()));
-    }
-    counter = rpcs_[rpc][c].load();
-    duration = duration_[rpc].load();
-    first = first_response_seconds >= 0 ? first_response_[rpc].load() : nullptr;
+    now->bytes_in += c->bytes_in.load(std::memory_order_relaxed);
+    now->bytes_out += c->bytes_out.load(std::memory_order_relaxed);
+    now->active += c->active.load(std::memory_order_relaxed);
   }
-  counter->Increment();
-  duration->Observe(seconds);
-  if (first) first->Observe(first_response_seconds);
-  if (bytes_in) bytes_in_.Increment(static_cast<double>(bytes_in));
-  if (bytes_out) bytes_out_.Increment(static_cast<double>(bytes_out));
+  if (!published_) published_ = std::make_unique<RpcTotals>();
+  const auto& before = *published_;
+  for (size_t r = 0; r < kRpcLabels; ++r) {
+    const std::string rpc_name(rpc_label_name(r));
+    for (size_t k = 0; k < kCodeLabels; ++k) {
+      const uint64_t d = now->rpcs[r][k] - before.rpcs[r][k];
+      if (d == 0) continue;
+      if (!rpcs_[r][k]) {
+        rpcs_[r][k] =
+            &metrics_.rpcs_.Add({{"rpc", rpc_name}, {"code", std::string(code_label_name(k))}, {"cluster", cluster_}});
+      }
+      rpcs_[r][k]->Increment(static_cast<double>(d));
+    }
+    publish_histogram(duration_[r], now->duration[r], before.duration[r], [&]() -> prometheus::Histogram& {
+      return metrics_.duration_.Add({{"rpc", rpc_name}, {"cluster", cluster_}}, duration_buckets());
+    });
+    publish_histogram(first_response_[r], now->first_response[r], before.first_response[r],
+                      [&]() -> prometheus::Histogram& {
+                        return metrics_.first_response_.Add({{"rpc", rpc_name}, {"cluster", cluster_}},
+                                                            duration_buckets());
+                      });
+  }
+  if (const uint64_t d = now->bytes_in - before.bytes_in) bytes_in_.Increment(static_cast<double>(d));
+  if (const uint64_t d = now->bytes_out - before.bytes_out) bytes_out_.Increment(static_cast<double>(d));
+  active_.Set(static_cast<double>(now->active));
+  published_ = std::move(now);
 }
 
 std::string Metrics::render(const ScrapeInput& input) const {
+  {
+    std::lock_guard lock(clusters_mu_);
+    for (const auto& [name, cluster] : clusters_) cluster->publish();
+  }
   auto families = registry_->Collect();
   auto sessions = family("sparkgate_sessions", "Live Spark sessions pinned to each backend", prometheus::MetricType::Gauge);
   auto healthy = family("sparkgate_backend_healthy", "1 if the backend passes its health checks, else 0",

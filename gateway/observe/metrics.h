@@ -3,8 +3,12 @@
 // there (docs/operations.md documents each one).
 //
 // Hot path: a stream resolves its ClusterMetrics once (a pointer that lives as long as the
-// process) and then touches only atomics: counters and histograms per (rpc, code) are
-// created on first use and cached in arrays, so no label map is built per RPC.
+// process) and then adds to its thread's own cells (RpcCells: plain counters, one set per
+// thread slot, each on its own cache lines), with no lock and no atomic that another
+// worker writes. render() sums the cells of every slot and publishes the difference since
+// the last scrape into the prometheus-cpp series, which are created then, on the first
+// scrape that has a count for them. So the per-RPC families cost a scrape, not a
+// contended cache line or prometheus-cpp's histogram mutex per RPC.
 //
 // Threading: every method is thread-safe.
 #pragma once
@@ -32,33 +36,55 @@
 namespace sparkgate::observe {
 
 class Metrics;
+struct RpcCells;
+struct RpcTotals;
 
 // The per-RPC families of one cluster (cluster="" for RPCs answered before a cluster was
 // chosen). Obtained from Metrics::cluster(); never destroyed before the Metrics.
 class ClusterMetrics {
  public:
+  ~ClusterMetrics();
+  ClusterMetrics(const ClusterMetrics&) = delete;
+  ClusterMetrics& operator=(const ClusterMetrics&) = delete;
+
   // An RPC started forwarding to this cluster: sparkgate_active_streams{cluster} + 1.
-  void stream_opened() { active_.Increment(); }
-  void stream_closed() { active_.Decrement(); }
+  // Any thread; the close may come on another thread than the open.
+  void stream_opened();
+  void stream_closed();
   // One finished RPC: sparkgate_rpcs_total, sparkgate_rpc_duration_seconds,
   // sparkgate_rpc_first_response_seconds (when `first_response_seconds` >= 0, streaming
-  // RPCs only) and sparkgate_bytes_total.
+  // RPCs only) and sparkgate_bytes_total. Any thread; visible at the next scrape.
   void rpc_done(RpcLabel rpc, int code, double seconds, double first_response_seconds, uint64_t bytes_in,
                 uint64_t bytes_out);
+
+  // Thread slots: threads take slots in the order they first count (slot = n mod
+  // kCellSlots), so up to kCellSlots threads never share a cache line; more share slots,
+  // which stays correct (the cells are atomic adds), only slower.
+  static constexpr size_t kCellSlots = 64;
 
  private:
   friend class Metrics;
   ClusterMetrics(Metrics& metrics, std::string cluster);
+
+  // This thread's cells, allocated on its first count here.
+  RpcCells& local_cells();
+  // Adds what was counted since the last call to the prometheus-cpp series. Called by
+  // Metrics::render() (any thread, serialised by publish_mu_).
+  void publish();
 
   Metrics& metrics_;
   const std::string cluster_;
   prometheus::Gauge& active_;
   prometheus::Counter& bytes_in_;
   prometheus::Counter& bytes_out_;
-  std::mutex create_mu_;  // creating the lazily added series below
-  std::array<std::array<std::atomic<prometheus::Counter*>, kCodeLabels>, kRpcLabels> rpcs_{};
-  std::array<std::atomic<prometheus::Histogram*>, kRpcLabels> duration_{};
-  std::array<std::atomic<prometheus::Histogram*>, kRpcLabels> first_response_{};
+  // Owned: allocated by local_cells(), deleted by the destructor.
+  std::array<std::atomic<RpcCells*>, kCellSlots> cells_{};
+
+  std::mutex publish_mu_;  // guards everything below
+  std::unique_ptr<RpcTotals> published_;  // the sums at the last publish()
+  std::array<std::array<prometheus::Counter*, kCodeLabels>, kRpcLabels> rpcs_{};
+  std::array<prometheus::Histogram*, kRpcLabels> duration_{};
+  std::array<prometheus::Histogram*, kRpcLabels> first_response_{};
 };
 
 // Values read at scrape time from their owners (the backend registry, the workers, the
@@ -162,7 +188,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& engine_starts_;
   prometheus::Histogram& engine_start_seconds_;
 
-  std::mutex clusters_mu_;
+  mutable std::mutex clusters_mu_;
   std::map<std::string, std::unique_ptr<ClusterMetrics>, std::less<>> clusters_;
 };
 

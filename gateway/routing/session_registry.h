@@ -3,8 +3,10 @@
 // operations). Ended sessions leave a tombstone for a while so that the client's next
 // call gets a clear error instead of silently creating a fresh session somewhere.
 //
-// Threading: thread-safe; sharded, one mutex per shard. Session fields that change after
-// creation are atomics or guarded by the session's own mutex.
+// Threading: thread-safe; sharded, one mutex per shard (held for one hash lookup on the
+// hot path; workers contend only when they look up sessions of one shard at once). Session
+// fields that change after creation are atomics or guarded by the session's own
+// mutex; the server-side session id, set once, is read without it.
 #pragma once
 
 #include <array>
@@ -93,7 +95,8 @@ struct Session {
   // The backend's server_side_session_id, once a response carried it.
   std::string server_side_session_id() const;
   // Records `id` from a response. Returns false if a different id was known: the backend
-  // no longer has this session (it restarted).
+  // no longer has this session (it restarted). Once known, the id never changes, so the
+  // usual call (every response carries it) compares without a lock.
   bool learn_server_side_session_id(const std::string& id);
 
   // Recent operation ids (ExecutePlan), newest last, at most kMaxOperations.
@@ -103,8 +106,10 @@ struct Session {
 
  private:
   std::atomic<int64_t> store_refresh_ns_{0};
+  // Written once, under mu_, then only read: the pointer is published with release.
+  std::atomic<const std::string*> server_side_session_id_{nullptr};
+  std::unique_ptr<const std::string> server_side_session_id_storage_;
   mutable std::mutex mu_;
-  std::string server_side_session_id_;
   std::string tenant_;
   std::deque<std::string> operations_;
   uint64_t next_stream_id_ = 0;

@@ -4,6 +4,9 @@
 
 #include <boost/json.hpp>
 
+#include <thread>
+#include <vector>
+
 #include "observe/session_stats.h"
 
 using namespace sparkgate::observe;
@@ -42,6 +45,46 @@ TEST_CASE("RPC families count per method, code and cluster, with bytes and durat
   CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_bucket{cluster="etl",rpc="ExecutePlan",le="0.25"})") == 1);
   CHECK(value_of(text, R"(sparkgate_rpc_first_response_seconds_count{cluster="etl",rpc="ExecutePlan"})") == 1);
   CHECK(value_of(text, R"(sparkgate_rpc_first_response_seconds_count{cluster="etl",rpc="Config"})") == -1);
+}
+
+TEST_CASE("RPC counts from many threads are summed at scrape, and a second scrape adds only what is new") {
+  Metrics m;
+  auto& etl = m.cluster("etl");
+  const auto config = static_cast<RpcLabel>(sparkgate::spark::Rpc::kConfig);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 1000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        etl.stream_opened();
+        etl.rpc_done(config, 0, 0.002, -1, 3, 7);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  // Streams opened on the workers above are closed here, on another thread.
+  for (int i = 0; i < kThreads * kPerThread - 5; ++i) etl.stream_closed();
+  auto text = m.render({});
+  CHECK(value_of(text, R"(sparkgate_rpcs_total{cluster="etl",code="OK",rpc="Config"})") == kThreads * kPerThread);
+  CHECK(value_of(text, R"(sparkgate_bytes_total{cluster="etl",direction="in"})") == 3 * kThreads * kPerThread);
+  CHECK(value_of(text, R"(sparkgate_active_streams{cluster="etl"})") == 5);
+  CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_bucket{cluster="etl",rpc="Config",le="0.001"})") == 0);
+  CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_bucket{cluster="etl",rpc="Config",le="0.0025"})") ==
+        kThreads * kPerThread);
+  CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_sum{cluster="etl",rpc="Config"})") ==
+        doctest::Approx(0.002 * kThreads * kPerThread));
+  // A bound is inclusive (le), as in prometheus-cpp's own Observe.
+  etl.rpc_done(config, 5, 0.001, -1, 0, 0);
+  for (int i = 0; i < 5; ++i) etl.stream_closed();
+  text = m.render({});
+  text = m.render({});  // scraping twice counts nothing twice
+  CHECK(value_of(text, R"(sparkgate_rpcs_total{cluster="etl",code="OK",rpc="Config"})") == kThreads * kPerThread);
+  CHECK(value_of(text, R"(sparkgate_rpcs_total{cluster="etl",code="NOT_FOUND",rpc="Config"})") == 1);
+  CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_bucket{cluster="etl",rpc="Config",le="0.001"})") == 1);
+  CHECK(value_of(text, R"(sparkgate_rpc_duration_seconds_count{cluster="etl",rpc="Config"})") ==
+        kThreads * kPerThread + 1);
+  CHECK(value_of(text, R"(sparkgate_active_streams{cluster="etl"})") == 0);
 }
 
 TEST_CASE("scrape-time families come from the input") {

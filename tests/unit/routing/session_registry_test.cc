@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+#include <vector>
+
 #include <boost/asio/io_context.hpp>
 
 using namespace sparkgate;
@@ -152,4 +155,110 @@ TEST_CASE("session: attached streams are listed until detached") {
   CHECK(left[0].stream.lock() == d2);
   s.set_tenant("acme");
   CHECK(s.tenant() == "acme");
+}
+
+TEST_CASE("registry: an ended entry is never found again; registries do not share entries") {
+  auto b = backend("a");
+  auto now = Clock::now();
+  int placed = 0;
+  auto placer = [&](uint64_t&) {
+    ++placed;
+    return b;
+  };
+  SessionRegistry reg;
+  auto first = reg.find_or_create("u", "s", "c", placer, now).session;
+  REQUIRE(first);
+  CHECK(reg.find_or_create("u", "s", "c", placer, now).session == first);
+
+  // Ended with a tombstone: the entry is not handed out any more; the tombstone is.
+  CHECK(reg.end("u", "s", EndReason::kBackendLost, "lost", now) == first);
+  auto after = reg.find_or_create("u", "s", "c", placer, now);
+  CHECK_FALSE(after.session);
+  REQUIRE(after.tombstone);
+  CHECK(after.tombstone->reason == EndReason::kBackendLost);
+
+  // Released (no tombstone) and created again: the new entry, not the old one.
+  auto second = reg.find_or_create("u", "t", "c", placer, now).session;
+  REQUIRE(second);
+  reg.end("u", "t", EndReason::kReleased, "", now);
+  auto third = reg.find_or_create("u", "t", "c", placer, now).session;
+  REQUIRE(third);
+  CHECK(third != second);
+  CHECK(reg.find_or_create("u", "t", "c", placer, now).session == third);
+  CHECK(reg.size() == 1);
+
+  // Reaped: the same.
+  auto reaped = reg.reap(now + 120s, 60s, 0ms);
+  REQUIRE(reaped.size() == 1);
+  CHECK(reaped[0] == third);
+  CHECK_FALSE(reg.find_or_create("u", "t", "c", placer, now + 121s).session);
+
+  // Another registry with the same key does not see this one's session.
+  SessionRegistry other;
+  auto in_other = other.find_or_create("u", "x", "c", nullptr, now);
+  CHECK_FALSE(in_other.session);
+  auto mine = reg.find_or_create("u", "x", "c", placer, now).session;
+  REQUIRE(mine);
+  CHECK_FALSE(other.find_or_create("u", "x", "c", nullptr, now).session);
+  auto theirs = other.find_or_create("u", "x", "c", placer, now).session;
+  REQUIRE(theirs);
+  CHECK(theirs != mine);
+  CHECK(reg.find_or_create("u", "x", "c", placer, now).session == mine);
+  CHECK(other.find_or_create("u", "x", "c", placer, now).session == theirs);
+}
+
+TEST_CASE("registry: sessions found from many threads at once are one entry each") {
+  SessionRegistry reg;
+  auto b = backend("a");
+  auto now = Clock::now();
+  std::atomic<int> placed{0};
+  auto placer = [&](uint64_t&) {
+    placed.fetch_add(1);
+    return b;
+  };
+  constexpr int kThreads = 4, kSessions = 200;
+  std::vector<std::vector<SessionPtr>> seen(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < kSessions; ++i) {
+          auto s = reg.find_or_create("u", "s" + std::to_string(i), "c", placer, now).session;
+          if (round == 0) seen[t].push_back(s);
+          else if (seen[t][i] != s) seen[t][i] = nullptr;  // a later round found another entry
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(placed.load() == kSessions);
+  CHECK(reg.size() == kSessions);
+  for (int i = 0; i < kSessions; ++i) {
+    for (int t = 0; t < kThreads; ++t) {
+      REQUIRE(seen[t][i]);
+      CHECK(seen[t][i] == seen[0][i]);
+    }
+  }
+}
+
+TEST_CASE("registry: the server-side session id learned from several threads at once is one id") {
+  Session s("u", "s", "c", backend("a"), 0, Clock::now());
+  constexpr int kThreads = 4;
+  std::vector<int> accepted(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1000; ++i) accepted[t] += s.learn_server_side_session_id("id-" + std::to_string(t)) ? 1 : 0;
+    });
+  }
+  for (auto& th : threads) th.join();
+  int winners = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    CHECK((accepted[t] == 0 || accepted[t] == 1000));
+    if (accepted[t] == 1000) {
+      ++winners;
+      CHECK(s.server_side_session_id() == "id-" + std::to_string(t));
+    }
+  }
+  CHECK(winners == 1);
 }
