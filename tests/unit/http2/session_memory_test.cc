@@ -93,14 +93,17 @@ TEST_CASE("session memory: a 2 KiB block, the largest cached size, is cached too
   held.pop_back();
   pooled_free(a);
   CHECK(session_memory_cached_bytes() > before);
+  // The classes are glibc's chunk sizes: under AddressSanitizer malloc_usable_size is the
+  // size asked for, so a freed block lands one class lower than a request of its size
+  // looks in, and the byte counts below hold only for glibc's malloc (the plain unit run).
   void* b = pooled_new(2048);
   if (kGlibcChunks) CHECK(b == a);
-  CHECK(session_memory_cached_bytes() == before);
+  if (kGlibcChunks) CHECK(session_memory_cached_bytes() == before);
   held.push_back(b);
 
   // The next chunk size up (a request of 2057 bytes or more) is not cached.
   void* c = pooled_new(2057);
   pooled_free(c);
-  CHECK(session_memory_cached_bytes() == before);
+  if (kGlibcChunks) CHECK(session_memory_cached_bytes() == before);
   for (void* p : held) pooled_free(p);
 }
