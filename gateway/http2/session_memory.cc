@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
@@ -21,10 +22,15 @@ namespace {
 // outbound items, header block copies) is smaller.
 constexpr size_t kGranule = 16;
 constexpr size_t kMaxCachedSize = 2048;
-// One list per class up to that of a kMaxCachedSize request: its chunk (2048 + 8 rounded
-// up to 16, class 129) is one class above kMaxCachedSize / kGranule, so a 2 KiB block
-// (BodyChunk's small chunk, WriteBuffer's second size) is cached too.
-constexpr size_t kClasses = (kMaxCachedSize + 8 + kGranule - 1) / kGranule + 1;
+
+// glibc's chunk for a request of n bytes holds n + 8 rounded up to 16 (at least 32).
+constexpr size_t request_class(size_t n) { return (std::max(n + 8, size_t{32}) + kGranule - 1) / kGranule; }
+constexpr size_t block_class(size_t usable) { return (usable + 8) / kGranule; }
+
+// One list per class up to that of a kMaxCachedSize request (class 129, one above
+// kMaxCachedSize / kGranule), so a 2 KiB block (BodyChunk's small chunk, WriteBuffer's
+// second size) is cached too.
+constexpr size_t kClasses = request_class(kMaxCachedSize) + 1;
 constexpr size_t kMaxCachedBytesPerClass = 32 * 1024;
 
 struct FreeBlock {
@@ -61,10 +67,6 @@ Cache* cache() {
   thread_local CacheOwner owner;
   return &owner.cache;
 }
-
-// glibc's chunk for a request of n bytes holds n + 8 rounded up to 16 (at least 32).
-size_t request_class(size_t n) { return (std::max(n + 8, size_t{32}) + kGranule - 1) / kGranule; }
-size_t block_class(size_t usable) { return (usable + 8) / kGranule; }
 
 void* mem_malloc(size_t n, void*) {
   if (n <= kMaxCachedSize) {

@@ -29,18 +29,20 @@ Session::Session(std::string user, std::string session, std::string cluster_name
       last_active_ns(now.time_since_epoch().count()) {}
 
 std::string Session::server_side_session_id() const {
-  const std::string* known = server_side_session_id_.load(std::memory_order_acquire);
-  return known == nullptr ? std::string() : *known;
+  return server_side_session_id_known_.load(std::memory_order_acquire) ? server_side_session_id_ : std::string();
 }
 
 bool Session::learn_server_side_session_id(const std::string& id) {
   if (id.empty()) return true;
-  if (const std::string* known = server_side_session_id_.load(std::memory_order_acquire)) return *known == id;
-  std::lock_guard lock(mu_);
-  if (const std::string* known = server_side_session_id_.load(std::memory_order_relaxed)) return *known == id;
-  server_side_session_id_storage_ = std::make_unique<const std::string>(id);
-  server_side_session_id_.store(server_side_session_id_storage_.get(), std::memory_order_release);
-  return true;
+  if (!server_side_session_id_known_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mu_);
+    if (!server_side_session_id_known_.load(std::memory_order_relaxed)) {
+      server_side_session_id_ = id;
+      server_side_session_id_known_.store(true, std::memory_order_release);
+      return true;
+    }
+  }
+  return server_side_session_id_ == id;  // never written again once known
 }
 
 void Session::add_operation(const std::string& operation_id) {

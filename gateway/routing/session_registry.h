@@ -106,9 +106,9 @@ struct Session {
 
  private:
   std::atomic<int64_t> store_refresh_ns_{0};
-  // Written once, under mu_, then only read: the pointer is published with release.
-  std::atomic<const std::string*> server_side_session_id_{nullptr};
-  std::unique_ptr<const std::string> server_side_session_id_storage_;
+  // Written once, under mu_, then only read: published by the flag (release).
+  std::atomic<bool> server_side_session_id_known_{false};
+  std::string server_side_session_id_;
   mutable std::mutex mu_;
   std::string tenant_;
   std::deque<std::string> operations_;

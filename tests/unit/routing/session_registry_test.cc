@@ -205,6 +205,7 @@ TEST_CASE("registry: an ended entry is never found again; registries do not shar
   CHECK(theirs != mine);
   CHECK(reg.find_or_create("u", "x", "c", placer, now).session == mine);
   CHECK(other.find_or_create("u", "x", "c", placer, now).session == theirs);
+  CHECK(placed == 5);  // s, t twice, x in each registry
 }
 
 TEST_CASE("registry: sessions found from many threads at once are one entry each") {
