@@ -268,8 +268,8 @@ int ClientConnection::on_header(nghttp2_session*, const nghttp2_frame* frame, co
     // nghttp2 resets the stream; the proxy turns that into UNAVAILABLE for the client.
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  st->headers.add(std::string(reinterpret_cast<const char*>(name), namelen),
-                  std::string(reinterpret_cast<const char*>(value), valuelen));
+  st->headers.add(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                  std::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 

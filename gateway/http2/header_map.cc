@@ -1,33 +1,62 @@
 #include "http2/header_map.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace sparkgate::http2 {
 
-const std::string* HeaderMap::find(std::string_view name) const {
-  for (const auto& [n, v] : fields_) {
-    if (n == name) return &v;
+void HeaderMap::add(std::string_view name, std::string_view value) {
+  if (entries_.capacity() == 0) entries_.reserve(kUsualFields);
+  const size_t at = chars_.size();
+  const size_t need = at + name.size() + value.size();
+  if (need > chars_.capacity()) {
+    // `name` or `value` may view this map's own bytes, which the new block moves.
+    const char* old = chars_.data();
+    auto rebase = [&](std::string_view& s) {
+      if (!s.empty() && s.data() >= old && s.data() < old + at) s = {chars_.data() + (s.data() - old), s.size()};
+    };
+    chars_.reserve(std::max({need, 2 * chars_.capacity(), kUsualBytes}));
+    rebase(name);
+    rebase(value);
   }
-  return nullptr;
+  chars_.resize(need);
+  std::memcpy(chars_.data() + at, name.data(), name.size());
+  std::memcpy(chars_.data() + at + name.size(), value.data(), value.size());
+  entries_.push_back({static_cast<uint32_t>(at), static_cast<uint32_t>(name.size()),
+                      static_cast<uint32_t>(at + name.size()), static_cast<uint32_t>(value.size())});
+  bytes_ += name.size() + value.size();
 }
 
-void HeaderMap::remove(std::string_view name) {
-  std::erase_if(fields_, [&](const auto& f) {
-    if (f.first != name) return false;
-    bytes_ -= f.first.size() + f.second.size();
+std::optional<std::string_view> HeaderMap::find(std::string_view name) const {
+  for (const Entry& e : entries_) {
+    if (e.name_len == name.size() && std::memcmp(chars_.data() + e.name_at, name.data(), name.size()) == 0)
+      return std::string_view(chars_.data() + e.value_at, e.value_len);
+  }
+  return std::nullopt;
+}
+
+void HeaderMap::remove(std::string_view name) { drop(name, entries_.end()); }
+
+void HeaderMap::set(std::string_view name, std::string_view value) {
+  // Added first, the old fields dropped after: `value` may view one of them.
+  add(name, value);
+  drop(name, entries_.end() - 1);
+}
+
+void HeaderMap::drop(std::string_view name, Entries::iterator end) {
+  auto kept_end = std::remove_if(entries_.begin(), end, [&](const Entry& e) {
+    if (field(e).name != name) return false;
+    bytes_ -= e.name_len + e.value_len;
     return true;
   });
-}
-
-void HeaderMap::set(std::string_view name, std::string value) {
-  remove(name);
-  add(std::string(name), std::move(value));
+  entries_.erase(kept_end, end);
 }
 
 NvArray HeaderMap::to_nv() const {
   NvArray nv;
-  nv.reserve(fields_.size());
-  for (const auto& [n, v] : fields_) {
+  nv.reserve(entries_.size());
+  for (const Entry& e : entries_) {
+    const auto [n, v] = field(e);
     // nghttp2 copies the fields at submit time, so the map may be a temporary.
     uint8_t flags = NGHTTP2_NV_FLAG_NONE;
     // Credentials must not enter the HPACK dynamic table, where a compression oracle

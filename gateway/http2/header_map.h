@@ -1,13 +1,25 @@
 // An ordered list of HTTP/2 header fields, as received or to be submitted.
+//
+// The names and values are kept in one character block, and each field is an entry of
+// offsets into it; both come from the per-thread free lists of session_memory.h. A header
+// block therefore costs no malloc once a worker has warmed up, however many fields it
+// has, and moving a map (from the connection to the RPC, from the relay to the submit
+// call) moves two pointers.
+//
+// Threading: none (a map belongs to one stream's thread); a block freed on another
+// thread is as safe as with malloc.
 #pragma once
 
 #include <boost/container/small_vector.hpp>
 #include <nghttp2/nghttp2.h>
 
-#include <string>
+#include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string_view>
-#include <utility>
 #include <vector>
+
+#include "http2/session_memory.h"
 
 namespace sparkgate::http2 {
 
@@ -15,44 +27,97 @@ namespace sparkgate::http2 {
 using NvArray = boost::container::small_vector<nghttp2_nv, 16>;
 
 class HeaderMap {
- public:
-  // A gRPC request carries 10 to 14 fields (pseudo-headers, content-type, te, user-agent,
-  // grpc-timeout, the correlation ids, ...): the first add reserves room for this many,
-  // so that the usual header block makes one allocation for the list, not five.
-  static constexpr size_t kUsualFields = 16;
+  struct Entry {
+    uint32_t name_at, name_len, value_at, value_len;
+  };
 
-  void add(std::string name, std::string value) {
-    if (fields_.capacity() == 0) fields_.reserve(kUsualFields);
-    bytes_ += name.size() + value.size();
-    fields_.emplace_back(std::move(name), std::move(value));
-  }
-  // First value of `name` (lower-case), or nullptr.
-  const std::string* find(std::string_view name) const;
+ public:
+  struct Field {
+    std::string_view name;
+    std::string_view value;
+  };
+
+  // The fields in order, as Field views (valid until the map changes).
+  class Fields {
+   public:
+    class iterator {
+     public:
+      using iterator_category = std::forward_iterator_tag;
+      using value_type = Field;
+      using difference_type = std::ptrdiff_t;
+      using pointer = void;
+      using reference = Field;
+      iterator() = default;
+      iterator(const HeaderMap* map, const Entry* at) : map_(map), at_(at) {}
+      Field operator*() const { return map_->field(*at_); }
+      iterator& operator++() {
+        ++at_;
+        return *this;
+      }
+      iterator operator++(int) {
+        iterator old = *this;
+        ++at_;
+        return old;
+      }
+      bool operator==(const iterator& o) const { return at_ == o.at_; }
+
+     private:
+      const HeaderMap* map_ = nullptr;
+      const Entry* at_ = nullptr;
+    };
+    explicit Fields(const HeaderMap& map) : map_(&map) {}
+    iterator begin() const { return {map_, map_->entries_.data()}; }
+    iterator end() const { return {map_, map_->entries_.data() + map_->entries_.size()}; }
+    size_t size() const { return map_->entries_.size(); }
+    bool empty() const { return map_->entries_.empty(); }
+    Field operator[](size_t i) const { return map_->field(map_->entries_[i]); }
+
+   private:
+    const HeaderMap* map_;
+  };
+
+  // A gRPC request carries 10 to 14 fields (pseudo-headers, content-type, te, user-agent,
+  // grpc-timeout, the correlation ids, ...) in about 400 bytes: the first add reserves
+  // room for this many, so that the usual header block takes one block of each kind.
+  static constexpr size_t kUsualFields = 16;
+  static constexpr size_t kUsualBytes = 512;
+
+  // Copies `name` and `value` in (either may view a temporary or this map's own fields).
+  void add(std::string_view name, std::string_view value);
+  // First value of `name` (lower-case), or nullopt. The view is valid until the map changes.
+  std::optional<std::string_view> find(std::string_view name) const;
   // Replaces all values of `name` by one, or adds it.
-  void set(std::string_view name, std::string value);
+  void set(std::string_view name, std::string_view value);
   void remove(std::string_view name);
 
-  const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
-  // Moves the fields out (for relaying them without copying each string); the map is
-  // left empty.
-  std::vector<std::pair<std::string, std::string>> take_fields() {
-    bytes_ = 0;
-    return std::move(fields_);
-  }
-  size_t size() const { return fields_.size(); }
+  Fields fields() const { return Fields(*this); }
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
   // Sum of names and values, the figure limits are checked against.
   size_t bytes() const { return bytes_; }
+  // Empties the map and keeps its blocks, for the next header block.
   void clear() {
-    fields_.clear();
+    entries_.clear();
+    chars_.clear();
     bytes_ = 0;
   }
 
-  // nghttp2_nv views into this map, for a submit call made while the map is alive
-  // (nghttp2 copies the fields during the call).
+  // nghttp2_nv views into this map, for a submit call made while the map is alive and
+  // unchanged (nghttp2 copies the fields during the call).
   NvArray to_nv() const;
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  Field field(const Entry& e) const {
+    return {{chars_.data() + e.name_at, e.name_len}, {chars_.data() + e.value_at, e.value_len}};
+  }
+
+  using Entries = std::vector<Entry, PooledAllocator<Entry>>;
+  // Removes the fields named `name` before `end`.
+  void drop(std::string_view name, Entries::iterator end);
+
+  Entries entries_;
+  // Names and values, back to back; removed fields leave their bytes until clear().
+  std::vector<char, PooledAllocator<char>> chars_;
   size_t bytes_ = 0;
 };
 

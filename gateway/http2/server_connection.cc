@@ -196,8 +196,8 @@ int ServerConnection::on_header(nghttp2_session*, const nghttp2_frame* frame, co
   }
   // Request trailers (rare in gRPC) are not forwarded; only the first block is kept.
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  st->headers.add(std::string(reinterpret_cast<const char*>(name), namelen),
-                  std::string(reinterpret_cast<const char*>(value), valuelen));
+  st->headers.add(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                  std::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <new>
+#include <string>
 
 namespace sparkgate::http2 {
 
@@ -54,5 +55,9 @@ struct PooledAllocator {
     return true;
   }
 };
+
+// A per-RPC string longer than the 15 characters a std::string holds in place (an id, a
+// header value kept for the RPC's life): its block comes from the same lists.
+using PooledString = std::basic_string<char, std::char_traits<char>, PooledAllocator<char>>;
 
 }  // namespace sparkgate::http2

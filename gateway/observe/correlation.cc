@@ -15,9 +15,11 @@ std::mt19937_64& rng() {
   return gen;
 }
 
-void append_hex(std::string& out, uint64_t v, int digits) {
+// Writes `digits` lower-case hex digits of `v` at `out`; returns the end.
+char* put_hex(char* out, uint64_t v, int digits) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+  for (int i = digits - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xf];
+  return out;
 }
 
 bool lower_hex(std::string_view s, bool& all_zero) {
@@ -31,22 +33,21 @@ bool lower_hex(std::string_view s, bool& all_zero) {
 
 }  // namespace
 
-std::string new_request_id() {
+IdText<36> new_request_id() {
   uint64_t hi = rng()(), lo = rng()();
   hi = (hi & ~0xf000ull) | 0x4000ull;                       // version 4
   lo = (lo & ~(0xc000ull << 48)) | (0x8000ull << 48);       // variant 10
-  std::string s;
-  s.reserve(36);
-  append_hex(s, hi >> 32, 8);
-  s.push_back('-');
-  append_hex(s, (hi >> 16) & 0xffff, 4);
-  s.push_back('-');
-  append_hex(s, hi & 0xffff, 4);
-  s.push_back('-');
-  append_hex(s, lo >> 48, 4);
-  s.push_back('-');
-  append_hex(s, lo & 0xffffffffffffull, 12);
-  return s;
+  IdText<36> id;
+  char* p = put_hex(id.chars.data(), hi >> 32, 8);
+  *p++ = '-';
+  p = put_hex(p, (hi >> 16) & 0xffff, 4);
+  *p++ = '-';
+  p = put_hex(p, hi & 0xffff, 4);
+  *p++ = '-';
+  p = put_hex(p, lo >> 48, 4);
+  *p++ = '-';
+  put_hex(p, lo & 0xffffffffffffull, 12);
+  return id;
 }
 
 bool usable_request_id(std::string_view id) {
@@ -70,22 +71,27 @@ bool valid_traceparent(std::string_view tp) {
   return lower_hex(tp.substr(53, 2), zero);
 }
 
-std::string new_traceparent() {
-  std::string s = "00-";
-  s.reserve(55);
+IdText<55> new_traceparent() {
   uint64_t a = 0, b = 0;
   while (a == 0 && b == 0) {
     a = rng()();
     b = rng()();
   }
-  append_hex(s, a, 16);
-  append_hex(s, b, 16);
-  s.push_back('-');
   uint64_t span = 0;
   while (span == 0) span = rng()();
-  append_hex(s, span, 16);
-  s += "-01";
-  return s;
+  IdText<55> tp;
+  char* p = tp.chars.data();
+  *p++ = '0';
+  *p++ = '0';
+  *p++ = '-';
+  p = put_hex(p, a, 16);
+  p = put_hex(p, b, 16);
+  *p++ = '-';
+  p = put_hex(p, span, 16);
+  *p++ = '-';
+  *p++ = '0';
+  *p = '1';
+  return tp;
 }
 
 std::string_view trace_id(std::string_view traceparent) {

@@ -5,13 +5,22 @@
 // Threading: every function is thread-safe (random ids come from a per-thread generator).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace sparkgate::observe {
 
+// The text of a new id, kept by value: making one allocates nothing.
+template <size_t N>
+struct IdText {
+  std::array<char, N> chars;
+  std::string_view view() const { return {chars.data(), N}; }
+};
+
 // A new request id: a random UUID (version 4), e.g. "3f2a…-…".
-std::string new_request_id();
+IdText<36> new_request_id();
 // A client's x-request-id is kept when it is 1–128 visible ASCII characters.
 bool usable_request_id(std::string_view id);
 
@@ -20,7 +29,7 @@ bool usable_request_id(std::string_view id);
 // parent-id not all zero; a later version (not "ff") with that prefix.
 bool valid_traceparent(std::string_view tp);
 // A new trace: "00-<random trace-id>-<random parent-id>-01".
-std::string new_traceparent();
+IdText<55> new_traceparent();
 // The trace-id of a valid traceparent ("" otherwise).
 std::string_view trace_id(std::string_view traceparent);
 

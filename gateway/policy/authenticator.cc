@@ -26,16 +26,16 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 // The credential header: authorization (PySpark, Go) or authentication (the Scala client).
-const std::string* credential_header(const http2::HeaderMap& headers, std::string_view& name) {
-  if (const auto* v = headers.find("authorization")) {
+std::optional<std::string_view> credential_header(const http2::HeaderMap& headers, std::string_view& name) {
+  if (auto v = headers.find("authorization")) {
     name = "authorization";
     return v;
   }
-  if (const auto* v = headers.find("authentication")) {
+  if (auto v = headers.find("authentication")) {
     name = "authentication";
     return v;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 bool looks_like_jwt(std::string_view token) {
@@ -79,9 +79,8 @@ AuthResult principal_from_certificate(const config::Mtls& mtls, const PeerCertif
 AuthResult authenticate(const config::Auth& auth, const http2::HeaderMap& headers, const PeerCertificate* peer,
                         std::chrono::system_clock::time_point now, const RemoteKeys* remote) {
   std::string_view header_name;
-  const std::string* header = credential_header(headers, header_name);
-  if (header != nullptr) {
-    std::string_view value(*header);
+  if (const auto header = credential_header(headers, header_name)) {
+    std::string_view value = *header;
     auto space = value.find(' ');
     if (space == std::string_view::npos || !iequals(value.substr(0, space), "bearer")) {
       return AuthResult::fail(AuthFailure::kMalformed,

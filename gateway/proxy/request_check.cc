@@ -6,19 +6,19 @@ namespace sparkgate::proxy {
 
 RequestKind check_request(const http2::HeaderMap& headers) {
   RequestKind k;
-  const std::string* method = headers.find(":method");
-  const std::string* path = headers.find(":path");
-  const std::string* content_type = headers.find("content-type");
+  const auto method = headers.find(":method");
+  const auto path = headers.find(":path");
+  const auto content_type = headers.find("content-type");
   if (!method || *method != "POST") {
     k.http_status = 405;
     k.code = grpcwire::StatusCode::kUnimplemented;
-    k.message = "method " + (method ? *method : std::string("(none)")) + " is not allowed: gRPC requires POST";
+    k.message = "method " + std::string(method ? *method : "(none)") + " is not allowed: gRPC requires POST";
     return k;
   }
   if (!content_type || !content_type->starts_with("application/grpc")) {
     k.http_status = 415;
     k.code = grpcwire::StatusCode::kInvalidArgument;
-    k.message = "content-type '" + (content_type ? *content_type : std::string()) +
+    k.message = "content-type '" + std::string(content_type.value_or("")) +
                 "' is not gRPC: sparkgate expects application/grpc";
     return k;
   }
@@ -29,7 +29,7 @@ RequestKind check_request(const http2::HeaderMap& headers) {
   k.rpc = path ? spark::find_rpc_by_path(*path) : nullptr;
   if (!k.rpc) {
     k.code = grpcwire::StatusCode::kUnimplemented;
-    k.message = "unknown method '" + (path ? *path : std::string()) +
+    k.message = "unknown method '" + std::string(path.value_or("")) +
                 "': sparkgate serves spark.connect.SparkConnectService";
     return k;
   }
@@ -40,8 +40,7 @@ RequestKind check_request(const http2::HeaderMap& headers) {
 void build_upstream_headers(const http2::HeaderMap& headers, http2::HeaderMap& out) {
   out.add(":method", "POST");
   out.add(":scheme", "http");
-  const std::string* authority = headers.find(":authority");
-  out.add(":authority", authority ? *authority : std::string("sparkgate"));
+  out.add(":authority", headers.find(":authority").value_or("sparkgate"));
   out.add(":path", *headers.find(":path"));
   for (const auto& [name, value] : headers.fields()) {
     if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;

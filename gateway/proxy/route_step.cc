@@ -106,7 +106,7 @@ StepStatus RouteStep::route_engine() {
   }
   // The wait is bounded by start_timeout (the manager) and by the client's own deadline.
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (const auto* t = state_.upstream_headers.find("grpc-timeout")) {
+  if (const auto t = state_.upstream_headers.find("grpc-timeout")) {
     if (auto d = engines::parse_grpc_timeout(*t)) {
       deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*d);
     }

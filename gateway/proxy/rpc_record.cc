@@ -24,13 +24,14 @@ bool is_operation_rpc(const spark::RpcInfo* rpc) {
 }  // namespace
 
 void RpcStream::correlate(const http2::HeaderMap& headers) {
-  const std::string* id = headers.find("x-request-id");
-  request_id_ = id && observe::usable_request_id(*id) ? *id : observe::new_request_id();
-  const std::string* tp = headers.find("traceparent");
+  if (const auto id = headers.find("x-request-id"); id && observe::usable_request_id(*id)) request_id_ = *id;
+  else request_id_ = observe::new_request_id().view();
+  const auto tp = headers.find("traceparent");
   const auto& tracing = state_.ctx.config->tracing;
   if (!tracing.enabled() || !state_.ctx.spans) {
     new_trace_ = !(tp && observe::valid_traceparent(*tp));
-    traceparent_ = new_trace_ ? observe::new_traceparent() : *tp;
+    if (new_trace_) traceparent_ = observe::new_traceparent().view();
+    else traceparent_ = *tp;
     return;
   }
   const auto parent = tp ? trace::parse_traceparent(*tp) : std::nullopt;
@@ -39,7 +40,7 @@ void RpcStream::correlate(const http2::HeaderMap& headers) {
   if (trace::sample(parent ? &*parent : nullptr, trace_id, tracing.sample_ratio)) {
     trace_ = std::make_unique<trace::RpcTrace>(parent ? &*parent : nullptr, trace_id);
     traceparent_ = trace::format_traceparent(trace_->client_context());
-    if (const std::string* path = headers.find(":path")) path_ = path->substr(0, 256);
+    if (const auto path = headers.find(":path")) path_ = path->substr(0, 256);
   } else if (parent) {
     traceparent_ = *tp;  // not traced here: the client's context goes on as it came
   } else {
@@ -89,12 +90,10 @@ void RpcStream::finish_trace(int code) {
 
 void RpcStream::forward_correlation() {
   auto& h = state_.upstream_headers;
-  h.remove("x-request-id");
-  h.add("x-request-id", request_id_);
-  h.remove("traceparent");
+  h.set("x-request-id", request_id_);
   // W3C Trace Context: a tracestate belongs to the traceparent it came with.
   if (new_trace_) h.remove("tracestate");
-  h.add("traceparent", traceparent_);
+  h.set("traceparent", traceparent_);
 }
 
 void RpcStream::reply_health_check() {

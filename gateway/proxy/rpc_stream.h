@@ -132,8 +132,8 @@ class RpcStream final : public http2::ServerStreamHandler,
 
   // Observability.
   std::chrono::steady_clock::time_point started_at_;
-  std::string request_id_;
-  std::string traceparent_;
+  http2::PooledString request_id_;
+  http2::PooledString traceparent_;
   bool new_trace_ = false;  // traceparent_ was made here (the client's tracestate is dropped)
   std::unique_ptr<trace::RpcTrace> trace_;  // null unless tracing is on and this RPC is sampled
   std::string path_;                        // :path, kept only while traced

@@ -163,10 +163,10 @@ void UpstreamRequest::on_response_headers(http2::HeaderMap headers, bool end_str
   events_.on_backend_answered();
   if (!down_open_ || replied_) return;
   http2::HeaderMap out;
-  for (auto& [name, value] : headers.take_fields()) {
+  for (const auto [name, value] : headers.fields()) {
     if (http2::is_hop_by_hop(name)) continue;
     if (name == "grpc-status") status_ = grpcwire::parse_status(value);
-    out.add(std::move(name), std::move(value));
+    out.add(name, value);
   }
   resp_headers_sent_ = true;
   if (end_stream) {
@@ -209,10 +209,10 @@ void UpstreamRequest::on_response_trailers(http2::HeaderMap trailers) {
   upstream_done_ = true;
   if (!down_open_ || replied_) return;
   http2::HeaderMap out;
-  for (auto& [name, value] : trailers.take_fields()) {
+  for (const auto [name, value] : trailers.fields()) {
     if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
     if (name == "grpc-status") status_ = grpcwire::parse_status(value);
-    out.add(std::move(name), std::move(value));
+    out.add(name, value);
   }
   if (status_ == grpcwire::StatusCode::kUnavailable) events_.on_backend_failed("the backend answered UNAVAILABLE");
   resp_trailers_ = std::move(out);
@@ -328,7 +328,7 @@ void UpstreamRequest::reply(grpcwire::StatusCode code, const std::string& messag
 }
 
 void UpstreamRequest::reply_http(int http_status, grpcwire::StatusCode code, const std::string& message,
-                                 const std::string* authority) {
+                                 std::optional<std::string_view> authority) {
   replied_ = true;
   status_ = code;
   if (!down_open_ || resp_headers_sent_) return;
@@ -343,7 +343,7 @@ void UpstreamRequest::reply_http(int http_status, grpcwire::StatusCode code, con
         return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' ||
                c == ']';
       })) {
-    where = *authority;
+    where = std::string(*authority);
   }
   const std::string body = std::to_string(http_status) + " " + message +
                            "\n\nThis is sparkgate, a gateway for Apache Spark Connect (gRPC over HTTP/2).\n"

@@ -137,7 +137,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   // `message` and how to connect (sc://authority, or HOST:PORT when `authority` is null or
   // not a plain host:port); `code` is what the access log and metrics record.
   void reply_http(int http_status, grpcwire::StatusCode code, const std::string& message,
-                  const std::string* authority);
+                  std::optional<std::string_view> authority);
   // A reply of one message (`payload`, unframed) with status OK.
   void reply_message(const uint8_t* payload, size_t n);
   bool replied() const { return replied_; }

@@ -21,7 +21,7 @@ bool route_matches(const config::RouteMatch& m, const RequestFacts& f) {
   if (!m.rpcs.empty() && !listed(m.rpcs, f.rpc)) return false;
   if (m.client_type && !m.client_type->matches(f.client_type)) return false;
   for (const auto& [name, matcher] : m.headers) {
-    const std::string* value = f.headers ? f.headers->find(name) : nullptr;
+    const auto value = f.headers ? f.headers->find(name) : std::nullopt;
     if (!value || !matcher.matches(*value)) return false;
   }
   return true;

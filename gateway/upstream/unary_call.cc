@@ -41,7 +41,7 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
   }
 
   void on_response_headers(http2::HeaderMap headers, bool end_stream) override {
-    if (const auto* status = headers.find(":status")) http_status_ = *status;
+    if (auto status = headers.find(":status")) http_status_ = *status;
     if (end_stream) take_status(headers);  // trailers-only response
   }
 
@@ -114,8 +114,8 @@ class UnaryCall final : public http2::ClientStreamHandler, public std::enable_sh
 
  private:
   void take_status(const http2::HeaderMap& headers) {
-    if (const auto* status = headers.find("grpc-status")) status_ = *status;
-    if (const auto* message = headers.find("grpc-message")) message_ = *message;
+    if (auto status = headers.find("grpc-status")) status_ = *status;
+    if (auto message = headers.find("grpc-message")) message_ = *message;
   }
 
   void on_timeout() {

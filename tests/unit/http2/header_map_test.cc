@@ -2,10 +2,22 @@
 
 #include <doctest/doctest.h>
 
+#include <string>
+#include <vector>
+
+#include "http2/session_memory.h"
+
 using namespace sparkgate::http2;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kGlibcChunks = false;  // see session_memory_test.cc
+#else
+constexpr bool kGlibcChunks = true;
+#endif
 
 TEST_CASE("header map keeps order, finds, sets and removes") {
   HeaderMap h;
+  CHECK(h.empty());
   h.add(":path", "/x");
   h.add("x-a", "1");
   h.add("x-a", "2");
@@ -13,15 +25,72 @@ TEST_CASE("header map keeps order, finds, sets and removes") {
   CHECK(h.size() == 4);
   REQUIRE(h.find("x-a"));
   CHECK(*h.find("x-a") == "1");
-  CHECK(h.find("missing") == nullptr);
+  CHECK_FALSE(h.find("missing"));
+  CHECK_FALSE(h.find("x-"));  // a prefix of a name is not the name
   CHECK(h.bytes() == std::string(":path/xx-a1x-a2grpc-timeout10S").size());
   h.set("x-a", "3");
   CHECK(h.size() == 3);
   CHECK(*h.find("x-a") == "3");
-  CHECK(h.fields().back().first == "x-a");
+  CHECK(h.fields()[2].name == "x-a");
   h.remove("grpc-timeout");
-  CHECK(h.find("grpc-timeout") == nullptr);
+  CHECK_FALSE(h.find("grpc-timeout"));
   CHECK(h.bytes() == std::string(":path/xx-a3").size());
+  std::vector<std::string> seen;
+  for (auto [name, value] : h.fields()) seen.push_back(std::string(name) + "=" + std::string(value));
+  CHECK(seen == std::vector<std::string>{":path=/x", "x-a=3"});
+  h.clear();
+  CHECK(h.empty());
+  CHECK(h.bytes() == 0);
+  h.add("a", "b");
+  CHECK(*h.find("a") == "b");
+}
+
+TEST_CASE("header map copies a field from itself, also when its block grows") {
+  HeaderMap h;
+  h.add("x-request-id", "abc");
+  // The value views the map's own bytes; the adds below move them to a larger block.
+  for (int i = 0; i < 60; ++i) {
+    const std::string_view id = *h.find("x-request-id");
+    h.add("x-copy-" + std::to_string(i), id);
+  }
+  CHECK(h.bytes() > HeaderMap::kUsualBytes);
+  CHECK(h.size() == 61);
+  for (int i = 0; i < 60; ++i) CHECK(*h.find("x-copy-" + std::to_string(i)) == "abc");
+  // set() with a value that views the field it replaces.
+  h.set("x-request-id", h.find("x-request-id")->substr(1));
+  CHECK(*h.find("x-request-id") == "bc");
+  CHECK(h.size() == 61);
+  // A copy is independent of the original.
+  HeaderMap copy = h;
+  h.set("x-request-id", "changed");
+  CHECK(*copy.find("x-request-id") == "bc");
+  // A moved map keeps its fields.
+  HeaderMap moved = std::move(copy);
+  CHECK(*moved.find("x-copy-59") == "abc");
+}
+
+TEST_CASE("header map: a usual header block takes its blocks from the free lists") {
+  auto fill = [](HeaderMap& h) {
+    h.add(":method", "POST");
+    h.add(":scheme", "http");
+    h.add(":path", "/spark.connect.SparkConnectService/Config");
+    h.add(":authority", "localhost:15002");
+    h.add("content-type", "application/grpc");
+    h.add("te", "trailers");
+    h.add("user-agent", "grpc-python/1.67.0 grpc-c/44.0.0 (linux; chttp2)");
+    h.add("grpc-timeout", "299999m");
+    h.add("x-request-id", "0b7a3c1e-5d1f-4e2a-9f00-1c2d3e4f5a6b");
+  };
+  { HeaderMap warm; fill(warm); }  // its two blocks go to this thread's lists
+  const size_t cached = session_memory_cached_bytes();
+  {
+    HeaderMap h;
+    fill(h);
+    // Both blocks came off the lists (nothing new was cached; glibc chunk sizes only).
+    if (kGlibcChunks) CHECK(session_memory_cached_bytes() < cached);
+    CHECK(h.size() == 9);
+  }
+  if (kGlibcChunks) CHECK(session_memory_cached_bytes() == cached);
 }
 
 TEST_CASE("header map to_nv marks credentials as never indexed") {

@@ -11,7 +11,7 @@ TEST_CASE("new request ids are distinct version-4 UUIDs") {
   const std::regex uuid("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
-    auto id = new_request_id();
+    const std::string id(new_request_id().view());
     CHECK(std::regex_match(id, uuid));
     seen.insert(id);
   }
@@ -43,8 +43,8 @@ TEST_CASE("traceparent validation follows W3C Trace Context") {
 }
 
 TEST_CASE("a new traceparent is valid, sampled, and new each time") {
-  auto a = new_traceparent();
-  auto b = new_traceparent();
+  const std::string a(new_traceparent().view());
+  const std::string b(new_traceparent().view());
   CHECK(valid_traceparent(a));
   CHECK(a.size() == 55);
   CHECK(a.ends_with("-01"));

@@ -35,8 +35,8 @@ struct FakeStream : DownstreamPeer {
   }
   void send_trailers(const http2::HeaderMap& t) override { trailers.push_back(t); }
   std::string header(size_t i, const char* name) const {
-    auto* v = headers.at(i).find(name);
-    return v ? *v : std::string();
+    const auto v = headers.at(i).find(name);
+    return v ? std::string(*v) : std::string();
   }
   uint64_t consumed = 0;
   int resumes = 0;
