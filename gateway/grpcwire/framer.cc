@@ -4,8 +4,7 @@
 
 namespace sparkgate::grpcwire {
 
-FramerError Framer::scan(std::span<const uint8_t> data, const OnMessage& on_message) {
-  size_t pos = 0;
+bool Framer::next_prefix(std::span<const uint8_t> data, size_t& pos) {
   while (error_ == FramerError::kNone && pos < data.size()) {
     if (remaining_ > 0) {
       size_t skip = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size() - pos));
@@ -17,24 +16,24 @@ FramerError Framer::scan(std::span<const uint8_t> data, const OnMessage& on_mess
     std::copy_n(data.data() + pos, take, prefix_ + prefix_have_);
     prefix_have_ += take;
     pos += take;
-    if (prefix_have_ < kPrefixBytes) break;
+    if (prefix_have_ < kPrefixBytes) return false;
     prefix_have_ = 0;
     if (prefix_[0] > 1) {
       error_ = FramerError::kBadFlag;
-      break;
+      return false;
     }
     last_.compressed = prefix_[0] == 1;
     last_.length = (uint32_t(prefix_[1]) << 24) | (uint32_t(prefix_[2]) << 16) | (uint32_t(prefix_[3]) << 8) |
                    uint32_t(prefix_[4]);
     if (last_.length > max_message_bytes_) {
       error_ = FramerError::kTooLarge;
-      break;
+      return false;
     }
     ++messages_;
     remaining_ = last_.length;
-    if (on_message) on_message(last_, pos);
+    return true;
   }
-  return error_;
+  return false;
 }
 
 std::string encode_prefix(uint32_t length, bool compressed) {

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <string>
 
@@ -29,14 +28,21 @@ class Framer {
  public:
   explicit Framer(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
 
-  // Called once per message, when its 5-byte prefix is complete. `payload_offset` is the
-  // offset inside the span passed to scan() where the payload begins (it may equal
-  // span.size() when the payload starts in a later chunk).
-  using OnMessage = std::function<void(const MessageHeader&, size_t payload_offset)>;
-
-  // Advances over `data`, the next bytes of the stream. Stops at the first error and
-  // keeps returning it. `on_message` may be empty.
-  FramerError scan(std::span<const uint8_t> data, const OnMessage& on_message = {});
+  // Advances over `data`, the next bytes of the stream, calling
+  // `on_message(const MessageHeader&, size_t payload_offset)` once per message when its
+  // 5-byte prefix is complete. `payload_offset` is the offset inside `data` where the
+  // payload begins (it may equal data.size() when the payload starts in a later chunk).
+  // Stops at the first error and keeps returning it. The callback is called in place, not
+  // stored: a lambda that captures by reference costs nothing.
+  template <typename OnMessage>
+  FramerError scan(std::span<const uint8_t> data, OnMessage&& on_message) {
+    size_t pos = 0;
+    while (next_prefix(data, pos)) on_message(last_, pos);
+    return error_;
+  }
+  FramerError scan(std::span<const uint8_t> data) {
+    return scan(data, [](const MessageHeader&, size_t) {});
+  }
 
   // True when the bytes seen so far end exactly at a message boundary.
   bool at_boundary() const { return prefix_have_ == 0 && remaining_ == 0; }
@@ -48,6 +54,10 @@ class Framer {
   void set_max_message_bytes(uint64_t limit) { max_message_bytes_ = limit; }
 
  private:
+  // Advances `pos` over `data` up to the end of the next complete prefix (true, last_ set)
+  // or to the end of `data` or the first error (false).
+  bool next_prefix(std::span<const uint8_t> data, size_t& pos);
+
   uint64_t max_message_bytes_;
   uint8_t prefix_[kPrefixBytes] = {};
   size_t prefix_have_ = 0;

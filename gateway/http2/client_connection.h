@@ -131,7 +131,10 @@ class ClientConnection final : public Connection {
   bool draining_ = false;
   bool goaway_received_ = false;
   bool tls_ = false;
-  std::unordered_map<int32_t, std::unique_ptr<StreamState>> streams_;
+  // Its nodes come from the per-thread lists too: a stream costs no malloc.
+  using StreamTable = std::unordered_map<int32_t, std::unique_ptr<StreamState>, std::hash<int32_t>, std::equal_to<>,
+                                         PooledAllocator<std::pair<const int32_t, std::unique_ptr<StreamState>>>>;
+  StreamTable streams_;
   std::vector<std::shared_ptr<ClientStreamHandler>> graveyard_;
   // While connecting: the TCP socket, then the TLS stream during the handshake.
   std::unique_ptr<boost::asio::ip::tcp::socket> socket_;

@@ -29,7 +29,7 @@ void ResponseLearner::learn() {
   router.learn_server_side_session_id(state_.route.session, scanner_->server_side_session_id());
   if (state_.rpc->rpc != spark::Rpc::kCloneSession) return;
   router.session_cloned(state_.route.session, scanner_->new_session_id(), scanner_->new_server_side_session_id());
-  admit_.clone_created(scanner_->new_session_id());
+  admit_.clone_created(std::string(scanner_->new_session_id()));
 }
 
 }  // namespace sparkgate::proxy

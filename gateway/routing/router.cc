@@ -197,24 +197,22 @@ grpcwire::Status Router::route(const config::Config& config, const RouteRequest&
 
   auto now = Clock::now();
   grpcwire::Status placement_status;
-  SessionRegistry::Placer placer;
   bool deferred = false;
+  auto defer = [&](uint64_t&) -> BackendPtr {
+    deferred = true;
+    return nullptr;
+  };
+  auto place_here = [&](uint64_t& epoch) {
+    auto b = place(*cluster, *backends, Router::session_key(principal.user, env.session_id), req.avoid,
+                   placement_status);
+    if (b) epoch = b->healthy.load() ? b->epoch.load() : b->epoch_when_back();
+    return b;
+  };
   // A cluster of engines places nothing itself: the caller asks the EngineManager for the
   // share key's engine and adopts the session there.
   if (cluster->engines) defer_unknown = true;
-  if (creates_session(req.rpc->rpc) && defer_unknown) {
-    placer = [&](uint64_t&) -> BackendPtr {
-      deferred = true;
-      return nullptr;
-    };
-  } else if (creates_session(req.rpc->rpc)) {
-    placer = [&](uint64_t& epoch) {
-      auto b = place(*cluster, *backends, Router::session_key(principal.user, env.session_id), req.avoid,
-                     placement_status);
-      if (b) epoch = b->healthy.load() ? b->epoch.load() : b->epoch_when_back();
-      return b;
-    };
-  }
+  SessionRegistry::Placer placer;
+  if (creates_session(req.rpc->rpc)) placer = defer_unknown ? SessionRegistry::Placer(defer) : place_here;
   auto found =
       sessions_.find_or_create(principal.user, env.session_id, cluster->name, placer, now, req.max_user_sessions);
   if (found.over_user_limit) {
@@ -284,7 +282,7 @@ void Router::unplace(const SessionPtr& session) {
   sessions_.end(session->user_id, session->session_id, EndReason::kUnplaced, {}, Clock::now());
 }
 
-void Router::learn_server_side_session_id(const SessionPtr& session, const std::string& id) {
+void Router::learn_server_side_session_id(const SessionPtr& session, std::string_view id) {
   if (session->learn_server_side_session_id(id)) return;
   auto old = session->server_side_session_id();
   spdlog::warn("backend {} answered session {} with server-side session id {} instead of {}: the backend lost "
@@ -292,15 +290,15 @@ void Router::learn_server_side_session_id(const SessionPtr& session, const std::
                session->backend->name(), session->session_id, id, old);
   sessions_.end(session->user_id, session->session_id, EndReason::kBackendLost,
                 "was lost: its backend " + session->backend->name() +
-                    " no longer has it (the server-side session id changed from " + old + " to " + id +
+                    " no longer has it (the server-side session id changed from " + old + " to " + std::string(id) +
                     ", so the backend restarted)",
                 Clock::now());
 }
 
-void Router::session_cloned(const SessionPtr& source, const std::string& new_session_id,
-                            const std::string& new_server_side_session_id) {
+void Router::session_cloned(const SessionPtr& source, std::string_view new_session_id,
+                            std::string_view new_server_side_session_id) {
   if (new_session_id.empty()) return;
-  auto clone = sessions_.adopt(source->user_id, new_session_id, source->cluster, source->backend,
+  auto clone = sessions_.adopt(source->user_id, std::string(new_session_id), source->cluster, source->backend,
                                source->backend_epoch, Clock::now());
   clone->learn_server_side_session_id(new_server_side_session_id);
   clone->set_tenant(source->tenant());

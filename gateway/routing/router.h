@@ -76,11 +76,11 @@ class Router {
   // A response carried the backend's server_side_session_id for `session`. A different
   // id than before means the backend lost the session: it is ended, and later calls get
   // a clear error.
-  void learn_server_side_session_id(const SessionPtr& session, const std::string& id);
+  void learn_server_side_session_id(const SessionPtr& session, std::string_view id);
   // CloneSession of `source` created `new_session_id` on the same backend: register it
   // there (with its server-side id, if the response carried one).
-  void session_cloned(const SessionPtr& source, const std::string& new_session_id,
-                      const std::string& new_server_side_session_id);
+  void session_cloned(const SessionPtr& source, std::string_view new_session_id,
+                      std::string_view new_server_side_session_id);
   // A ReleaseSession for the session succeeded on its backend.
   void session_released(const SessionPtr& session);
 

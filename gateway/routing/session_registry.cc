@@ -32,7 +32,7 @@ std::string Session::server_side_session_id() const {
   return server_side_session_id_known_.load(std::memory_order_acquire) ? server_side_session_id_ : std::string();
 }
 
-bool Session::learn_server_side_session_id(const std::string& id) {
+bool Session::learn_server_side_session_id(std::string_view id) {
   if (id.empty()) return true;
   if (!server_side_session_id_known_.load(std::memory_order_acquire)) {
     std::lock_guard lock(mu_);
@@ -137,7 +137,7 @@ uint32_t SessionRegistry::user_sessions(const std::string& user_id) const {
 }
 
 SessionRegistry::Found SessionRegistry::find_or_create(const std::string& user_id, const std::string& session_id,
-                                                       const std::string& cluster, const Placer& place,
+                                                       const std::string& cluster, Placer place,
                                                        Clock::time_point now, uint32_t max_per_user) {
   // The lookup key is built in a per-thread buffer that keeps its capacity: the usual
   // call finds a live session and allocates nothing. A new session copies it.

@@ -23,6 +23,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "base/function_ref.h"
 #include "observe/session_stats.h"
 #include "routing/backend_state.h"
 
@@ -97,7 +98,7 @@ struct Session {
   // Records `id` from a response. Returns false if a different id was known: the backend
   // no longer has this session (it restarted). Once known, the id never changes, so the
   // usual call (every response carries it) compares without a lock.
-  bool learn_server_side_session_id(const std::string& id);
+  bool learn_server_side_session_id(std::string_view id);
 
   // Recent operation ids (ExecutePlan), newest last, at most kMaxOperations.
   void add_operation(const std::string& operation_id);
@@ -138,9 +139,10 @@ class SessionRegistry {
   // workers never place one session twice). `place` returns null with `error` set when
   // no backend can take it; then nothing is registered. With `max_per_user` > 0, a new
   // session is refused (over_user_limit) while the user has that many live sessions.
-  using Placer = std::function<BackendPtr(uint64_t& epoch)>;
+  // `place` is called, if at all, during the call and never kept.
+  using Placer = base::FunctionRef<BackendPtr(uint64_t& epoch)>;
   Found find_or_create(const std::string& user_id, const std::string& session_id, const std::string& cluster,
-                       const Placer& place, Clock::time_point now, uint32_t max_per_user = 0);
+                       Placer place, Clock::time_point now, uint32_t max_per_user = 0);
 
   // Live sessions of `user_id` (the max_sessions quota).
   uint32_t user_sessions(const std::string& user_id) const;

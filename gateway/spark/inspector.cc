@@ -1,9 +1,11 @@
 #include "spark/inspector.h"
 
+#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
+#include <cstddef>
 
 #include "spark_view.pb.h"
 
@@ -15,6 +17,9 @@ constexpr int kSessionIdField = view::ExecutePlanRequest::kSessionIdFieldNumber;
 constexpr int kUserContextField = view::ExecutePlanRequest::kUserContextFieldNumber;
 // A tag is at most 5 bytes and a varint at most 10.
 constexpr size_t kMaxHeaderBytes = 15;
+// The stack block user_context is parsed on: a user id and name of up to a few hundred
+// bytes fit beside the arena's own bookkeeping; a larger one takes more blocks.
+constexpr size_t kUserContextArenaBytes = 1024;
 }  // namespace
 
 std::string Envelope::describe() const {
@@ -82,12 +87,15 @@ bool EnvelopeScanner::feed(std::span<const uint8_t> chunk) {
       }
       case State::kCapture: {
         size_t n = static_cast<size_t>(std::min<uint64_t>(field_remaining_, chunk.size() - pos));
-        capture_.append(reinterpret_cast<const char*>(chunk.data() + pos), n);
+        const std::string_view bytes(reinterpret_cast<const char*>(chunk.data() + pos), n);
+        // A field that lies whole in this chunk is read in place, without a copy.
+        const bool in_place = capture_.empty() && n == field_remaining_;
+        if (!in_place) capture_.append(bytes);
         field_remaining_ -= n;
         pos += n;
         consumed_ += n;
         if (field_remaining_ == 0) {
-          finish_capture();
+          finish_capture(in_place ? bytes : std::string_view(capture_));
           if (!error_.empty()) return false;
           state_ = State::kHeader;
         }
@@ -162,16 +170,16 @@ bool EnvelopeScanner::parse_header() {
       return fail("envelope field " + std::to_string(field) + " is " + std::to_string(payload) +
                   " bytes, more than the " + std::to_string(max_field_bytes_) + " allowed");
     if (field == kUserContextField) {
-      if (user_context_spans_.size() >= kMaxUserContextSpans)
+      if (user_context_count_ >= kMaxUserContextSpans)
         return fail("user_context appears more than " + std::to_string(kMaxUserContextSpans) + " times");
-      user_context_spans_.push_back({header_start_, static_cast<uint64_t>(used) + payload});
+      user_context_spans_[user_context_count_++] = {header_start_, static_cast<uint64_t>(used) + payload};
     }
     capture_.clear();
     state_ = State::kCapture;
   }
   if (payload == 0) {
     if (state_ == State::kCapture) {
-      finish_capture();
+      finish_capture({});
       if (!error_.empty()) return false;
     }
     state_ = State::kHeader;
@@ -179,7 +187,7 @@ bool EnvelopeScanner::parse_header() {
   return true;
 }
 
-void EnvelopeScanner::finish_capture() {
+void EnvelopeScanner::finish_capture(std::string_view value) {
   const int f = field_number_;
   if (frozen_ && (f == kSessionIdField || f == kUserContextField ||
                   (rpc_.operation_id_field != 0 && f == rpc_.operation_id_field && seen_operation_))) {
@@ -187,28 +195,35 @@ void EnvelopeScanner::finish_capture() {
     return;
   }
   if (f == kSessionIdField) {
-    envelope_.session_id = capture_;
+    envelope_.session_id = value;
     seen_session_ = true;
   } else if (f == kUserContextField) {
-    view::UserContext uc;
+    // Parsed on an arena in a block on the stack: the message and its strings cost no
+    // malloc for a user_context of the usual size.
+    alignas(std::max_align_t) char block[kUserContextArenaBytes];
+    google::protobuf::Arena arena(block, sizeof block);
+    auto* uc = google::protobuf::Arena::CreateMessage<view::UserContext>(&arena);
     // Protobuf merges repeated occurrences of a message field; so do we, to see what the
     // backend will see.
     if (envelope_.has_user_context) {
-      uc.set_user_id(envelope_.user_id);
-      uc.set_user_name(envelope_.user_name);
+      uc->set_user_id(envelope_.user_id);
+      uc->set_user_name(envelope_.user_name);
     }
-    if (!uc.MergeFromString(capture_)) {
+    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(value.data()),
+                                              static_cast<int>(value.size()));
+    if (!uc->MergeFromCodedStream(&in) || !in.ConsumedEntireMessage() ||
+        in.CurrentPosition() != static_cast<int>(value.size())) {
       fail("user_context is not a valid UserContext message");
       return;
     }
     envelope_.has_user_context = true;
-    envelope_.user_id = uc.user_id();
-    envelope_.user_name = uc.user_name();
+    envelope_.user_id = uc->user_id();
+    envelope_.user_name = uc->user_name();
   } else if (f == rpc_.client_type_field) {
-    envelope_.client_type = capture_;
+    envelope_.client_type = value;
     seen_client_type_ = true;
   } else if (rpc_.operation_id_field != 0 && f == rpc_.operation_id_field) {
-    envelope_.operation_id = capture_;
+    envelope_.operation_id = value;
     seen_operation_ = true;
   }
   capture_.clear();

@@ -4,11 +4,12 @@
 // envelope fields themselves are copied, each up to a cap.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "spark/rpc.h"
 
@@ -66,13 +67,14 @@ class EnvelopeScanner {
   // Every top-level user_context (field 2) occurrence whose header has been scanned, in
   // message order. A span is recorded as soon as its header is parsed, so its payload may
   // not have been fed yet. At most kMaxUserContextSpans entries.
-  const std::vector<FieldSpan>& user_context_spans() const { return user_context_spans_; }
+  std::span<const FieldSpan> user_context_spans() const { return {user_context_spans_.data(), user_context_count_}; }
 
  private:
   enum class State { kHeader, kSkip, kCapture };
 
   bool parse_header();  // parses header_ into the next state; false on need-more or error
-  void finish_capture();
+  // `value` is the whole field: a view of the chunk when the field lay in one, else capture_.
+  void finish_capture(std::string_view value);
   bool fail(std::string reason);
 
   const RpcInfo& rpc_;
@@ -84,14 +86,15 @@ class EnvelopeScanner {
   uint64_t header_start_ = 0;  // payload offset of header_'s first byte
   uint64_t field_remaining_ = 0;
   int field_number_ = 0;
-  std::string capture_;
+  std::string capture_;  // a field that spans chunks, gathered (the usual one is viewed in place)
   int highest_field_seen_ = 0;
   bool frozen_ = false;
   bool seen_session_ = false;
   bool seen_client_type_ = false;
   bool seen_operation_ = false;
   Envelope envelope_;
-  std::vector<FieldSpan> user_context_spans_;
+  std::array<FieldSpan, kMaxUserContextSpans> user_context_spans_;
+  size_t user_context_count_ = 0;
   std::string error_;
 };
 

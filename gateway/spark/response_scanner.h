@@ -5,12 +5,41 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "spark/rpc.h"
 
 namespace sparkgate::spark {
+
+// One captured id: in place up to kInline bytes (Spark's ids are 36-character UUIDs), so
+// that the usual response costs no allocation; a longer one moves to the heap.
+class CapturedId {
+ public:
+  void clear() {
+    size_ = 0;
+    heap_.clear();
+  }
+  void append(const char* p, size_t n) {
+    if (heap_.empty() && size_ + n <= kInline) {
+      std::memcpy(inline_ + size_, p, n);
+      size_ += n;
+      return;
+    }
+    if (heap_.empty()) heap_.assign(inline_, size_);
+    heap_.append(p, n);
+    size_ = heap_.size();
+  }
+  std::string_view view() const { return heap_.empty() ? std::string_view(inline_, size_) : std::string_view(heap_); }
+
+ private:
+  static constexpr size_t kInline = 40;
+  char inline_[kInline];
+  size_t size_ = 0;
+  std::string heap_;
+};
 
 // One per response message; single-threaded.
 class ResponseScanner {
@@ -24,11 +53,12 @@ class ResponseScanner {
   bool finished() const { return consumed_ == message_length_ || failed_; }
   bool failed() const { return failed_; }
   uint64_t remaining() const { return message_length_ - consumed_; }
-  const std::string& session_id() const { return session_id_; }
-  const std::string& server_side_session_id() const { return server_side_session_id_; }
+  // The ids seen so far (empty if absent); valid while the scanner lives.
+  std::string_view session_id() const { return session_id_.view(); }
+  std::string_view server_side_session_id() const { return server_side_session_id_.view(); }
   // CloneSession only: the new session and its server-side id.
-  const std::string& new_session_id() const { return new_session_id_; }
-  const std::string& new_server_side_session_id() const { return new_server_side_session_id_; }
+  std::string_view new_session_id() const { return new_session_id_.view(); }
+  std::string_view new_server_side_session_id() const { return new_server_side_session_id_.view(); }
 
  private:
   enum class State { kHeader, kSkip, kCapture };
@@ -43,12 +73,12 @@ class ResponseScanner {
   State state_ = State::kHeader;
   std::string header_;
   uint64_t field_remaining_ = 0;
-  std::string* target_ = nullptr;
+  CapturedId* target_ = nullptr;
   bool failed_ = false;
-  std::string session_id_;
-  std::string server_side_session_id_;
-  std::string new_session_id_;
-  std::string new_server_side_session_id_;
+  CapturedId session_id_;
+  CapturedId server_side_session_id_;
+  CapturedId new_session_id_;
+  CapturedId new_server_side_session_id_;
 };
 
 }  // namespace sparkgate::spark

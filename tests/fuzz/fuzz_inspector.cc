@@ -60,7 +60,8 @@ Outcome scan(const spark::RpcInfo& rpc, std::span<const uint8_t> msg, uint32_t c
   FUZZ_CHECK(o.ok == o.error.empty());
   if (!o.ok) FUZZ_CHECK(!s.feed({}));  // an error sticks
   o.env = s.envelope();
-  o.spans = s.user_context_spans();
+  const auto spans = s.user_context_spans();
+  o.spans.assign(spans.begin(), spans.end());
   o.consumed = s.consumed();
   o.routable = s.routable();
   o.complete = s.complete();

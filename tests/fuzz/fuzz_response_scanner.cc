@@ -39,8 +39,8 @@ Ids scan(const spark::RpcInfo& rpc, std::span<const uint8_t> msg, const std::vec
   // Bytes past the end of the message are ignored.
   const uint8_t extra[3] = {0x0a, 0x01, 'x'};
   s.feed(extra);
-  return {s.failed(), s.finished(), s.session_id(), s.server_side_session_id(), s.new_session_id(),
-          s.new_server_side_session_id()};
+  return {s.failed(), s.finished(), std::string(s.session_id()), std::string(s.server_side_session_id()),
+          std::string(s.new_session_id()), std::string(s.new_server_side_session_id())};
 }
 
 void compare(const google::protobuf::Message& m, int field, const std::string& scanned) {

@@ -53,7 +53,7 @@ uint32_t prefix_length(std::string_view head) {
 }
 
 // The bytes of `msg` outside `spans`, concatenated.
-std::string outside(std::string_view msg, const std::vector<spark::FieldSpan>& spans) {
+std::string outside(std::string_view msg, std::span<const spark::FieldSpan> spans) {
   std::string out;
   uint64_t pos = 0;
   for (const auto& s : spans) {
@@ -199,8 +199,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(ea.session_id == eb.session_id);
   FUZZ_CHECK(ea.client_type == eb.client_type);
   FUZZ_CHECK(ea.operation_id == eb.operation_id);
-  const auto& sb = before.user_context_spans();
-  const auto& sa = after.user_context_spans();
+  const auto sb = before.user_context_spans();
+  const auto sa = after.user_context_spans();
   if (sb.empty()) {
     FUZZ_CHECK(sa.size() == 1 && sa[0].offset == 0);
     FUZZ_CHECK(new_msg.substr(sa[0].length) == msg);

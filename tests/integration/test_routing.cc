@@ -27,7 +27,7 @@ std::string ssid_of(const CallResult& r, std::string_view rpc) {
   const auto& msg = r.responses.front();
   spark::ResponseScanner scan(*info, msg.size());
   scan.feed({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
-  return scan.server_side_session_id();
+  return std::string(scan.server_side_session_id());
 }
 
 std::string config_request(const std::string& session, const std::string& user) {

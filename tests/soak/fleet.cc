@@ -33,7 +33,7 @@ std::string server_side_session_id(std::string_view rpc, const std::string& resp
   if (info == nullptr) return "";
   spark::ResponseScanner scan(*info, response.size());
   scan.feed({reinterpret_cast<const uint8_t*>(response.data()), response.size()});
-  return scan.failed() ? "" : scan.server_side_session_id();
+  return scan.failed() ? std::string() : std::string(scan.server_side_session_id());
 }
 
 Fleet::Fleet(size_t n) : slots_(n) {

@@ -117,7 +117,8 @@ ScanResult scan(const RpcInfo& r, uint64_t message_length, std::string_view avai
     REQUIRE(ok);
     pos += n;
   }
-  return {s.user_context_spans(), s.envelope()};
+  const auto spans = s.user_context_spans();
+  return {{spans.begin(), spans.end()}, s.envelope()};
 }
 
 struct Case {
