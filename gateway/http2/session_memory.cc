@@ -21,7 +21,7 @@ namespace {
 // 2 KiB: what nghttp2 takes and gives back per stream and per frame (stream objects,
 // outbound items, header block copies) is smaller.
 constexpr size_t kGranule = 16;
-constexpr size_t kMaxCachedSize = 2048;
+constexpr size_t kMaxCachedSize = kLargestPooledBytes;
 
 // glibc's chunk for a request of n bytes holds n + 8 rounded up to 16 (at least 32).
 constexpr size_t request_class(size_t n) { return (std::max(n + 8, size_t{32}) + kGranule - 1) / kGranule; }

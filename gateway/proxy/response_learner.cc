@@ -8,7 +8,8 @@ namespace sparkgate::proxy {
 void ResponseLearner::first_message(const grpcwire::MessageHeader& header, uint64_t start) {
   if (!state_.route.session || header.compressed) return;
   payload_start_ = start;
-  scanner_.emplace(*state_.rpc, header.length);
+  scanner_ = std::allocate_shared<spark::ResponseScanner>(http2::PooledAllocator<spark::ResponseScanner>(), *state_.rpc,
+                                                         header.length);
 }
 
 void ResponseLearner::chunk(const uint8_t* data, size_t n, uint64_t start) {

@@ -6,8 +6,9 @@
 // Threading: the RPC's worker thread; owned by the RpcStream.
 #pragma once
 
-#include <optional>
+#include <memory>
 
+#include "http2/session_memory.h"
 #include "proxy/upstream_request.h"
 #include "spark/response_scanner.h"
 
@@ -27,7 +28,9 @@ class ResponseLearner final : public ResponseTap {
   void learn();
   RpcState& state_;
   AdmitStep& admit_;
-  std::optional<spark::ResponseScanner> scanner_;
+  // Made at the first response message, in a block of the per-thread lists: kept out of
+  // the RpcStream, which it would push past the lists' largest class.
+  std::shared_ptr<spark::ResponseScanner> scanner_;
   uint64_t payload_start_ = 0;
   uint64_t scanned_ = 0;
   bool done_ = false;

@@ -182,8 +182,10 @@ void Worker::start_connection(std::unique_ptr<http2::Transport> transport,
         ctx.keys = &key_source_;
         ctx.spans = &state_.spans;
         ctx.engines = engines_.get();
-        // One per RPC: the stream and its control block in one block from the worker
-        // thread's lists (http2/session_memory.h), not malloc.
+        // One per RPC: the stream and its control block (a vtable pointer and two counts)
+        // in one block from the worker thread's lists (http2/session_memory.h), not malloc.
+        static_assert(sizeof(proxy::RpcStream) + 16 <= http2::kLargestPooledBytes,
+                      "RpcStream outgrew the per-thread lists: every RPC would malloc it");
         return std::allocate_shared<proxy::RpcStream>(http2::PooledAllocator<proxy::RpcStream>(), s, id,
                                                       std::move(ctx));
       });

@@ -170,9 +170,9 @@ bool EnvelopeScanner::parse_header() {
       return fail("envelope field " + std::to_string(field) + " is " + std::to_string(payload) +
                   " bytes, more than the " + std::to_string(max_field_bytes_) + " allowed");
     if (field == kUserContextField) {
-      if (user_context_count_ >= kMaxUserContextSpans)
+      if (user_context_spans_.size() >= kMaxUserContextSpans)
         return fail("user_context appears more than " + std::to_string(kMaxUserContextSpans) + " times");
-      user_context_spans_[user_context_count_++] = {header_start_, static_cast<uint64_t>(used) + payload};
+      user_context_spans_.push_back({header_start_, static_cast<uint64_t>(used) + payload});
     }
     capture_.clear();
     state_ = State::kCapture;

@@ -4,7 +4,8 @@
 // envelope fields themselves are copied, each up to a cap.
 #pragma once
 
-#include <array>
+#include <boost/container/small_vector.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -67,7 +68,7 @@ class EnvelopeScanner {
   // Every top-level user_context (field 2) occurrence whose header has been scanned, in
   // message order. A span is recorded as soon as its header is parsed, so its payload may
   // not have been fed yet. At most kMaxUserContextSpans entries.
-  std::span<const FieldSpan> user_context_spans() const { return {user_context_spans_.data(), user_context_count_}; }
+  std::span<const FieldSpan> user_context_spans() const { return {user_context_spans_.data(), user_context_spans_.size()}; }
 
  private:
   enum class State { kHeader, kSkip, kCapture };
@@ -93,8 +94,7 @@ class EnvelopeScanner {
   bool seen_client_type_ = false;
   bool seen_operation_ = false;
   Envelope envelope_;
-  std::array<FieldSpan, kMaxUserContextSpans> user_context_spans_;
-  size_t user_context_count_ = 0;
+  boost::container::small_vector<FieldSpan, 1> user_context_spans_;  // a real client writes one
   std::string error_;
 };
 

@@ -14,7 +14,8 @@
 
 namespace sparkgate::spark {
 
-// One captured id: in place up to kInline bytes (Spark's ids are 36-character UUIDs), so
+// One captured id: in place up to kInline bytes (Spark's ids are 36-character UUIDs, some
+// servers prefix them), so
 // that the usual response costs no allocation; a longer one moves to the heap.
 class CapturedId {
  public:
@@ -35,7 +36,7 @@ class CapturedId {
   std::string_view view() const { return heap_.empty() ? std::string_view(inline_, size_) : std::string_view(heap_); }
 
  private:
-  static constexpr size_t kInline = 40;
+  static constexpr size_t kInline = 48;
   char inline_[kInline];
   size_t size_ = 0;
   std::string heap_;
