@@ -134,7 +134,7 @@ class UpstreamRequest final : public http2::ClientStreamHandler {
   // upstream stream.
   void reply(grpcwire::StatusCode code, const std::string& message);
   // A request that is not gRPC at all: HTTP `http_status` with a text/plain body of
-  // `message` and how to connect (sc://authority, or HOST:PORT when `authority` is null or
+  // `message` and how to connect (sc://authority, or HOST:PORT when `authority` is absent or
   // not a plain host:port); `code` is what the access log and metrics record.
   void reply_http(int http_status, grpcwire::StatusCode code, const std::string& message,
                   std::optional<std::string_view> authority);
