@@ -52,16 +52,36 @@ void HeaderMap::drop(std::string_view name, Entries::iterator end) {
   entries_.erase(kept_end, end);
 }
 
+namespace {
+
+// Fields kept out of the HPACK dynamic table (sent as never-indexed literals).
+// - Credentials: in the table, a compression oracle could recover them.
+// - Values that are new on every request (the correlation ids, a deadline's remaining
+//   time): indexing them cannot pay, since no later block repeats them, and each one
+//   inserted costs a table entry (an allocation, a hash insert) on both ends and evicts
+//   an entry that would have been reused (the constant fields of the next request), so
+//   those go out as literals again. nghttp2 indexes every field its heuristics do not
+//   exclude; these names are excluded here.
+bool never_indexed(std::string_view n) {
+  switch (n.size()) {
+    case 6: return n == "cookie";
+    case 11: return n == "traceparent";
+    case 12: return n == "x-request-id" || n == "grpc-timeout";
+    case 13: return n == "authorization";
+    case 14: return n == "authentication";
+    default: return false;
+  }
+}
+
+}  // namespace
+
 NvArray HeaderMap::to_nv() const {
   NvArray nv;
   nv.reserve(entries_.size());
   for (const Entry& e : entries_) {
     const auto [n, v] = field(e);
     // nghttp2 copies the fields at submit time, so the map may be a temporary.
-    uint8_t flags = NGHTTP2_NV_FLAG_NONE;
-    // Credentials must not enter the HPACK dynamic table, where a compression oracle
-    // could recover them.
-    if (n == "authorization" || n == "authentication" || n == "cookie") flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+    const uint8_t flags = never_indexed(n) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), flags});
   }

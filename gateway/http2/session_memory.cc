@@ -31,7 +31,13 @@ constexpr size_t block_class(size_t usable) { return (usable + 8) / kGranule; }
 // kMaxCachedSize / kGranule), so a 2 KiB block (BodyChunk's small chunk, WriteBuffer's
 // second size) is cached too.
 constexpr size_t kClasses = request_class(kMaxCachedSize) + 1;
-constexpr size_t kMaxCachedBytesPerClass = 32 * 1024;
+// Bounds per class and per thread. A class holds at least as many blocks as a worker
+// has RPCs in flight in the benchmark's unary load (64): with 32 KiB per class the
+// largest classes (the RPC object, the 2 KiB body chunk and write buffer step) held
+// 15-17 blocks, and about 2.5 blocks per RPC went back to malloc and came out again
+// (tests/bench/RESULTS.md).
+constexpr size_t kMaxCachedBytesPerClass = 256 * 1024;
+constexpr size_t kMaxCachedBytesPerThread = 1024 * 1024;
 
 struct FreeBlock {
   FreeBlock* next;
@@ -42,7 +48,9 @@ struct Cache {
   std::array<uint32_t, kClasses> count{};
   size_t cached_bytes = 0;
 
-  ~Cache() {
+  ~Cache() { release(); }
+
+  void release() {
     for (FreeBlock*& h : head) {
       while (h != nullptr) {
         FreeBlock* b = h;
@@ -50,6 +58,8 @@ struct Cache {
         std::free(b);
       }
     }
+    count.fill(0);
+    cached_bytes = 0;
   }
 };
 
@@ -89,7 +99,8 @@ void mem_free(void* p, void*) {
   const size_t c = block_class(usable);
   Cache* k = cache();
   if (k == nullptr || usable < sizeof(FreeBlock) || c >= kClasses ||
-      (k->count[c] + 1) * c * kGranule > kMaxCachedBytesPerClass) {
+      (k->count[c] + 1) * c * kGranule > kMaxCachedBytesPerClass ||
+      k->cached_bytes + c * kGranule > kMaxCachedBytesPerThread) {
     std::free(p);
     return;
   }
@@ -122,6 +133,10 @@ void pooled_free(void* p) noexcept { mem_free(p, nullptr); }
 size_t session_memory_cached_bytes() {
   Cache* k = cache();
   return k == nullptr ? 0 : k->cached_bytes;
+}
+
+void session_memory_release_cached() {
+  if (Cache* k = cache()) k->release();
 }
 
 }  // namespace sparkgate::http2

@@ -6,9 +6,8 @@
 //
 // Blocks are plain malloc blocks (no header, no rounding; lists per malloc chunk size), so
 // what lives as long as a connection costs an idle connection no more than with malloc.
-// Bounded: each thread keeps at most 32 KiB per chunk size up to 2 KiB (4 MiB per thread
-// at the very most, far less in practice: only the sizes nghttp2 frees are held); what
-// does not fit goes back to malloc. A block freed on another thread joins that
+// Bounded: each thread keeps at most 256 KiB per chunk size up to 2 KiB, and 1 MiB in
+// all; what does not fit goes back to malloc. A block freed on another thread joins that
 // thread's lists, which is correct (the lists only hold malloc'ed blocks).
 //
 // Threading: thread-safe (all state is per thread).
@@ -27,6 +26,8 @@ nghttp2_mem* session_memory();
 
 // Bytes cached in this thread's lists (tests).
 size_t session_memory_cached_bytes();
+// Gives every block of this thread's lists back to malloc (tests start from empty lists).
+void session_memory_release_cached();
 
 // The largest request the lists serve; a larger one goes to malloc and back every time.
 // A per-RPC object checks its size against it (static_assert) so that growing it past

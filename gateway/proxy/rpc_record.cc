@@ -80,8 +80,7 @@ void RpcStream::finish_trace(int code) {
   o.cluster = state_.route.cluster ? std::string_view(state_.route.cluster->name) : std::string_view();
   o.backend = state_.backend;
   o.request_id = request_id_;
-  const std::string peer = down_.conn() ? down_.conn()->peer() : std::string();
-  o.peer = peer;
+  o.peer = down_.conn() ? std::string_view(down_.conn()->peer()) : std::string_view();
   const std::string backend_address = state_.route.backend ? state_.route.backend->address().to_string() : std::string();
   o.backend_address = backend_address;
   trace_->finish(o, *state_.ctx.spans);
@@ -188,8 +187,7 @@ void RpcStream::record(uint32_t error_code) {
     observe::RpcRecord r;
     r.request_id = request_id_;
     r.traceparent = traceparent_;
-    const std::string peer = down_.conn() ? down_.conn()->peer() : std::string();
-    r.peer = peer;
+    r.peer = down_.conn() ? std::string_view(down_.conn()->peer()) : std::string_view();
     r.session = env ? std::string_view(env->session_id) : std::string_view();
     r.user = !principal.user.empty() ? std::string_view(principal.user)
                                      : env ? std::string_view(env->user_id) : std::string_view();

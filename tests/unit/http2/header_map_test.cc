@@ -104,6 +104,27 @@ TEST_CASE("header map to_nv marks credentials as never indexed") {
   CHECK(std::string(reinterpret_cast<char*>(nv[1].value), nv[1].valuelen) == "etl");
 }
 
+TEST_CASE("header map to_nv keeps per-request values out of the HPACK table, and only those") {
+  HeaderMap h;
+  h.add("x-request-id", "3f1c8a52-7d0e-4b6a-9c21-5e8f0a1b2c3d");
+  h.add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  h.add("grpc-timeout", "29999m");
+  h.add("cookie", "a=b");
+  h.add("authentication", "x");
+  h.add(":path", "/spark.connect.SparkConnectService/Config");
+  h.add("content-type", "application/grpc");
+  h.add("user-agent", "grpc-python/1.85");
+  h.add("x-request-ids", "not the same name");
+  h.add("tracestate", "vendor=1");
+  auto nv = h.to_nv();
+  REQUIRE(nv.size() == 10);
+  for (size_t i = 0; i < nv.size(); ++i) {
+    const std::string name(reinterpret_cast<char*>(nv[i].name), nv[i].namelen);
+    CAPTURE(name);
+    CHECK(((nv[i].flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0) == (i < 5));
+  }
+}
+
 TEST_CASE("hop-by-hop headers are recognised") {
   for (auto n : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"})
     CHECK(is_hop_by_hop(n));

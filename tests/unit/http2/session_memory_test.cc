@@ -42,19 +42,38 @@ TEST_CASE("session memory: a freed block is handed out again for a request of it
   mem->free(r, mem->mem_user_data);
   mem->free(nullptr, mem->mem_user_data);
 
-  // Many frees of one size keep about 32 KiB of that size, not the 110 KiB freed. The
-  // bound is per malloc chunk size, and 1000 blocks asked for with one size need not all
-  // have the same chunk: glibc hands out a free chunk up to 16 bytes larger whole (the
+  // Many frees of one size keep about 256 KiB of that size, not the 440 KiB freed. The
+  // bound is per malloc chunk size, and blocks asked for with one size need not all have
+  // the same chunk: glibc hands out a free chunk up to 16 bytes larger whole (the
   // remainder would be too small to split), so the blocks fall into at most two
-  // neighbouring lists, each bounded. (Checking one list's 32 KiB against the thread's
-  // total failed by 384 bytes in the whole suite: a few blocks were of the next size.)
+  // neighbouring lists, each bounded.
+  session_memory_release_cached();
   std::vector<void*> blocks;
-  for (int i = 0; i < 1000; ++i) blocks.push_back(mem->malloc(100, mem->mem_user_data));
-  const size_t start = session_memory_cached_bytes();
+  for (int i = 0; i < 4000; ++i) blocks.push_back(mem->malloc(100, mem->mem_user_data));
   for (void* p : blocks) mem->free(p, mem->mem_user_data);
-  const size_t kept = session_memory_cached_bytes() - start;
-  CHECK(kept >= 16 * 1024);      // most of one list's worth is kept for reuse
-  CHECK(kept <= 2 * 32 * 1024);  // and no more than two lists' bound
+  const size_t kept = session_memory_cached_bytes();
+  CHECK(kept >= 192 * 1024);      // most of one list's worth is kept for reuse
+  CHECK(kept <= 2 * 256 * 1024);  // and no more than two lists' bound
+  session_memory_release_cached();
+  CHECK(session_memory_cached_bytes() == 0);
+}
+
+TEST_CASE("session memory: a thread keeps at most 1 MiB in all its lists") {
+  // Five sizes, each freed past its own list's bound: 3.6 MiB freed, 1 MiB kept.
+  session_memory_release_cached();
+  std::vector<void*> blocks;
+  for (size_t size : {2000, 1500, 1000, 700, 400}) {
+    for (int i = 0; i < 400; ++i) blocks.push_back(pooled_new(size));
+  }
+  for (void* p : blocks) pooled_free(p);
+  const size_t kept = session_memory_cached_bytes();
+  CHECK(kept <= 1024 * 1024);
+  CHECK(kept >= 1024 * 1024 - 2 * 2064);  // filled up to the bound (the last block may not fit)
+  // A block of a list that has room is still refused once the thread is at its bound.
+  void* one = pooled_new(64);
+  pooled_free(one);
+  CHECK(session_memory_cached_bytes() <= 1024 * 1024);
+  session_memory_release_cached();
 }
 
 namespace {
@@ -84,8 +103,8 @@ TEST_CASE("session memory: per-RPC objects reuse their blocks (operator new, all
 TEST_CASE("session memory: a 2 KiB block, the largest cached size, is cached too") {
   // A request of 2048 bytes gets glibc's chunk of 2064 bytes (usable 2056), one class above
   // 2048 / 16: the lists once stopped one class short, so the small body chunk and the
-  // write buffer's 2 KiB step went to malloc and back on every RPC. Earlier cases may have
-  // filled that list, so it is emptied first (more blocks taken than it can hold).
+  // write buffer's 2 KiB step went to malloc and back on every RPC. The lists start empty.
+  session_memory_release_cached();
   std::vector<void*> held;
   for (int i = 0; i < 20; ++i) held.push_back(pooled_new(2048));
   const size_t before = session_memory_cached_bytes();
