@@ -89,6 +89,19 @@ class HeaderMap {
   // Replaces all values of `name` by one, or adds it.
   void set(std::string_view name, std::string_view value);
   void remove(std::string_view name);
+  // Removes every field for which `drop(Field)` is true, keeping the others in order.
+  template <typename Pred>
+  void erase_if(Pred drop) {
+    size_t kept = 0;
+    for (const Entry& e : entries_) {
+      if (drop(field(e))) {
+        bytes_ -= e.name_len + e.value_len;
+      } else {
+        entries_[kept++] = e;
+      }
+    }
+    entries_.resize(kept);
+  }
 
   Fields fields() const { return Fields(*this); }
   size_t size() const { return entries_.size(); }

@@ -162,21 +162,21 @@ bool UpstreamRequest::take_request_body(http2::WriteBuffer& out, size_t n) {
 void UpstreamRequest::on_response_headers(http2::HeaderMap headers, bool end_stream) {
   events_.on_backend_answered();
   if (!down_open_ || replied_) return;
-  http2::HeaderMap out;
-  for (const auto [name, value] : headers.fields()) {
-    if (http2::is_hop_by_hop(name)) continue;
-    if (name == "grpc-status") status_ = grpcwire::parse_status(value);
-    out.add(name, value);
-  }
+  // Filtered in place: the backend's map goes on to the client without a copy.
+  headers.erase_if([&](const http2::HeaderMap::Field& f) {
+    if (http2::is_hop_by_hop(f.name)) return true;
+    if (f.name == "grpc-status") status_ = grpcwire::parse_status(f.value);
+    return false;
+  });
   resp_headers_sent_ = true;
   if (end_stream) {
     // Trailers-only response: one HEADERS frame with END_STREAM, as the backend sent it.
     resp_.ended = true;
     upstream_done_ = true;
-    down_.send_headers(out, false);
+    down_.send_headers(headers, false);
     return;
   }
-  down_.send_headers(out, true);
+  down_.send_headers(headers, true);
 }
 
 void UpstreamRequest::on_response_data(const uint8_t* data, size_t n) {
@@ -208,14 +208,13 @@ void UpstreamRequest::on_response_data(const uint8_t* data, size_t n) {
 void UpstreamRequest::on_response_trailers(http2::HeaderMap trailers) {
   upstream_done_ = true;
   if (!down_open_ || replied_) return;
-  http2::HeaderMap out;
-  for (const auto [name, value] : trailers.fields()) {
-    if (name.empty() || name[0] == ':' || http2::is_hop_by_hop(name)) continue;
-    if (name == "grpc-status") status_ = grpcwire::parse_status(value);
-    out.add(name, value);
-  }
+  trailers.erase_if([&](const http2::HeaderMap::Field& f) {
+    if (f.name.empty() || f.name[0] == ':' || http2::is_hop_by_hop(f.name)) return true;
+    if (f.name == "grpc-status") status_ = grpcwire::parse_status(f.value);
+    return false;
+  });
   if (status_ == grpcwire::StatusCode::kUnavailable) events_.on_backend_failed("the backend answered UNAVAILABLE");
-  resp_trailers_ = std::move(out);
+  resp_trailers_ = std::move(trailers);
   resp_.ended = true;
   down_.resume();
 }

@@ -131,3 +131,26 @@ TEST_CASE("hop-by-hop headers are recognised") {
   for (auto n : {"grpc-timeout", "authorization", "x-sparkgate-cluster", "user-agent", "content-type"})
     CHECK_FALSE(is_hop_by_hop(n));
 }
+
+TEST_CASE("header map erase_if drops the matching fields in place and keeps the rest in order") {
+  HeaderMap h;
+  h.add(":status", "200");
+  h.add("connection", "keep-alive");
+  h.add("content-type", "application/grpc");
+  h.add("te", "trailers");
+  h.add("grpc-encoding", "identity");
+  const size_t bytes = h.bytes();
+  h.erase_if([](const HeaderMap::Field& f) { return is_hop_by_hop(f.name); });
+  REQUIRE(h.size() == 3);
+  CHECK(h.fields()[0].name == ":status");
+  CHECK(h.fields()[1].name == "content-type");
+  CHECK(h.fields()[2].value == "identity");
+  CHECK(h.bytes() == bytes - std::string_view("connectionkeep-alivetetrailers").size());
+  CHECK_FALSE(h.find("te"));
+  // The map stays usable: a later add and find see the kept fields and the new one.
+  h.add("grpc-status", "0");
+  CHECK(*h.find("grpc-status") == "0");
+  h.erase_if([](const HeaderMap::Field&) { return true; });
+  CHECK(h.empty());
+  CHECK(h.bytes() == 0);
+}
