@@ -1,6 +1,8 @@
 #include "observe/correlation.h"
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 namespace sparkgate::observe {
@@ -15,10 +17,24 @@ std::mt19937_64& rng() {
   return gen;
 }
 
-// Writes `digits` lower-case hex digits of `v` at `out`; returns the end.
+// The two lower-case hex digits of every byte value.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (size_t b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 0xf];
+  }
+  return t;
+}();
+
+// Writes the low `digits` (an even number) lower-case hex digits of `v` at `out`, a byte
+// (two digits) at a time; returns the end.
 char* put_hex(char* out, uint64_t v, int digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xf];
+  for (int shift = (digits - 2) * 4; shift >= 0; shift -= 8) {
+    std::memcpy(out, &kHexPairs[2 * ((v >> shift) & 0xff)], 2);
+    out += 2;
+  }
   return out;
 }
 

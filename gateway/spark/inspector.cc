@@ -1,11 +1,11 @@
 #include "spark/inspector.h"
 
-#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 
 #include "spark_view.pb.h"
 
@@ -17,9 +17,11 @@ constexpr int kSessionIdField = view::ExecutePlanRequest::kSessionIdFieldNumber;
 constexpr int kUserContextField = view::ExecutePlanRequest::kUserContextFieldNumber;
 // A tag is at most 5 bytes and a varint at most 10.
 constexpr size_t kMaxHeaderBytes = 15;
-// The stack block user_context is parsed on: a user id and name of up to a few hundred
-// bytes fit beside the arena's own bookkeeping; a larger one takes more blocks.
-constexpr size_t kUserContextArenaBytes = 1024;
+// A user_context up to this size is parsed into a message that the thread keeps and
+// clears between requests (its strings keep their capacity, so a usual one costs no
+// malloc, and no arena is set up and torn down per request); a larger one into a message
+// of its own, so that one large request does not leave its memory with the thread.
+constexpr size_t kReusedUserContextBytes = 1024;
 }  // namespace
 
 std::string Envelope::describe() const {
@@ -198,11 +200,14 @@ void EnvelopeScanner::finish_capture(std::string_view value) {
     envelope_.session_id = value;
     seen_session_ = true;
   } else if (f == kUserContextField) {
-    // Parsed on an arena in a block on the stack: the message and its strings cost no
-    // malloc for a user_context of the usual size.
-    alignas(std::max_align_t) char block[kUserContextArenaBytes];
-    google::protobuf::Arena arena(block, sizeof block);
-    auto* uc = google::protobuf::Arena::CreateMessage<view::UserContext>(&arena);
+    thread_local view::UserContext reused;
+    std::optional<view::UserContext> own;
+    view::UserContext* uc = &reused;
+    if (value.size() > kReusedUserContextBytes) {
+      uc = &own.emplace();
+    } else {
+      reused.Clear();
+    }
     // Protobuf merges repeated occurrences of a message field; so do we, to see what the
     // backend will see.
     if (envelope_.has_user_context) {
