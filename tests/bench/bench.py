@@ -43,7 +43,10 @@ PEERS = ["nghttpx", "haproxy", "nginx"]
 #   the "--workers default vs 1" table;
 # - sparkgate-trace0, sparkgate-trace1: tracing (docs/tracing.md) exporting to an OTLP
 #   sink in this process (it answers 200 to every POST and counts the spans' bytes),
-#   sample_ratio 0 and 1, e.g. --targets sparkgate,sparkgate-trace0,sparkgate-trace1.
+#   sample_ratio 0 and 1, e.g. --targets sparkgate,sparkgate-trace0,sparkgate-trace1;
+# - sparkgate-base: the defaults with the binary of --sparkgate-base-bin (an earlier
+#   commit's build), interleaved with `sparkgate` in the same run: before and after a
+#   change side by side, e.g. --targets sparkgate-base,sparkgate,nghttpx.
 # workers: the --workers value (None: no flag); yaml: appended to the configuration;
 # trace: the tracing sample_ratio.
 SPARKGATE_TARGETS = {
@@ -52,6 +55,7 @@ SPARKGATE_TARGETS = {
     "sparkgate-workers-default": dict(workers=None),
     "sparkgate-trace0": dict(workers=1, trace=0.0),
     "sparkgate-trace1": dict(workers=1, trace=1.0),
+    "sparkgate-base": dict(workers=1, base=True),
 }
 MIB = 1 << 20
 GIB = 1 << 30
@@ -84,7 +88,7 @@ SCENARIOS = {
     # per-thread buffer first, so what is left is the steady per-RPC cost.
     7: dict(title="heap allocations per unary Config RPC after warm-up, sparkgate at its defaults",
             mode="closed", args=dict(concurrency=8, channels=1, warmup=3, duration=5),
-            quick=dict(warmup=0.3, duration=0.3), only=("sparkgate",), alloc_counter=True),
+            quick=dict(warmup=0.3, duration=0.3), only=("sparkgate", "sparkgate-base"), alloc_counter=True),
 }
 # The counting allocator (tests/bench/alloc_counter.cc), relative to the build directory.
 ALLOC_COUNTER = os.path.join("tests", "bench", "alloc_counter.so")
@@ -185,6 +189,7 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="sparkgate-bench-")
         self.bin = os.path.join(opts.build_dir, "tests", "bench")
         self.sparkgate = getattr(opts, "sparkgate_bin", None) or os.path.join(opts.build_dir, "gateway", "sparkgate")
+        self.sparkgate_base = getattr(opts, "sparkgate_base_bin", None)
         self.runs = []
         self.failures = []
         self.sink = None  # OtlpSink, started for the first tracing target
@@ -225,7 +230,8 @@ class Bench:
                     f.write(f"tracing:\n  otlp:\n    endpoint: {self.sink.url}\n"
                             f"  sample_ratio: {variant['trace']}\n  flush_interval: 1s\n")
             workers = [] if variant["workers"] is None else ["--workers", str(variant["workers"])]
-            return [self.sparkgate, "--config", cfg, *workers, "--watch-config", "false"]
+            binary = self.sparkgate_base if variant.get("base") else self.sparkgate
+            return [binary, "--config", cfg, *workers, "--watch-config", "false"]
         if target == "nghttpx":
             empty = os.path.join(self.work, "nghttpx.conf")
             open(empty, "w").close()
@@ -617,6 +623,8 @@ def main():
     parser.add_argument("--command", default="", help="the command line to record")
     parser.add_argument("--sparkgate-bin", help="the sparkgate binary to measure (default: BUILD/gateway/sparkgate); "
                         "for before/after comparisons of a change")
+    parser.add_argument("--sparkgate-base-bin", help="the binary of the target sparkgate-base (an earlier build, "
+                        "measured interleaved with sparkgate)")
     opts = parser.parse_args()
     opts.scenarios = [int(s) for s in opts.scenarios.split(",") if s]
     opts.targets = [t for t in opts.targets.split(",") if t]
@@ -626,6 +634,8 @@ def main():
     for t in opts.targets:
         if t not in TARGETS and t not in SPARKGATE_TARGETS:
             parser.error(f"unknown target {t}; known: {TARGETS + [k for k in SPARKGATE_TARGETS if k not in TARGETS]}")
+    if "sparkgate-base" in opts.targets and not opts.sparkgate_base_bin:
+        parser.error("the target sparkgate-base needs --sparkgate-base-bin")
     if opts.quick:
         opts.reps = 1
 

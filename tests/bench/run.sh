@@ -28,6 +28,8 @@
 #                 with --callgrind: build-bench, not stripped)
 #   --sparkgate-bin  measure this sparkgate binary instead of the build's (before/after
 #                 comparisons: build the old commit elsewhere and pass its binary)
+#   --sparkgate-base-bin BIN  the binary of the target sparkgate-base, measured
+#                 interleaved with sparkgate (--targets sparkgate-base,sparkgate,...)
 #   --no-install  do not apt-get the peers (fail if one is missing)
 #   --callgrind   instead of the benchmark: profile sparkgate under valgrind's callgrind on
 #                 scenarios 2 and 3 (small sizes) and print its top functions
@@ -50,7 +52,7 @@ args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; args+=(--quick); shift ;;
-    --scenarios|--reps|--targets|--json|--sparkgate-bin) args+=("$1" "$2"); shift 2 ;;
+    --scenarios|--reps|--targets|--json|--sparkgate-bin|--sparkgate-base-bin) args+=("$1" "$2"); shift 2 ;;
     --build-dir) build="$(realpath -m "$2")"; shift 2 ;;
     --no-install) install=0; shift ;;
     --callgrind) callgrind=1; shift ;;
