@@ -9,7 +9,7 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
   if (entries_.capacity() == 0) entries_.reserve(kUsualFields);
   const size_t at = chars_.size();
   const size_t need = at + name.size() + value.size();
-  if (need > chars_.capacity()) {
+  if (need > chars_.capacity() || chars_.data() == nullptr) {
     // `name` or `value` may view this map's own bytes, which the new block moves.
     const char* old = chars_.data();
     auto rebase = [&](std::string_view& s) {
@@ -19,9 +19,9 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
     rebase(name);
     rebase(value);
   }
-  chars_.resize(need);
-  std::memcpy(chars_.data() + at, name.data(), name.size());
-  std::memcpy(chars_.data() + at + name.size(), value.data(), value.size());
+  char* out = chars_.extend(name.size() + value.size());
+  if (!name.empty()) std::memcpy(out, name.data(), name.size());
+  if (!value.empty()) std::memcpy(out + name.size(), value.data(), value.size());
   entries_.push_back({static_cast<uint32_t>(at), static_cast<uint32_t>(name.size()),
                       static_cast<uint32_t>(at + name.size()), static_cast<uint32_t>(value.size())});
   bytes_ += name.size() + value.size();

@@ -14,9 +14,11 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "http2/session_memory.h"
@@ -124,13 +126,60 @@ class HeaderMap {
     return {{chars_.data() + e.name_at, e.name_len}, {chars_.data() + e.value_at, e.value_len}};
   }
 
+  // The character block: one pooled block that grows by copying. Unlike a vector's
+  // resize, claiming room does not zero-fill it (add writes every byte it claims).
+  class Chars {
+   public:
+    Chars() = default;
+    Chars(const Chars& o) {
+      if (o.size_ == 0) return;
+      reserve(o.size_);
+      std::memcpy(data_, o.data_, o.size_);
+      size_ = o.size_;
+    }
+    Chars(Chars&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)) {}
+    Chars& operator=(Chars o) noexcept {  // copy or move, then swap
+      std::swap(data_, o.data_);
+      std::swap(size_, o.size_);
+      std::swap(cap_, o.cap_);
+      return *this;
+    }
+    ~Chars() {
+      if (data_ != nullptr) pooled_free(data_);
+    }
+    const char* data() const { return data_; }
+    size_t size() const { return size_; }
+    size_t capacity() const { return cap_; }
+    void clear() { size_ = 0; }
+    void reserve(size_t n) {
+      if (n <= cap_) return;
+      char* block = static_cast<char*>(pooled_new(n));
+      if (size_ != 0) std::memcpy(block, data_, size_);
+      if (data_ != nullptr) pooled_free(data_);
+      data_ = block;
+      cap_ = n;
+    }
+    // Claims `n` more bytes (within the capacity) and returns where they start.
+    char* extend(size_t n) {
+      char* at = data_ + size_;
+      size_ += n;
+      return at;
+    }
+
+   private:
+    char* data_ = nullptr;
+    size_t size_ = 0;
+    size_t cap_ = 0;
+  };
+
   using Entries = std::vector<Entry, PooledAllocator<Entry>>;
   // Removes the fields named `name` before `end`.
   void drop(std::string_view name, Entries::iterator end);
 
   Entries entries_;
   // Names and values, back to back; removed fields leave their bytes until clear().
-  std::vector<char, PooledAllocator<char>> chars_;
+  Chars chars_;
   size_t bytes_ = 0;
 };
 

@@ -154,3 +154,33 @@ TEST_CASE("header map erase_if drops the matching fields in place and keeps the 
   CHECK(h.empty());
   CHECK(h.bytes() == 0);
 }
+
+TEST_CASE("header map: copy and move assignment, including onto a map with fields, and self-assignment") {
+  HeaderMap a;
+  for (int i = 0; i < 40; ++i) a.add("x-field-" + std::to_string(i), std::string(30, static_cast<char>('a' + i % 26)));
+  HeaderMap b;
+  b.add("old", "value");
+  b = a;  // copy onto a map that has a block of its own
+  REQUIRE(b.size() == 40);
+  CHECK(*b.find("x-field-39") == std::string(30, 'n'));
+  a.set("x-field-39", "changed");
+  CHECK(*b.find("x-field-39") == std::string(30, 'n'));  // independent of the original
+  const HeaderMap& same = b;
+  b = same;  // self-assignment keeps the fields
+  CHECK(b.size() == 40);
+  CHECK(*b.find("x-field-0") == std::string(30, 'a'));
+  HeaderMap c;
+  c.add("c", "1");
+  c = std::move(b);
+  CHECK(c.size() == 40);
+  CHECK(*c.find("x-field-1") == std::string(30, 'b'));
+  c.clear();
+  CHECK(c.empty());
+  c.add("after", "clear");  // the kept block is reused
+  CHECK(*c.find("after") == "clear");
+  HeaderMap empty;
+  HeaderMap copy_of_empty = empty;
+  CHECK(copy_of_empty.empty());
+  copy_of_empty.add("", "");  // an empty field in a map without a block
+  CHECK(copy_of_empty.size() == 1);
+}
