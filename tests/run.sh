@@ -10,7 +10,7 @@
 #                is enforced by the build (one check per pair of folders), as `layering`
 #   integration  build/tests/integration/integration_tests       (doctest; real gateway
 #                against tests/fakes/fake_spark_server)
-#   asan         builds build-asan/ (g++ -fsanitize=address,undefined: 26 min of CPU from
+#   asan         builds build-asan/ (g++ -fsanitize=address,undefined -O1 -g1: 26 min of CPU from
 #                scratch, 34 min measured on 2 busy cores, 20 s with a warm ccache; at most
 #                ASAN_BUILD_TIMEOUT_S) and runs the unit and integration suites against it
 #                (about 2 min; the integration tests start that build's gateway and fake
@@ -333,12 +333,15 @@ run_asan() {
   banner "asan: build $dir (-fsanitize=address,undefined)"
   local start=$SECONDS
   if [ ! -f "$dir/build.ninja" ] &&
-     ! meson setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1 \
-         "-Dcpp_args=-fno-sanitize-recover=undefined -Wno-maybe-uninitialized -Wno-mismatched-new-delete"; then
+     ! meson setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1 -Ddebug=false \
+         "-Dcpp_args=-g1 -fno-sanitize-recover=undefined -Wno-maybe-uninitialized -Wno-mismatched-new-delete"; then
     record asan 0 1 "meson setup build-asan failed"
     return
   fi
   # -O1 as the sanitizer docs advise (and it compiles faster than the default -O2).
+  # -g1 (line tables, no variable or type info): a report still names file and line of
+  # every frame, and a heavy file (proxy/rpc_stream.cc) compiles in 42 s instead of 62 s
+  # with half the object size (measured on a busy 2-core machine).
   # -Wno-mismatched-new-delete: with -fsanitize=address g++ 12 reports one on Boost.Asio's
   # coroutine frames (awaitable_frame_base's sized operator delete, policy/https_get.cc).
   # -Wno-maybe-uninitialized: with -fsanitize=address g++ 12 reports false positives
