@@ -136,10 +136,10 @@ class LineWriter {
   explicit LineWriter(char* out) : p_(out) {}
   char* end() const { return p_; }
 
-  template <size_t N>
-  void literal(const char (&s)[N]) {
-    std::memcpy(p_, s, N - 1);
-    p_ += N - 1;
+  // `s` as it is (the file's own keys and separators, which need no escape).
+  void text(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
   }
 
   // `s` as a JSON string without its quotes, escaped as boost::json::serialize does: '"',
@@ -257,48 +257,45 @@ void AccessLog::rpc(const RpcRecord& r) {
   if (!enabled()) return;
   char time[96];
   const size_t time_len = format_utc_to(std::chrono::system_clock::now(), time);
+  // Each string field with what goes before its value: the key, its quotes, the comma.
+  struct Field {
+    std::string_view before;
+    std::string_view value;
+  };
+  const Field strings[] = {{"{\"time\":\"", {time, time_len}},
+                           {"\",\"type\":\"rpc\",\"request_id\":\"", r.request_id},
+                           {"\",\"traceparent\":\"", r.traceparent},
+                           {"\",\"peer\":\"", r.peer},
+                           {"\",\"session\":\"", r.session},
+                           {"\",\"user\":\"", r.user},
+                           {"\",\"rpc\":\"", r.rpc},
+                           {"\",\"cluster\":\"", r.cluster},
+                           {"\",\"backend\":\"", r.backend},
+                           {"\",\"operation_id\":\"", r.operation_id}};
   const std::string_view status = code_label_name(code_label(r.code));
-  const std::string_view strings[] = {r.request_id, r.traceparent, r.peer,    r.session,      r.user,
-                                      r.rpc,        r.cluster,     r.backend, r.operation_id, status};
-  // The keys, quotes and separators (under 256 bytes), five integers of at most 20
-  // digits and a sign, the time, and every string at its most escaped.
-  size_t bound = 256 + 5 * 21 + LineWriter::escaped_bound(time_len);
-  for (std::string_view v : strings) bound += LineWriter::escaped_bound(v.size());
+  // The keys, quotes and separators (under 256 bytes), four integers of at most 20
+  // digits and a sign, and every string at its most escaped.
+  size_t bound = 256 + 4 * 21 + LineWriter::escaped_bound(status.size());
+  for (const Field& f : strings) bound += LineWriter::escaped_bound(f.value.size());
 
   thread_local fmt::memory_buffer buf;
   buf.resize(bound);
   LineWriter w(buf.data());
-  w.literal("{\"time\":\"");
-  w.escaped({time, time_len});
-  w.literal("\",\"type\":\"rpc\",\"request_id\":\"");
-  w.escaped(r.request_id);
-  w.literal("\",\"traceparent\":\"");
-  w.escaped(r.traceparent);
-  w.literal("\",\"peer\":\"");
-  w.escaped(r.peer);
-  w.literal("\",\"session\":\"");
-  w.escaped(r.session);
-  w.literal("\",\"user\":\"");
-  w.escaped(r.user);
-  w.literal("\",\"rpc\":\"");
-  w.escaped(r.rpc);
-  w.literal("\",\"cluster\":\"");
-  w.escaped(r.cluster);
-  w.literal("\",\"backend\":\"");
-  w.escaped(r.backend);
-  w.literal("\",\"operation_id\":\"");
-  w.escaped(r.operation_id);
-  w.literal("\",\"code\":");
+  for (const Field& f : strings) {
+    w.text(f.before);
+    w.escaped(f.value);
+  }
+  w.text("\",\"code\":");
   w.integer(r.code);
-  w.literal(",\"status\":\"");
+  w.text(",\"status\":\"");
   w.escaped(status);
-  w.literal("\",\"duration_us\":");
+  w.text("\",\"duration_us\":");
   w.integer(static_cast<int64_t>(r.duration_s * 1e6));
-  w.literal(",\"bytes_in\":");
+  w.text(",\"bytes_in\":");
   w.integer(r.bytes_in);
-  w.literal(",\"bytes_out\":");
+  w.text(",\"bytes_out\":");
   w.integer(r.bytes_out);
-  w.literal("}");
+  w.text("}");
   const size_t len = static_cast<size_t>(w.end() - buf.data());
   buf.resize(len);
   logger_->info(std::string_view(buf.data(), len));
